@@ -1,0 +1,11 @@
+//! The canonical data model, JSONL in/out, one reader per source format, tag-scheme decoding and
+//! data warnings. Must not know about models, metrics or reports.
+
+pub mod error;
+pub mod readers;
+pub mod jsonl;
+pub mod model;
+pub mod text;
+
+pub use error::{DataError, DataResult, Location};
+pub use model::{Dataset, Entity, Tweet};

@@ -1,0 +1,20 @@
+//! COCO run-length encoding (the pycocotools format: column-major, runs alternate 0/1 starting
+//! with 0, compressed counts use pycocotools' LEB128-like string encoding).
+
+use serde::{Deserialize, Serialize};
+
+/// A COCO RLE mask: `{"size": [h, w], "counts": "..."}` (compressed) or `"counts": [..]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CocoRle {
+    /// `[height, width]`.
+    pub size: [u32; 2],
+    pub counts: RleCounts,
+}
+
+/// Compressed string counts (pycocotools) or an uncompressed list of run lengths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RleCounts {
+    Compressed(String),
+    Runs(Vec<u64>),
+}

@@ -1,0 +1,11 @@
+//! riveg-bench: evaluation and benchmarking harness for grounded multimodal NER.
+//!
+//! One canonical data model ([`data`]) in the middle: readers feed it, the [`pipeline`] produces
+//! more of it, [`metrics`] read only it, and reports and comparisons read only results.
+
+pub mod data;
+pub mod geometry;
+pub mod io_util;
+pub mod llm;
+pub mod pipeline;
+pub mod runtime;

@@ -1,0 +1,154 @@
+//! One small trait per pipeline stage. Each has real implementations (ONNX through ort, HTTP for
+//! the LLM) and replay / oracle ones; mocks live in tests. ort sessions need `&mut self` to run,
+//! so the traits take `&mut self`. Stages see one tweet at a time so that image work is batched
+//! per image (VE and VG score every entity of a tweet in one call; the segmenter encodes the image
+//! once and decodes every box against that embedding).
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::model::{Entity, Tweet};
+use crate::geometry::{BBox, CocoRle};
+
+/// The five stages, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Tagger,
+    Reformulator,
+    Entailer,
+    Grounder,
+    Segmenter,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Tagger,
+        Stage::Reformulator,
+        Stage::Entailer,
+        Stage::Grounder,
+        Stage::Segmenter,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Tagger => "tagger",
+            Stage::Reformulator => "reformulator",
+            Stage::Entailer => "entailer",
+            Stage::Grounder => "grounder",
+            Stage::Segmenter => "segmenter",
+        }
+    }
+}
+
+/// Which implementation a stage runs (the `stages` object of results.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageKind {
+    /// A real ONNX model through ort.
+    Onnx,
+    /// A real LLM behind an OpenAI-compatible endpoint.
+    Llm,
+    /// Outputs recorded in files (e.g. the seed's released VE file).
+    Replay,
+    /// Derived from gold (upper bounds).
+    Oracle,
+    /// Switched off (ablation).
+    Off,
+    /// Segmenter only: the filled box is the mask.
+    Box,
+}
+
+/// What a stage sees of one tweet: the canonical record and, for stages that need pixels, the
+/// decoded RGB image (the runner loads it once per tweet).
+pub struct TweetInput<'a> {
+    pub tweet: &'a Tweet,
+    pub image: Option<&'a image::RgbImage>,
+}
+
+/// One grounding answer: a box in original-image pixels and the model's confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Grounding {
+    pub bbox: BBox,
+    pub score: f32,
+}
+
+/// MNER: tokens → typed entity spans (text, type, start, end; not yet grounded).
+pub trait Tagger {
+    fn kind(&self) -> StageKind;
+    fn tag(&mut self, tweet: &Tweet) -> Result<Vec<Entity>, StageError>;
+}
+
+/// Reformulation: each entity → an "entity expansion expression" (`Entity(TYPE)-description`).
+pub trait Reformulator {
+    fn kind(&self) -> StageKind;
+    fn reformulate(&mut self, tweet: &Tweet, entities: &[Entity]) -> Result<Vec<String>, StageError>;
+}
+
+/// Visual entailment: image + query per entity → probability that the entity is in the image.
+pub trait Entailer {
+    fn kind(&self) -> StageKind;
+    fn needs_pixels(&self) -> bool;
+    fn entail(
+        &mut self,
+        input: &TweetInput<'_>,
+        entities: &[Entity],
+        queries: &[String],
+    ) -> Result<Vec<f32>, StageError>;
+}
+
+/// Visual grounding: image + query per entity → one box in original-image pixels.
+pub trait Grounder {
+    fn kind(&self) -> StageKind;
+    fn needs_pixels(&self) -> bool;
+    fn ground(
+        &mut self,
+        input: &TweetInput<'_>,
+        entities: &[Entity],
+        queries: &[String],
+    ) -> Result<Vec<Grounding>, StageError>;
+}
+
+/// Box-prompted segmentation: image + one box per entity → one mask each.
+pub trait Segmenter {
+    fn kind(&self) -> StageKind;
+    fn needs_pixels(&self) -> bool;
+    fn segment(&mut self, input: &TweetInput<'_>, boxes: &[BBox]) -> Result<Vec<CocoRle>, StageError>;
+}
+
+/// A stage failed on one item (tweet / entity) or could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("tweet {tweet_id}: image {path} is missing or unreadable: {why}\n  hint: {hint}")]
+    Image {
+        tweet_id: String,
+        path: String,
+        why: String,
+        hint: String,
+    },
+    #[error("tweet {tweet_id}{}: {what}\n  hint: {hint}", entity.as_ref().map(|e| format!(", entity {e:?}")).unwrap_or_default())]
+    Item {
+        tweet_id: String,
+        entity: Option<String>,
+        what: String,
+        hint: String,
+    },
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error(transparent)]
+    Llm(#[from] crate::llm::LlmError),
+}
+
+impl StageError {
+    pub fn item(
+        tweet_id: impl Into<String>,
+        entity: Option<&str>,
+        what: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        StageError::Item {
+            tweet_id: tweet_id.into(),
+            entity: entity.map(str::to_string),
+            what: what.into(),
+            hint: hint.into(),
+        }
+    }
+}

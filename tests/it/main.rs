@@ -1,0 +1,5 @@
+//! The one integration-test binary (one link step keeps `cargo test` fast). One module per area.
+
+mod geometry;
+mod llm;
+mod stages;
