@@ -7,5 +7,6 @@ pub mod data;
 pub mod geometry;
 pub mod io_util;
 pub mod llm;
+pub mod metrics;
 pub mod pipeline;
 pub mod runtime;

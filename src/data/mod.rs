@@ -2,10 +2,13 @@
 //! data warnings. Must not know about models, metrics or reports.
 
 pub mod error;
-pub mod readers;
 pub mod jsonl;
 pub mod model;
+pub mod readers;
+pub mod tags;
 pub mod text;
+pub mod warnings;
 
 pub use error::{DataError, DataResult, Location};
 pub use model::{Dataset, Entity, Tweet};
+pub use warnings::{DataWarning, ReadOutput};

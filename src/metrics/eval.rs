@@ -1,0 +1,471 @@
+//! `eval`: every task, breakdown and stage diagnostic for one protocol, as a pure function of
+//! gold and predictions. The JSON shape of [`EvalReport`] is a contract (`eval --format json`,
+//! results.json): add fields, never rename them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::matching::{
+    align, best_box_iou, grounding_ok, match_tweet, same_key, AlignedTweet, Grounding, Protocol, TaskSpec,
+    TypeKey,
+};
+use super::prf::{Counts, Prf};
+use crate::data::model::{Dataset, Entity};
+
+/// Options of one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalOptions {
+    pub protocol: Protocol,
+    /// Box IoU needed for a grounded match (GMNER, EEG, FMNERG). Published: 0.5.
+    pub iou_threshold: f64,
+    /// Mask IoU needed for an SMNER match. Published: 0.5.
+    pub mask_iou_threshold: f64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            protocol: Protocol::Riveg,
+            iou_threshold: 0.5,
+            mask_iou_threshold: 0.5,
+        }
+    }
+}
+
+/// Why a protocol cannot score a pair of files (e.g. span protocol without token offsets).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{0}")]
+pub struct NotApplicable(pub String);
+
+/// Per-type scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypeScores {
+    pub mner: Prf,
+    pub gmner: Prf,
+}
+
+/// GMNER split by the gold entity's groundability (predicted counts by the prediction's decision).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroundabilitySplit {
+    pub groundable: Prf,
+    pub ungroundable: Prf,
+}
+
+/// Where GMNER errors come from. `correct + wrong_* + spurious = predicted` and
+/// `correct + wrong_* + missed = gold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ErrorBreakdown {
+    pub correct: usize,
+    /// Gold entity with no prediction of the same text / span.
+    pub missed: usize,
+    /// Prediction with no gold entity of the same text / span.
+    pub spurious: usize,
+    /// Right text / span, wrong type.
+    pub wrong_type: usize,
+    /// Right text and type, wrong groundable / ungroundable decision.
+    pub wrong_groundability: usize,
+    /// Right text, type and decision (groundable), box IoU below the threshold or no box.
+    pub wrong_box: usize,
+}
+
+/// Visual entailment judged on the entities the tagger got right (positive = groundable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntailmentDiagnostics {
+    pub evaluated: usize,
+    pub accuracy: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub true_positive: usize,
+    pub false_positive: usize,
+    pub true_negative: usize,
+    pub false_negative: usize,
+}
+
+/// Visual grounding judged on correctly tagged groundable entities that received a box.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroundingDiagnostics {
+    /// Correctly tagged gold-groundable entities.
+    pub candidates: usize,
+    /// Of those, how many have a predicted box (the rest were stopped by VE or lack a box).
+    pub with_box: usize,
+    /// Acc@IoU>=threshold over `with_box`.
+    pub accuracy: f64,
+    pub mean_iou: f64,
+}
+
+/// The GMNER F1 each stage would give if every later stage were perfect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageUpperBounds {
+    /// MNER as is, VE and VG perfect (= MNER F1).
+    pub after_mner: f64,
+    /// MNER and VE as is, VG perfect.
+    pub after_ve: f64,
+    /// Everything as is (= GMNER F1).
+    pub after_vg: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageDiagnostics {
+    pub entailment: EntailmentDiagnostics,
+    pub grounding: GroundingDiagnostics,
+    pub upper_bounds: StageUpperBounds,
+}
+
+/// Per-tweet counts of one task, for paired bootstrap in `compare`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PerTweet {
+    pub ids: Vec<String>,
+    /// task → `[correct, predicted, gold]` per tweet, aligned with `ids`.
+    pub counts: BTreeMap<String, Vec<[u32; 3]>>,
+}
+
+/// Everything `eval` reports for one protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub protocol: Protocol,
+    pub iou_threshold: f64,
+    pub mner: Prf,
+    pub eeg: Prf,
+    pub gmner: Prf,
+    /// FMNERG (fine type + grounding), when both sides carry fine types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fmnerg: Option<Prf>,
+    /// FMNERG scored on coarse types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fmnerg_coarse: Option<Prf>,
+    /// MNER at fine-type level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fmner: Option<Prf>,
+    /// SMNER (masks), when gold carries masks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smner: Option<Prf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_iou_threshold: Option<f64>,
+    /// Coarse type → MNER and GMNER scores.
+    pub per_type: BTreeMap<String, TypeScores>,
+    /// Fine type → FMNERG scores (MNER at fine level in `mner`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_fine_type: BTreeMap<String, TypeScores>,
+    pub groundability: GroundabilitySplit,
+    pub errors: ErrorBreakdown,
+    pub diagnostics: StageDiagnostics,
+    /// Per-tweet counts (not part of `eval --format json`; saved beside results for `compare`).
+    #[serde(skip)]
+    pub per_tweet: PerTweet,
+}
+
+/// Evaluates predictions against gold under one protocol.
+pub fn evaluate(gold: &Dataset, pred: &Dataset, opts: &EvalOptions) -> Result<EvalReport, NotApplicable> {
+    if opts.protocol == Protocol::Span {
+        for (name, ds) in [("gold", gold), ("predictions", pred)] {
+            if !ds.has_spans() {
+                return Err(NotApplicable(format!(
+                    "span protocol needs token offsets, and the {name} have entities without start/end (e.g. RiVEG release files hold entity strings only)"
+                )));
+            }
+        }
+    }
+    let tweets = align(gold, pred);
+    let protocol = opts.protocol;
+    let boxes = Grounding::Box {
+        iou_threshold: opts.iou_threshold,
+    };
+    let mner_spec = TaskSpec {
+        types: TypeKey::Coarse,
+        grounding: Grounding::Ignore,
+    };
+    let gmner_spec = TaskSpec {
+        types: TypeKey::Coarse,
+        grounding: boxes,
+    };
+    let eeg_spec = TaskSpec {
+        types: TypeKey::None,
+        grounding: boxes,
+    };
+
+    let mut per_tweet = PerTweet {
+        ids: tweets.iter().map(|t| t.id.to_string()).collect(),
+        counts: BTreeMap::new(),
+    };
+    let mut run = |name: &str, spec: TaskSpec| -> (Counts, Vec<Vec<Option<usize>>>) {
+        let mut total = Counts::default();
+        let mut all = Vec::with_capacity(tweets.len());
+        let mut cells = Vec::with_capacity(tweets.len());
+        for t in &tweets {
+            let m = match_tweet(protocol, spec, t);
+            let c = m.iter().filter(|x| x.is_some()).count();
+            cells.push([c as u32, t.pred.len() as u32, t.gold.len() as u32]);
+            total.add(Counts {
+                correct: c,
+                predicted: t.pred.len(),
+                gold: t.gold.len(),
+            });
+            all.push(m);
+        }
+        per_tweet.counts.insert(name.to_string(), cells);
+        (total, all)
+    };
+
+    let (mner_c, mner_m) = run("mner", mner_spec);
+    let (eeg_c, _) = run("eeg", eeg_spec);
+    let (gmner_c, gmner_m) = run("gmner", gmner_spec);
+
+    let fine = gold.has_fine_types() && pred.has_fine_types();
+    let (mut fmnerg, mut fmnerg_coarse, mut fmner) = (None, None, None);
+    let mut fine_matches = None;
+    if fine {
+        let (c, m) = run(
+            "fmnerg",
+            TaskSpec {
+                types: TypeKey::Fine,
+                grounding: boxes,
+            },
+        );
+        fmnerg = Some(c.prf());
+        fine_matches = Some(m);
+        fmnerg_coarse = Some(gmner_c.prf());
+        let (c, _) = run(
+            "fmner",
+            TaskSpec {
+                types: TypeKey::Fine,
+                grounding: Grounding::Ignore,
+            },
+        );
+        fmner = Some(c.prf());
+    }
+    let (mut smner, mut mask_iou_threshold) = (None, None);
+    if gold.has_masks() {
+        let (c, _) = run(
+            "smner",
+            TaskSpec {
+                types: TypeKey::Coarse,
+                grounding: Grounding::Mask {
+                    iou_threshold: opts.mask_iou_threshold,
+                },
+            },
+        );
+        smner = Some(c.prf());
+        mask_iou_threshold = Some(opts.mask_iou_threshold);
+    }
+
+    let per_type = per_type_scores(&tweets, &mner_m, &gmner_m, |e| Some(e.entity_type.as_str()));
+    let per_fine_type = match &fine_matches {
+        Some(fm) => {
+            // FMNERG per fine type: MNER at fine level is approximated by the fine matches' text part.
+            let fmner_m: Vec<Vec<Option<usize>>> = tweets
+                .iter()
+                .map(|t| {
+                    match_tweet(
+                        protocol,
+                        TaskSpec {
+                            types: TypeKey::Fine,
+                            grounding: Grounding::Ignore,
+                        },
+                        t,
+                    )
+                })
+                .collect();
+            per_type_scores(&tweets, &fmner_m, fm, |e| e.fine_type.as_deref())
+        }
+        None => BTreeMap::new(),
+    };
+
+    Ok(EvalReport {
+        protocol,
+        iou_threshold: opts.iou_threshold,
+        mner: mner_c.prf(),
+        eeg: eeg_c.prf(),
+        gmner: gmner_c.prf(),
+        fmnerg,
+        fmnerg_coarse,
+        fmner,
+        smner,
+        mask_iou_threshold,
+        per_type,
+        per_fine_type,
+        groundability: groundability_split(&tweets, &gmner_m),
+        errors: error_breakdown(protocol, &tweets, &gmner_m),
+        diagnostics: diagnostics(&tweets, &mner_m, &gmner_c, &mner_c, opts.iou_threshold),
+        per_tweet,
+    })
+}
+
+fn per_type_scores<'a>(
+    tweets: &[AlignedTweet<'a>],
+    mner_m: &[Vec<Option<usize>>],
+    gmner_m: &[Vec<Option<usize>>],
+    type_of: impl Fn(&'a Entity) -> Option<&'a str>,
+) -> BTreeMap<String, TypeScores> {
+    let mut mner: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut gmner: BTreeMap<String, Counts> = BTreeMap::new();
+    for (ti, t) in tweets.iter().enumerate() {
+        for g in &t.gold {
+            if let Some(ty) = type_of(g) {
+                mner.entry(ty.to_string()).or_default().gold += 1;
+                gmner.entry(ty.to_string()).or_default().gold += 1;
+            }
+        }
+        for (pi, p) in t.pred.iter().enumerate() {
+            if let Some(ty) = type_of(p) {
+                mner.entry(ty.to_string()).or_default().predicted += 1;
+                gmner.entry(ty.to_string()).or_default().predicted += 1;
+                if mner_m[ti][pi].is_some() {
+                    mner.entry(ty.to_string()).or_default().correct += 1;
+                }
+                if gmner_m[ti][pi].is_some() {
+                    gmner.entry(ty.to_string()).or_default().correct += 1;
+                }
+            }
+        }
+    }
+    mner.into_iter()
+        .map(|(ty, c)| {
+            let g = gmner.get(&ty).copied().unwrap_or_default();
+            (
+                ty,
+                TypeScores {
+                    mner: c.prf(),
+                    gmner: g.prf(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn groundability_split(tweets: &[AlignedTweet<'_>], gmner_m: &[Vec<Option<usize>>]) -> GroundabilitySplit {
+    let (mut yes, mut no) = (Counts::default(), Counts::default());
+    for (ti, t) in tweets.iter().enumerate() {
+        for g in &t.gold {
+            if g.groundable {
+                yes.gold += 1
+            } else {
+                no.gold += 1
+            }
+        }
+        for (pi, p) in t.pred.iter().enumerate() {
+            let cell = if p.groundable { &mut yes } else { &mut no };
+            cell.predicted += 1;
+            if gmner_m[ti][pi].is_some() {
+                // A GMNER match implies the same groundability on both sides.
+                cell.correct += 1;
+            }
+        }
+    }
+    GroundabilitySplit {
+        groundable: yes.prf(),
+        ungroundable: no.prf(),
+    }
+}
+
+/// Classifies every GMNER failure, continuing the same greedy matching: first the GMNER matches,
+/// then same text+type pairs (groundability or box errors), then same text pairs (type errors).
+fn error_breakdown(protocol: Protocol, tweets: &[AlignedTweet<'_>], gmner_m: &[Vec<Option<usize>>]) -> ErrorBreakdown {
+    let mut b = ErrorBreakdown::default();
+    for (ti, t) in tweets.iter().enumerate() {
+        let mut taken = vec![false; t.gold.len()];
+        let mut done = vec![false; t.pred.len()];
+        for (pi, m) in gmner_m[ti].iter().enumerate() {
+            if let Some(gi) = m {
+                taken[*gi] = true;
+                done[pi] = true;
+                b.correct += 1;
+            }
+        }
+        let typed = super::matching::greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
+            same_key(protocol, TypeKey::Coarse, g, p)
+        });
+        for (pi, m) in typed.iter().enumerate() {
+            if let Some(gi) = m {
+                done[pi] = true;
+                if t.gold[*gi].groundable != t.pred[pi].groundable {
+                    b.wrong_groundability += 1;
+                } else {
+                    b.wrong_box += 1;
+                }
+            }
+        }
+        let untyped = super::matching::greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
+            same_key(protocol, TypeKey::None, g, p)
+        });
+        for (pi, m) in untyped.iter().enumerate() {
+            if m.is_some() {
+                done[pi] = true;
+                b.wrong_type += 1;
+            }
+        }
+        b.spurious += done.iter().filter(|d| !**d).count();
+        b.missed += taken.iter().filter(|d| !**d).count();
+    }
+    b
+}
+
+fn diagnostics(
+    tweets: &[AlignedTweet<'_>],
+    mner_m: &[Vec<Option<usize>>],
+    gmner_c: &Counts,
+    mner_c: &Counts,
+    iou_threshold: f64,
+) -> StageDiagnostics {
+    let (mut tp, mut fp, mut tn, mut fnn) = (0usize, 0usize, 0usize, 0usize);
+    let (mut candidates, mut with_box, mut hits) = (0usize, 0usize, 0usize);
+    let mut iou_sum = 0.0;
+    for (ti, t) in tweets.iter().enumerate() {
+        for (pi, m) in mner_m[ti].iter().enumerate() {
+            let Some(gi) = m else { continue };
+            let (g, p) = (t.gold[*gi], t.pred[pi]);
+            match (g.groundable, p.groundable) {
+                (true, true) => tp += 1,
+                (false, true) => fp += 1,
+                (false, false) => tn += 1,
+                (true, false) => fnn += 1,
+            }
+            if g.groundable {
+                candidates += 1;
+                if !p.boxes.is_empty() {
+                    with_box += 1;
+                    let iou = best_box_iou(g, p);
+                    iou_sum += iou;
+                    if iou >= iou_threshold {
+                        hits += 1;
+                    }
+                }
+            }
+        }
+    }
+    let evaluated = tp + fp + tn + fnn;
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let ve = Prf::from_counts(tp, tp + fp, tp + fnn);
+    // VG perfect: every correctly tagged entity with the right decision is a GMNER match.
+    let after_ve = Prf::from_counts(tp + tn, mner_c.predicted, mner_c.gold).f1;
+    StageDiagnostics {
+        entailment: EntailmentDiagnostics {
+            evaluated,
+            accuracy: ratio(tp + tn, evaluated),
+            precision: ve.precision,
+            recall: ve.recall,
+            f1: ve.f1,
+            true_positive: tp,
+            false_positive: fp,
+            true_negative: tn,
+            false_negative: fnn,
+        },
+        grounding: GroundingDiagnostics {
+            candidates,
+            with_box,
+            accuracy: ratio(hits, with_box),
+            mean_iou: if with_box == 0 { 0.0 } else { iou_sum / with_box as f64 },
+        },
+        upper_bounds: StageUpperBounds {
+            after_mner: mner_c.prf().f1,
+            after_ve,
+            after_vg: gmner_c.prf().f1,
+        },
+    }
+}
+
+/// Whether a prediction is a GMNER match against a gold entity (exposed for the pipeline's oracles).
+pub fn is_grounded_match(g: &Entity, p: &Entity, iou_threshold: f64) -> bool {
+    grounding_ok(Grounding::Box { iou_threshold }, g, p)
+}

@@ -1,0 +1,11 @@
+//! Scoring: protocols (RiVEG seed greedy, span), tasks (MNER, EEG, GMNER, FMNERG, SMNER),
+//! breakdowns and stage diagnostics, and the polars tables built from them. Pure: no file IO.
+
+pub mod eval;
+pub mod matching;
+pub mod prf;
+pub mod tables;
+
+pub use eval::{evaluate, EvalOptions, EvalReport, NotApplicable};
+pub use matching::Protocol;
+pub use prf::{Counts, Prf};
