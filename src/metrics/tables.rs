@@ -78,7 +78,7 @@ pub fn groundability_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
             ("groundable".into(), r.groundability.groundable),
             ("ungroundable".into(), r.groundability.ungroundable),
         ],
-        "gold",
+        "gold entities",
     )
 }
 
@@ -91,7 +91,7 @@ pub fn errors_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
         ("spurious", e.spurious),
         ("wrong type", e.wrong_type),
         ("wrong groundability", e.wrong_groundability),
-        ("wrong box", e.wrong_box),
+        ("wrong or missing box", e.wrong_box),
     ];
     df!(
         "outcome" => kinds.iter().map(|k| k.0).collect::<Vec<_>>(),

@@ -1,5 +1,7 @@
 //! The one integration-test binary (one link step keeps `cargo test` fast). One module per area.
 
+mod common;
+mod eval;
 mod geometry;
 mod llm;
 mod stages;

@@ -1,0 +1,245 @@
+//! Command-line interface: clap structs for what the user typed, resolution into validated plans,
+//! and output in human or JSON form. Logic a test would want to call lives in the library.
+
+pub mod human;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::data::readers;
+use crate::data::tags::Scheme;
+use crate::data::{jsonl, Dataset, ReadOutput};
+use crate::metrics::{evaluate, EvalOptions, Protocol};
+
+/// Exit codes (documented in the README).
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// `compare` found a significant regression in a gated metric.
+    pub const REGRESSION: i32 = 1;
+    /// Usage or input error.
+    pub const ERROR: i32 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "riveg-bench",
+    version,
+    about = "Evaluation and benchmarking harness for grounded multimodal NER (RiVEG pipeline)",
+    after_help = "Exit codes: 0 ok, 1 regression found by `compare`, 2 usage or input error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert a dataset or prediction file into canonical JSONL.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Score predictions against gold (MNER, EEG, GMNER; FMNERG and SMNER when the data has them).
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+/// `--format` default: human on a terminal, JSON otherwise.
+pub fn resolve_format(f: Option<OutputFormat>) -> OutputFormat {
+    f.unwrap_or(if std::io::stdout().is_terminal() {
+        OutputFormat::Human
+    } else {
+        OutputFormat::Json
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Twitter-GMNER v1 / v2.0 (txt/{split}.txt + xml/).
+    Gmner {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value = "test")]
+        split: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Twitter-FMNERG (txt_fine/{split}.txt), boxes linked from a GMNER v2.0 folder.
+    Fmnerg {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// A Twitter-GMNER v2.0 folder whose xml/ gives the boxes.
+        #[arg(long)]
+        boxes_from: Option<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// CoNLL-style predictions: IMGID lines + token<TAB>tag (or token<TAB>coarse<TAB>fine).
+    Conll {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "auto")]
+        scheme: Scheme,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// AdaSeq output: token<TAB>gold<TAB>pred (BIOES), text after <EOS> dropped.
+    Adaseq {
+        file: PathBuf,
+        /// Canonical JSONL of the same split: gives tweet ids (tokens must agree).
+        #[arg(long)]
+        ids_from: Option<PathBuf>,
+        /// Also write the file's gold column as canonical JSONL.
+        #[arg(long)]
+        gold_out: Option<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// RiVEG gold labels (GMNER_finall_label.txt).
+    RivegLabels {
+        file: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// RiVEG VE output (OFAVE_to_OFAREC*.txt), with OFA REC boxes when given.
+    RivegOfa {
+        file: PathBuf,
+        /// OFA REC output: [{"uniq_id": ..., "box": [x1,y1,x2,y2]}], one per VE-positive line.
+        #[arg(long)]
+        boxes: Option<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Gold, canonical JSONL (see `import`).
+    #[arg(long)]
+    pub gold: PathBuf,
+    /// Predictions, canonical JSONL.
+    #[arg(long)]
+    pub pred: PathBuf,
+    #[arg(long, value_enum, default_value = "riveg")]
+    pub protocol: Protocol,
+    /// Box IoU needed for a grounded match.
+    #[arg(long = "iou", default_value_t = 0.5)]
+    pub iou_threshold: f64,
+    /// Mask IoU needed for an SMNER match.
+    #[arg(long = "mask-iou", default_value_t = 0.5)]
+    pub mask_iou_threshold: f64,
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+}
+
+/// Runs a parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Import(cmd) => import(cmd),
+        Command::Eval(args) => eval(args),
+    }
+}
+
+fn print_warnings(out: &ReadOutput) {
+    for w in &out.warnings {
+        eprintln!("{w}");
+    }
+}
+
+fn write_output(dataset: &Dataset, path: &Path) -> anyhow::Result<()> {
+    jsonl::write_jsonl(dataset, path)?;
+    eprintln!(
+        "wrote {} tweets, {} entities to {}",
+        dataset.tweets.len(),
+        dataset.entity_count(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn import(cmd: ImportCommand) -> anyhow::Result<i32> {
+    let (out, path) = match cmd {
+        ImportCommand::Gmner {
+            dataset,
+            split,
+            output,
+        } => (readers::gmner::read_gmner(&dataset, &split)?, output),
+        ImportCommand::Fmnerg {
+            dataset,
+            split,
+            boxes_from,
+            output,
+        } => (
+            readers::fmnerg::read_fmnerg(&dataset, &split, boxes_from.as_deref())?,
+            output,
+        ),
+        ImportCommand::Conll {
+            file,
+            scheme,
+            output,
+        } => (readers::conll::read_conll(&file, scheme)?, output),
+        ImportCommand::Adaseq {
+            file,
+            ids_from,
+            gold_out,
+            output,
+        } => {
+            let ids = ids_from.as_deref().map(jsonl::read_jsonl).transpose()?;
+            let ada = readers::adaseq::read_adaseq(&file, ids.as_ref())?;
+            if let Some(g) = gold_out {
+                write_output(&ada.gold, &g)?;
+            }
+            (
+                ReadOutput {
+                    dataset: ada.pred,
+                    warnings: Vec::new(),
+                },
+                output,
+            )
+        }
+        ImportCommand::RivegLabels { file, output } => (readers::riveg::read_riveg_labels(&file)?, output),
+        ImportCommand::RivegOfa {
+            file,
+            boxes,
+            output,
+        } => (readers::riveg::read_riveg_ofa(&file, boxes.as_deref())?, output),
+    };
+    print_warnings(&out);
+    write_output(&out.dataset, &path)?;
+    Ok(exit::OK)
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<i32> {
+    if !(args.iou_threshold > 0.0 && args.iou_threshold <= 1.0) {
+        anyhow::bail!(
+            "--iou {} is outside (0, 1]\n  hint: the published protocols use 0.5",
+            args.iou_threshold
+        );
+    }
+    let gold = jsonl::read_jsonl(&args.gold)?;
+    let pred = jsonl::read_jsonl(&args.pred)?;
+    let opts = EvalOptions {
+        protocol: args.protocol,
+        iou_threshold: args.iou_threshold,
+        mask_iou_threshold: args.mask_iou_threshold,
+    };
+    let report = evaluate(&gold, &pred, &opts).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot score {} against {} with the {} protocol: {e}\n  hint: use --protocol riveg, or import predictions that carry token offsets",
+            args.pred.display(),
+            args.gold.display(),
+            args.protocol.name()
+        )
+    })?;
+    match resolve_format(args.format) {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Human => print!("{}", human::render_eval(&report)),
+    }
+    Ok(exit::OK)
+}
