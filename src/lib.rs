@@ -3,6 +3,7 @@
 //! One canonical data model ([`data`]) in the middle: readers feed it, the [`pipeline`] produces
 //! more of it, [`metrics`] read only it, and reports and comparisons read only results.
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod geometry;
@@ -10,4 +11,5 @@ pub mod io_util;
 pub mod llm;
 pub mod metrics;
 pub mod pipeline;
+pub mod results;
 pub mod runtime;

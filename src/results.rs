@@ -1,0 +1,133 @@
+//! The results of a run (`reports/<run-id>/results.json`, `run --format json`). This JSON shape is
+//! a contract that `report`, `compare`, `merge` and other tools read: add fields, never rename.
+//!
+//! ```text
+//! {"suite": NAME, "run_id": ..., "meta": {...},
+//!  "variants": [{"name", "description", "stages": {"tagger": S, ...}, "metrics": {"riveg": M, "span": M|null},
+//!                "not_applicable": {"span": reason}, "timings": {...}, "skipped": N, ...}]}
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bench::StageTiming;
+use crate::metrics::eval::{EvalReport, PerTweet};
+use crate::pipeline::stages::{Stage, StageKind};
+
+/// Where and how a run happened.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub tool_version: String,
+    /// `git rev-parse HEAD` of the checkout, when available.
+    pub git_commit: Option<String>,
+    /// Seconds since the Unix epoch at the start of the run.
+    pub started_unix: u64,
+    pub hostname: Option<String>,
+    pub os: String,
+    pub cpu: Option<String>,
+    pub cores: usize,
+    /// The ONNX Runtime execution provider that ran (`cpu`, `cuda`), or `none` when no model ran.
+    pub execution_provider: String,
+    /// `K/N` when this is one shard of a run.
+    pub shard: Option<String>,
+    /// Gold file(s) the metrics were computed against.
+    pub gold: Vec<String>,
+}
+
+/// Metrics of one variant under both protocols (`null` where a protocol cannot apply).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct VariantMetrics {
+    pub riveg: Option<EvalReport>,
+    pub span: Option<EvalReport>,
+}
+
+/// A skipped item (`--on-error skip`): never lost silently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedItem {
+    pub tweet_id: String,
+    pub stage: Stage,
+    pub error: String,
+}
+
+/// One variant of the ablation matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantResult {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub stages: BTreeMap<Stage, StageKind>,
+    pub metrics: VariantMetrics,
+    /// Protocol → why it is `null`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_applicable: BTreeMap<String, String>,
+    /// Stage name (and `pipeline` for the whole) → latency summary.
+    pub timings: BTreeMap<String, StageTiming>,
+    pub skipped: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_items: Vec<SkippedItem>,
+    /// Model id → sha256 of every model file this variant ran.
+    #[serde(default)]
+    pub model_hashes: BTreeMap<String, String>,
+    /// Predictions file, relative to the run directory.
+    pub predictions: String,
+    /// Tweets scored.
+    pub tweets: usize,
+}
+
+/// The whole `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResults {
+    pub suite: String,
+    pub run_id: String,
+    pub meta: RunMeta,
+    pub variants: Vec<VariantResult>,
+}
+
+/// Per-tweet counts of one variant (for paired bootstrap), saved as `per_tweet/<variant>.json`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct VariantPerTweet {
+    pub riveg: Option<PerTweet>,
+    pub span: Option<PerTweet>,
+}
+
+/// Errors reading results.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("{path}: cannot read results: {source}\n  hint: {hint}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+        hint: String,
+    },
+    #[error("{path}: not a riveg-bench results.json: {source}\n  hint: results come from `riveg-bench run` (reports/<run-id>/results.json)")]
+    Json { path: String, source: serde_json::Error },
+}
+
+impl RunResults {
+    /// Reads `results.json` from a run directory (or the file itself).
+    pub fn load(path: &Path) -> Result<RunResults, ResultsError> {
+        let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+        let text = std::fs::read_to_string(&file).map_err(|e| ResultsError::Io {
+            path: file.display().to_string(),
+            hint: "pass a run directory (reports/<run-id>) that holds results.json".into(),
+            source: e,
+        })?;
+        serde_json::from_str(&text).map_err(|e| ResultsError::Json {
+            path: file.display().to_string(),
+            source: e,
+        })
+    }
+
+    pub fn variant(&self, name: &str) -> Option<&VariantResult> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+}
+
+impl VariantPerTweet {
+    pub fn load(run_dir: &Path, variant: &str) -> Option<VariantPerTweet> {
+        let p = run_dir.join("per_tweet").join(format!("{variant}.json"));
+        serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+    }
+}
