@@ -102,13 +102,20 @@ pub enum ResultsError {
         hint: String,
     },
     #[error("{path}: not a riveg-bench results.json: {source}\n  hint: results come from `riveg-bench run` (reports/<run-id>/results.json)")]
-    Json { path: String, source: serde_json::Error },
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
 }
 
 impl RunResults {
     /// Reads `results.json` from a run directory (or the file itself).
     pub fn load(path: &Path) -> Result<RunResults, ResultsError> {
-        let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+        let file = if path.is_dir() {
+            path.join("results.json")
+        } else {
+            path.to_path_buf()
+        };
         let text = std::fs::read_to_string(&file).map_err(|e| ResultsError::Io {
             path: file.display().to_string(),
             hint: "pass a run directory (reports/<run-id>) that holds results.json".into(),

@@ -43,7 +43,9 @@ pub fn read_criterion_dir(dir: &Path) -> (Vec<CriterionEstimate>, Vec<PathBuf>) 
     let mut bad = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let p = entry.path();
             if p.is_dir() {
@@ -55,7 +57,10 @@ pub fn read_criterion_dir(dir: &Path) -> (Vec<CriterionEstimate>, Vec<PathBuf>) 
                             None => bad.push(est),
                         }
                     }
-                } else if p.file_name().is_some_and(|n| n != "report" && n != "base" && n != "change") {
+                } else if p
+                    .file_name()
+                    .is_some_and(|n| n != "report" && n != "base" && n != "change")
+                {
                     stack.push(p);
                 }
             }
@@ -67,7 +72,9 @@ pub fn read_criterion_dir(dir: &Path) -> (Vec<CriterionEstimate>, Vec<PathBuf>) 
 }
 
 fn read_one(root: &Path, new_dir: &Path) -> Option<CriterionEstimate> {
-    let est: Estimates = serde_json::from_str(&std::fs::read_to_string(new_dir.join("estimates.json")).ok()?).ok()?;
+    let est: Estimates =
+        serde_json::from_str(&std::fs::read_to_string(new_dir.join("estimates.json")).ok()?)
+            .ok()?;
     let elements = std::fs::read_to_string(new_dir.join("benchmark.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<BenchmarkJson>(&t).ok())

@@ -94,13 +94,21 @@ pub fn summarize(samples_ms: &[f64]) -> StageTiming {
         count,
         cached: 0,
         warmup_excluded: 0,
-        mean_ms: if count == 0 { 0.0 } else { total / count as f64 },
+        mean_ms: if count == 0 {
+            0.0
+        } else {
+            total / count as f64
+        },
         p50_ms: percentile(&sorted, 50.0),
         p95_ms: percentile(&sorted, 95.0),
         p99_ms: percentile(&sorted, 99.0),
         max_ms: sorted.last().copied().unwrap_or(0.0),
         total_ms: total,
-        throughput_per_s: if total > 0.0 { count as f64 / (total / 1000.0) } else { 0.0 },
+        throughput_per_s: if total > 0.0 {
+            count as f64 / (total / 1000.0)
+        } else {
+            0.0
+        },
         samples_ms: samples_ms.to_vec(),
     }
 }

@@ -50,7 +50,10 @@ pub fn render_eval(r: &EvalReport) -> String {
         let top: std::collections::BTreeMap<_, _> = {
             let mut v: Vec<_> = r.per_fine_type.iter().collect();
             v.sort_by(|a, b| b.1.mner.gold.cmp(&a.1.mner.gold).then(a.0.cmp(b.0)));
-            v.into_iter().take(15).map(|(k, s)| (k.clone(), s.clone())).collect()
+            v.into_iter()
+                .take(15)
+                .map(|(k, s)| (k.clone(), s.clone()))
+                .collect()
         };
         out.push_str(&frame(per_type_frame(&top)));
     }
@@ -61,5 +64,73 @@ pub fn render_eval(r: &EvalReport) -> String {
     out.push_str("\n\nstage diagnostics (percent)\n");
     out.push_str(&frame(diagnostics_frame(r)));
     out.push('\n');
+    out
+}
+
+/// The short human summary of a run: one row per variant.
+pub fn render_run(results: &crate::results::RunResults) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record([
+        "variant",
+        "tagger",
+        "reform.",
+        "VE",
+        "VG",
+        "seg.",
+        "MNER F1",
+        "EEG F1",
+        "GMNER F1",
+        "span GMNER F1",
+        "skipped",
+    ]);
+    let pct = |x: Option<f64>| {
+        x.map(|v| format!("{:.2}", v * 100.0))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    for v in &results.variants {
+        let kind = |s: crate::pipeline::stages::Stage| {
+            v.stages
+                .get(&s)
+                .map(|k| {
+                    serde_json::to_value(k)
+                        .ok()
+                        .and_then(|j| j.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default()
+        };
+        use crate::pipeline::stages::Stage::*;
+        let r = v.metrics.riveg.as_ref();
+        b.push_record([
+            v.name.clone(),
+            kind(Tagger),
+            kind(Reformulator),
+            kind(Entailer),
+            kind(Grounder),
+            kind(Segmenter),
+            pct(r.map(|r| r.mner.f1)),
+            pct(r.map(|r| r.eeg.f1)),
+            pct(r.map(|r| r.gmner.f1)),
+            pct(v.metrics.span.as_ref().map(|s| s.gmner.f1)),
+            v.skipped.to_string(),
+        ]);
+    }
+    let mut t = b.build();
+    t.with(Style::rounded());
+    t.modify(Columns::new(6..), Alignment::right());
+    let mut out = format!(
+        "suite {} (run {}), F1 in percent, RiVEG seed protocol unless marked span\n",
+        results.suite, results.run_id
+    );
+    out.push_str(&t.to_string());
+    out.push('\n');
+    let reasons: std::collections::BTreeSet<&String> = results
+        .variants
+        .iter()
+        .filter_map(|v| v.not_applicable.get("span"))
+        .collect();
+    for r in reasons {
+        out.push_str(&format!("span protocol n/a: {r}\n"));
+    }
     out
 }

@@ -12,6 +12,11 @@ use crate::data::readers;
 use crate::data::tags::Scheme;
 use crate::data::{jsonl, Dataset, ReadOutput};
 use crate::metrics::{evaluate, EvalOptions, Protocol};
+use crate::pipeline::backends::DefaultBackends;
+use crate::pipeline::runner::{run_suite, DevicePreference, RunOptions};
+use crate::pipeline::shard::ShardSpec;
+use crate::pipeline::suite::{OnError, Suite};
+use crate::results::RunResults;
 
 /// Exit codes (documented in the README).
 pub mod exit {
@@ -41,6 +46,47 @@ pub enum Command {
     Import(ImportCommand),
     /// Score predictions against gold (MNER, EEG, GMNER; FMNERG and SMNER when the data has them).
     Eval(EvalArgs),
+    /// Run a suite: the RiVEG pipeline and its ablations, every variant scored and timed.
+    Run(RunArgs),
+    /// Combine the run directories of `run --shard K/N` into one run.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Suite file (suites/*.toml); default: the built-in suite (replays RiVEG's released outputs).
+    #[arg(long)]
+    pub suite: Option<PathBuf>,
+    /// Run directory; default reports/<suite>-<timestamp>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run only slice K of N (1-based) of the tweets; combine with `merge`.
+    #[arg(long)]
+    pub shard: Option<ShardSpec>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DevicePreference,
+    /// Stop at the first failing item (fail) or record it and go on (skip); default: the suite's.
+    #[arg(long, value_enum)]
+    pub on_error: Option<OnError>,
+    /// Stage cache folder (default: the suite's, else .riveg-cache).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Keep the stage cache in memory only.
+    #[arg(long)]
+    pub no_cache: bool,
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shard run directories (one per K of K/N).
+    #[arg(required = true)]
+    pub shard_dirs: Vec<PathBuf>,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,6 +189,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Import(cmd) => import(cmd),
         Command::Eval(args) => eval(args),
+        Command::Run(args) => run_cmd(args),
+        Command::Merge(args) => merge_cmd(args),
     }
 }
 
@@ -203,12 +251,17 @@ fn import(cmd: ImportCommand) -> anyhow::Result<i32> {
                 output,
             )
         }
-        ImportCommand::RivegLabels { file, output } => (readers::riveg::read_riveg_labels(&file)?, output),
+        ImportCommand::RivegLabels { file, output } => {
+            (readers::riveg::read_riveg_labels(&file)?, output)
+        }
         ImportCommand::RivegOfa {
             file,
             boxes,
             output,
-        } => (readers::riveg::read_riveg_ofa(&file, boxes.as_deref())?, output),
+        } => (
+            readers::riveg::read_riveg_ofa(&file, boxes.as_deref())?,
+            output,
+        ),
     };
     print_warnings(&out);
     write_output(&out.dataset, &path)?;
@@ -241,5 +294,55 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Human => print!("{}", human::render_eval(&report)),
     }
+    Ok(exit::OK)
+}
+
+fn print_results(
+    results: &RunResults,
+    run_dir: &Path,
+    format: Option<OutputFormat>,
+) -> anyhow::Result<()> {
+    match resolve_format(format) {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(results)?),
+        OutputFormat::Human => {
+            print!("{}", human::render_run(results));
+            println!("run directory: {}", run_dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
+    let suite = match &args.suite {
+        Some(p) => Suite::load(p)?,
+        None => Suite::default_suite()?,
+    };
+    let opts = RunOptions {
+        out_dir: args.out.clone(),
+        shard: args.shard,
+        device: args.device,
+        on_error: args.on_error,
+        cache_dir: args.cache_dir.clone(),
+        no_disk_cache: args.no_cache,
+        progress: true,
+    };
+    eprintln!(
+        "running suite {:?} ({}), {} variants",
+        suite.file.name,
+        suite.origin,
+        suite.file.variants.len()
+    );
+    let mut backends = DefaultBackends::new(args.device);
+    let out = run_suite(&suite, &opts, &mut backends)?;
+    for w in &out.warnings {
+        eprintln!("{w}");
+    }
+    print_results(&out.results, &out.run_dir, args.format)?;
+    Ok(exit::OK)
+}
+
+fn merge_cmd(args: MergeArgs) -> anyhow::Result<i32> {
+    let merged = crate::pipeline::merge::merge_shards(&args.shard_dirs, &args.out)?;
+    print_results(&merged, &args.out, args.format)?;
     Ok(exit::OK)
 }

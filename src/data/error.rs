@@ -42,7 +42,9 @@ pub enum DataError {
         source: std::io::Error,
         hint: String,
     },
-    #[error("{at}: invalid UTF-8\n  hint: convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")]
+    #[error(
+        "{at}: invalid UTF-8\n  hint: convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+    )]
     Utf8 { at: Location },
     #[error("{at}: {what}\n  hint: {hint}")]
     Invalid {
@@ -63,7 +65,9 @@ impl DataError {
 
     pub fn io(file: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let hint = match source.kind() {
-            std::io::ErrorKind::NotFound => "check the path; relative paths are resolved from the current directory".to_string(),
+            std::io::ErrorKind::NotFound => {
+                "check the path; relative paths are resolved from the current directory".to_string()
+            }
             std::io::ErrorKind::PermissionDenied => "check the file's permissions".to_string(),
             _ => "check that the path is a readable file".to_string(),
         };

@@ -59,7 +59,11 @@ pub fn validate_tweet(tweet: &Tweet, at: &Location) -> DataResult<()> {
                     if t > tokens.len() {
                         return Err(DataError::invalid(
                             at.clone(),
-                            format!("{}: span end {t} is past the {} tokens", name(), tokens.len()),
+                            format!(
+                                "{}: span end {t} is past the {} tokens",
+                                name(),
+                                tokens.len()
+                            ),
                             "token offsets index the record's `tokens`",
                         ));
                     }
@@ -91,7 +95,8 @@ pub fn to_jsonl(dataset: &Dataset) -> String {
 
 /// Writes canonical JSONL atomically.
 pub fn write_jsonl(dataset: &Dataset, path: &Path) -> DataResult<()> {
-    crate::io_util::write_atomic(path, to_jsonl(dataset).as_bytes()).map_err(|e| DataError::io(path, e))
+    crate::io_util::write_atomic(path, to_jsonl(dataset).as_bytes())
+        .map_err(|e| DataError::io(path, e))
 }
 
 #[cfg(test)]
@@ -103,21 +108,28 @@ mod tests {
     fn round_trip() {
         let line = r#"{"id":"O_2371","image":"O_2371.jpg","tokens":["Angelina","Jolie"],"entities":[{"text":"Angelina Jolie","type":"PER","start":0,"end":2,"groundable":true,"boxes":[[296.0,24.0,600.0,450.0]]}]}"#;
         let ds = parse_jsonl(line, &PathBuf::from("x.jsonl")).unwrap();
-        assert_eq!(ds.tweets[0].entities[0].boxes[0].0, [296.0, 24.0, 600.0, 450.0]);
+        assert_eq!(
+            ds.tweets[0].entities[0].boxes[0].0,
+            [296.0, 24.0, 600.0, 450.0]
+        );
         assert_eq!(to_jsonl(&ds).trim_end(), line);
     }
 
     #[test]
     fn truncated_json_names_record() {
         let text = "{\"id\":\"a\",\"entities\":[]}\n{\"id\":\"b\",\"entit";
-        let err = parse_jsonl(text, &PathBuf::from("p.jsonl")).unwrap_err().to_string();
+        let err = parse_jsonl(text, &PathBuf::from("p.jsonl"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("p.jsonl:2:"), "{err}");
     }
 
     #[test]
     fn inverted_box_is_rejected() {
         let text = r#"{"id":"a","entities":[{"text":"x","type":"PER","groundable":true,"boxes":[[5,0,1,1]]}]}"#;
-        let err = parse_jsonl(text, &PathBuf::from("p.jsonl")).unwrap_err().to_string();
+        let err = parse_jsonl(text, &PathBuf::from("p.jsonl"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x2 < x1"), "{err}");
     }
 }

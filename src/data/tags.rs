@@ -4,7 +4,9 @@
 //! BIO and BIOES. Tags are validated first; seqeval only warns on a bad tag, we refuse it.
 
 /// Which tag scheme a file uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     /// Detect: BIOES when any `E-`/`S-` tag occurs, else BIO.
@@ -41,7 +43,11 @@ pub fn validate_tag(tag: &str, scheme: Scheme) -> Result<(), String> {
         )),
         _ => Err(format!(
             "invalid tag {tag:?}: expected O or {}-TYPE",
-            allowed.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("/")
+            allowed
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join("/")
         )),
     }
 }
@@ -125,7 +131,11 @@ mod tests {
         // conlleval / seqeval default: I-PER after O starts a PER chunk; I-ORG after I-PER a new one.
         assert_eq!(
             spans(&["O", "I-PER", "I-ORG", "B-LOC", "I-LOC"]),
-            vec![("PER".into(), 1, 2), ("ORG".into(), 2, 3), ("LOC".into(), 3, 5)]
+            vec![
+                ("PER".into(), 1, 2),
+                ("ORG".into(), 2, 3),
+                ("LOC".into(), 3, 5)
+            ]
         );
     }
 
@@ -133,7 +143,11 @@ mod tests {
     fn bioes() {
         assert_eq!(
             spans(&["B-LOC", "E-LOC", "S-PER", "O", "B-ORG", "I-ORG", "E-ORG"]),
-            vec![("LOC".into(), 0, 2), ("PER".into(), 2, 3), ("ORG".into(), 4, 7)]
+            vec![
+                ("LOC".into(), 0, 2),
+                ("PER".into(), 2, 3),
+                ("ORG".into(), 4, 7)
+            ]
         );
     }
 

@@ -17,7 +17,11 @@ pub fn read_text(path: &Path) -> DataResult<String> {
         }
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
-            let line = e.as_bytes()[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = e.as_bytes()[..valid]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             Err(DataError::Utf8 {
                 at: Location::line(path, line),
             })
@@ -30,7 +34,7 @@ pub fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.split('\n')
         .enumerate()
         .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
-        // A final newline yields one empty trailing piece; callers treat blank lines as separators.
+    // A final newline yields one empty trailing piece; callers treat blank lines as separators.
 }
 
 #[cfg(test)]
@@ -59,7 +63,9 @@ mod tests {
 
     #[test]
     fn missing_file_is_a_clear_error() {
-        let err = read_text(Path::new("/nonexistent/gold.txt")).unwrap_err().to_string();
+        let err = read_text(Path::new("/nonexistent/gold.txt"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/gold.txt"), "{err}");
         assert!(err.contains("hint"), "{err}");
     }

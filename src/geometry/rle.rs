@@ -23,3 +23,11 @@ pub enum RleCounts {
 pub fn iou(_a: &CocoRle, _b: &CocoRle) -> Result<f64, String> {
     Err("RLE codec not built yet".into())
 }
+
+/// Placeholder until the RLE codec lands (replaced on merge).
+pub fn from_bbox(_b: &crate::geometry::BBox, h: u32, w: u32) -> CocoRle {
+    CocoRle {
+        size: [h, w],
+        counts: RleCounts::Runs(vec![u64::from(h) * u64::from(w)]),
+    }
+}

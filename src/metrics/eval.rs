@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::matching::{
-    align, best_box_iou, grounding_ok, match_tweet, same_key, AlignedTweet, Grounding, Protocol, TaskSpec,
-    TypeKey,
+    align, best_box_iou, grounding_ok, match_tweet, same_key, AlignedTweet, Grounding, Protocol,
+    TaskSpec, TypeKey,
 };
 use super::prf::{Counts, Prf};
 use crate::data::model::{Dataset, Entity};
@@ -157,7 +157,11 @@ pub struct EvalReport {
 }
 
 /// Evaluates predictions against gold under one protocol.
-pub fn evaluate(gold: &Dataset, pred: &Dataset, opts: &EvalOptions) -> Result<EvalReport, NotApplicable> {
+pub fn evaluate(
+    gold: &Dataset,
+    pred: &Dataset,
+    opts: &EvalOptions,
+) -> Result<EvalReport, NotApplicable> {
     if opts.protocol == Protocol::Span {
         for (name, ds) in [("gold", gold), ("predictions", pred)] {
             if !ds.has_spans() {
@@ -334,7 +338,10 @@ fn per_type_scores<'a>(
         .collect()
 }
 
-fn groundability_split(tweets: &[AlignedTweet<'_>], gmner_m: &[Vec<Option<usize>>]) -> GroundabilitySplit {
+fn groundability_split(
+    tweets: &[AlignedTweet<'_>],
+    gmner_m: &[Vec<Option<usize>>],
+) -> GroundabilitySplit {
     let (mut yes, mut no) = (Counts::default(), Counts::default());
     for (ti, t) in tweets.iter().enumerate() {
         for g in &t.gold {
@@ -361,7 +368,11 @@ fn groundability_split(tweets: &[AlignedTweet<'_>], gmner_m: &[Vec<Option<usize>
 
 /// Classifies every GMNER failure, continuing the same greedy matching: first the GMNER matches,
 /// then same text+type pairs (groundability or box errors), then same text pairs (type errors).
-fn error_breakdown(protocol: Protocol, tweets: &[AlignedTweet<'_>], gmner_m: &[Vec<Option<usize>>]) -> ErrorBreakdown {
+fn error_breakdown(
+    protocol: Protocol,
+    tweets: &[AlignedTweet<'_>],
+    gmner_m: &[Vec<Option<usize>>],
+) -> ErrorBreakdown {
     let mut b = ErrorBreakdown::default();
     for (ti, t) in tweets.iter().enumerate() {
         let mut taken = vec![false; t.gold.len()];
@@ -455,7 +466,11 @@ fn diagnostics(
             candidates,
             with_box,
             accuracy: ratio(hits, with_box),
-            mean_iou: if with_box == 0 { 0.0 } else { iou_sum / with_box as f64 },
+            mean_iou: if with_box == 0 {
+                0.0
+            } else {
+                iou_sum / with_box as f64
+            },
         },
         upper_bounds: StageUpperBounds {
             after_mner: mner_c.prf().f1,

@@ -9,7 +9,9 @@ use crate::data::model::{Dataset, Entity};
 use crate::geometry::box_iou;
 
 /// Which protocol keys entities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// RiVEG `statistic.py`: image id + entity string (+ type), greedy in file order, gold used up.

@@ -15,8 +15,16 @@ pub struct Prf {
 
 impl Prf {
     pub fn from_counts(correct: usize, predicted: usize, gold: usize) -> Self {
-        let precision = if predicted == 0 { 0.0 } else { correct as f64 / predicted as f64 };
-        let recall = if gold == 0 { 0.0 } else { correct as f64 / gold as f64 };
+        let precision = if predicted == 0 {
+            0.0
+        } else {
+            correct as f64 / predicted as f64
+        };
+        let recall = if gold == 0 {
+            0.0
+        } else {
+            correct as f64 / gold as f64
+        };
         // The seed computes F1 from the two fractions: (2 * p * r) / (p + r).
         let f1 = if precision + recall == 0.0 {
             0.0

@@ -58,7 +58,9 @@ pub fn task_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
 }
 
 /// Per-type MNER and GMNER, sorted by gold count (descending), then name.
-pub fn per_type_frame(per_type: &std::collections::BTreeMap<String, super::eval::TypeScores>) -> PolarsResult<DataFrame> {
+pub fn per_type_frame(
+    per_type: &std::collections::BTreeMap<String, super::eval::TypeScores>,
+) -> PolarsResult<DataFrame> {
     let mut rows: Vec<(&String, &super::eval::TypeScores)> = per_type.iter().collect();
     rows.sort_by(|a, b| b.1.mner.gold.cmp(&a.1.mner.gold).then(a.0.cmp(b.0)));
     df!(
@@ -103,18 +105,37 @@ pub fn errors_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
 pub fn diagnostics_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
     let d = &r.diagnostics;
     let rows: Vec<(&str, String, f64)> = vec![
-        ("VE", format!("accuracy on {} correctly tagged", d.entailment.evaluated), d.entailment.accuracy),
-        ("VE", "precision (groundable)".into(), d.entailment.precision),
+        (
+            "VE",
+            format!("accuracy on {} correctly tagged", d.entailment.evaluated),
+            d.entailment.accuracy,
+        ),
+        (
+            "VE",
+            "precision (groundable)".into(),
+            d.entailment.precision,
+        ),
         ("VE", "recall (groundable)".into(), d.entailment.recall),
         ("VE", "F1 (groundable)".into(), d.entailment.f1),
         (
             "VG",
-            format!("Acc@IoU>={} on {} of {} with a box", r.iou_threshold, d.grounding.with_box, d.grounding.candidates),
+            format!(
+                "Acc@IoU>={} on {} of {} with a box",
+                r.iou_threshold, d.grounding.with_box, d.grounding.candidates
+            ),
             d.grounding.accuracy,
         ),
         ("VG", "mean IoU".into(), d.grounding.mean_iou),
-        ("bound", "GMNER F1 if VE+VG perfect".into(), d.upper_bounds.after_mner),
-        ("bound", "GMNER F1 if VG perfect".into(), d.upper_bounds.after_ve),
+        (
+            "bound",
+            "GMNER F1 if VE+VG perfect".into(),
+            d.upper_bounds.after_mner,
+        ),
+        (
+            "bound",
+            "GMNER F1 if VG perfect".into(),
+            d.upper_bounds.after_ve,
+        ),
         ("bound", "GMNER F1 as is".into(), d.upper_bounds.after_vg),
     ];
     df!(
@@ -126,7 +147,11 @@ pub fn diagnostics_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
 
 /// Cells of a frame as display strings: fractions as percentages with two decimals.
 pub fn frame_cells(df: &DataFrame) -> (Vec<String>, Vec<Vec<String>>) {
-    let headers: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let headers: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut rows = vec![Vec::with_capacity(headers.len()); df.height()];
     for (c, col) in df.columns().iter().enumerate() {
         let pct = FRACTION_COLUMNS.contains(&headers[c].as_str());

@@ -80,7 +80,11 @@ pub trait Tagger {
 /// Reformulation: each entity → an "entity expansion expression" (`Entity(TYPE)-description`).
 pub trait Reformulator {
     fn kind(&self) -> StageKind;
-    fn reformulate(&mut self, tweet: &Tweet, entities: &[Entity]) -> Result<Vec<String>, StageError>;
+    fn reformulate(
+        &mut self,
+        tweet: &Tweet,
+        entities: &[Entity],
+    ) -> Result<Vec<String>, StageError>;
 }
 
 /// Visual entailment: image + query per entity → probability that the entity is in the image.
@@ -111,7 +115,11 @@ pub trait Grounder {
 pub trait Segmenter {
     fn kind(&self) -> StageKind;
     fn needs_pixels(&self) -> bool;
-    fn segment(&mut self, input: &TweetInput<'_>, boxes: &[BBox]) -> Result<Vec<CocoRle>, StageError>;
+    fn segment(
+        &mut self,
+        input: &TweetInput<'_>,
+        boxes: &[BBox],
+    ) -> Result<Vec<CocoRle>, StageError>;
 }
 
 /// A stage failed on one item (tweet / entity) or could not run at all.

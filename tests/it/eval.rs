@@ -46,7 +46,10 @@ fn seed_protocol_anchor_on_released_files() {
         .unwrap()
         .dataset;
     let r = evaluate(&gold, &pred, &riveg_opts()).unwrap();
-    assert_eq!((r.mner.correct, r.mner.predicted, r.mner.gold), (2187, 2535, 2542));
+    assert_eq!(
+        (r.mner.correct, r.mner.predicted, r.mner.gold),
+        (2187, 2535, 2542)
+    );
     assert_close(r.mner.f1, 2.0 * 2187.0 / (2535.0 + 2542.0), "MNER F1");
     // Without REC boxes every VE-positive prediction lacks a box: GMNER keeps only the
     // ungroundable matches, which the VE diagnostics count as true negatives.
@@ -72,11 +75,11 @@ fn synthetic_rec(pred: &Dataset, gold: &Dataset, path: &std::path::Path) {
             if !e.groundable {
                 continue;
             }
-            let g = gold
-                .tweets
-                .iter()
-                .find(|g| g.id == t.id)
-                .and_then(|g| g.entities.iter().find(|x| x.text == e.text && !x.boxes.is_empty()));
+            let g = gold.tweets.iter().find(|g| g.id == t.id).and_then(|g| {
+                g.entities
+                    .iter()
+                    .find(|x| x.text == e.text && !x.boxes.is_empty())
+            });
             let b = match g {
                 Some(g) => {
                     let [x1, y1, x2, y2] = g.boxes[0].0;
@@ -109,11 +112,19 @@ fn seed_protocol_matches_ported_statistic_py_with_boxes() {
                 "seed_statistic.py",
                 &[path_str(&labels), path_str(&ve), path_str(&rec), task],
             );
-            assert_eq!(ours.correct as u64, py["right"].as_u64().unwrap(), "{ve_name} {task}");
+            assert_eq!(
+                ours.correct as u64,
+                py["right"].as_u64().unwrap(),
+                "{ve_name} {task}"
+            );
             assert_eq!(ours.predicted as u64, py["pred"].as_u64().unwrap());
             assert_eq!(ours.gold as u64, py["label"].as_u64().unwrap());
         }
-        assert!(r.gmner.correct > 800 && r.gmner.correct < r.eeg.correct, "{:?}", r.gmner);
+        assert!(
+            r.gmner.correct > 800 && r.gmner.correct < r.eeg.correct,
+            "{:?}",
+            r.gmner
+        );
         assert!(r.diagnostics.grounding.with_box > 0);
         assert_invariants(&r);
     }
@@ -128,22 +139,40 @@ fn seqeval(file: &std::path::Path, gold_col: &str, pred_col: &str, eos: bool) ->
 }
 
 fn assert_matches_seqeval(r: &EvalReport, py: &serde_json::Value) {
-    assert_close(r.mner.precision, py["precision"].as_f64().unwrap(), "precision");
+    assert_close(
+        r.mner.precision,
+        py["precision"].as_f64().unwrap(),
+        "precision",
+    );
     assert_close(r.mner.recall, py["recall"].as_f64().unwrap(), "recall");
     assert_close(r.mner.f1, py["f1"].as_f64().unwrap(), "f1");
     let per_type = py["per_type"].as_object().unwrap();
     for (ty, v) in per_type {
         let ours = &r.per_type[ty].mner;
-        assert_eq!(ours.gold as u64, v["support"].as_u64().unwrap(), "{ty} support");
-        assert_close(ours.f1, v["f1-score"].as_f64().unwrap(), &format!("{ty} f1"));
-        assert_close(ours.precision, v["precision"].as_f64().unwrap(), &format!("{ty} precision"));
+        assert_eq!(
+            ours.gold as u64,
+            v["support"].as_u64().unwrap(),
+            "{ty} support"
+        );
+        assert_close(
+            ours.f1,
+            v["f1-score"].as_f64().unwrap(),
+            &format!("{ty} f1"),
+        );
+        assert_close(
+            ours.precision,
+            v["precision"].as_f64().unwrap(),
+            &format!("{ty} precision"),
+        );
     }
 }
 
 #[test]
 fn span_protocol_matches_seqeval_on_gmner_v1_vs_v2() {
     // v1 test tags scored as predictions against v2.0 test gold (same tokens, corrected tags).
-    let gold = gmner::read_gmner(&shared("twitter-gmner/v2.0"), "test").unwrap().dataset;
+    let gold = gmner::read_gmner(&shared("twitter-gmner/v2.0"), "test")
+        .unwrap()
+        .dataset;
     let v1 = shared("twitter-gmner/v1/txt/test.txt");
     let pred = conll::read_conll(&v1, Scheme::Auto).unwrap().dataset;
     let r = evaluate(&gold, &pred, &span_opts()).unwrap();
@@ -182,8 +211,11 @@ fn span_protocol_matches_seqeval_on_adaseq_output() {
 
 #[test]
 fn adaseq_ids_from_gmner_v2_agree() {
-    let gold = gmner::read_gmner(&shared("twitter-gmner/v2.0"), "test").unwrap().dataset;
-    let out = adaseq::read_adaseq(&shared("riveg-release/adaseq_test_pred.txt"), Some(&gold)).unwrap();
+    let gold = gmner::read_gmner(&shared("twitter-gmner/v2.0"), "test")
+        .unwrap()
+        .dataset;
+    let out =
+        adaseq::read_adaseq(&shared("riveg-release/adaseq_test_pred.txt"), Some(&gold)).unwrap();
     assert_eq!(out.pred.tweets[0].id, "71044");
     // The AdaSeq gold column is the GMNER test set's text labels: same spans as v2.0 except the
     // handful of corrected ones.

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::data::error::{DataError, DataResult, Location};
-use crate::data::tags::{decode_chunks, detect_scheme, validate_tag, Scheme};
 use crate::data::model::Entity;
+use crate::data::tags::{decode_chunks, detect_scheme, validate_tag, Scheme};
 
 /// One sentence as read: its id (when an `IMGID:` line gave one), tokens, tag columns, and the
 /// 1-based line number of every token (for errors).
@@ -74,7 +74,10 @@ pub fn read_sentences(text: &str, path: &Path, n_columns: usize) -> DataResult<V
                 what,
                 format!(
                     "each token line is `token<TAB>{}`; separate columns with one tab, not spaces",
-                    (0..n_columns).map(|_| "tag").collect::<Vec<_>>().join("<TAB>")
+                    (0..n_columns)
+                        .map(|_| "tag")
+                        .collect::<Vec<_>>()
+                        .join("<TAB>")
                 ),
             ));
         }
@@ -155,7 +158,10 @@ mod tests {
         let err = read_sentences(text, &PathBuf::from("t.txt"), 1)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("t.txt:2: token line \"A B-PER\" has no tab"), "{err}");
+        assert!(
+            err.starts_with("t.txt:2: token line \"A B-PER\" has no tab"),
+            "{err}"
+        );
     }
 
     #[test]

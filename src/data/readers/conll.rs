@@ -76,14 +76,18 @@ pub(crate) fn attach_fine_types(
             }
         }
     }
-    if let Some(extra) = fine
-        .iter()
-        .find(|f| !entities.iter().any(|e| e.start == f.start && e.end == f.end))
-    {
+    if let Some(extra) = fine.iter().find(|f| {
+        !entities
+            .iter()
+            .any(|e| e.start == f.start && e.end == f.end)
+    }) {
         let line = s.lines[extra.start.unwrap_or(0)];
         return Err(DataError::invalid(
             Location::line(path, line),
-            format!("fine-type chunk {:?} ({}) has no coarse chunk with the same span", extra.text, extra.entity_type),
+            format!(
+                "fine-type chunk {:?} ({}) has no coarse chunk with the same span",
+                extra.text, extra.entity_type
+            ),
             "the coarse column must tag exactly the fine column's spans",
         ));
     }
@@ -121,10 +125,14 @@ mod tests {
 
     #[test]
     fn three_columns_give_fine_types() {
-        let (_d, p) = write("IMGID:71044\nGarfield\tB-location\tB-park\nPark\tI-location\tI-park\n");
+        let (_d, p) =
+            write("IMGID:71044\nGarfield\tB-location\tB-park\nPark\tI-location\tI-park\n");
         let ds = read_conll(&p, Scheme::Auto).unwrap().dataset;
         let e = &ds.tweets[0].entities[0];
-        assert_eq!((e.entity_type.as_str(), e.fine_type.as_deref()), ("location", Some("park")));
+        assert_eq!(
+            (e.entity_type.as_str(), e.fine_type.as_deref()),
+            ("location", Some("park"))
+        );
     }
 
     #[test]

@@ -7,15 +7,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::data::error::{DataError, DataResult, Location};
+use crate::data::model::{Dataset, Tweet};
 use crate::data::readers::columns::{decode_column, read_sentences};
 use crate::data::readers::conll::attach_fine_types;
 use crate::data::tags::Scheme;
 use crate::data::text::read_text;
 use crate::data::warnings::{DataWarning, ReadOutput};
-use crate::data::model::{Dataset, Tweet};
 
 /// Reads `DIR/txt_fine/{split}.txt` and links boxes from `boxes_from/xml` (a GMNER v2.0 folder).
-pub fn read_fmnerg(dataset_dir: &Path, split: &str, boxes_from: Option<&Path>) -> DataResult<ReadOutput> {
+pub fn read_fmnerg(
+    dataset_dir: &Path,
+    split: &str,
+    boxes_from: Option<&Path>,
+) -> DataResult<ReadOutput> {
     let path = dataset_dir.join("txt_fine").join(format!("{split}.txt"));
     if !path.is_file() {
         return Err(DataError::invalid(
@@ -30,13 +34,21 @@ pub fn read_fmnerg(dataset_dir: &Path, split: &str, boxes_from: Option<&Path>) -
     let mut types = Vec::new();
     for s in &sentences {
         let id = s.id.clone().ok_or_else(|| {
-            DataError::invalid(Location::line(&path, s.id_line), "sentence without an IMGID: line", "every tweet starts with `IMGID:<id>`")
+            DataError::invalid(
+                Location::line(&path, s.id_line),
+                "sentence without an IMGID: line",
+                "every tweet starts with `IMGID:<id>`",
+            )
         })?;
         let mut entities = decode_column(s, 0, Scheme::Bio, &path)?;
         attach_fine_types(s, &mut entities, Scheme::Bio, &path)?;
         for e in &entities {
             let line = s.lines[e.start.unwrap_or(0)];
-            types.push((e.entity_type.clone(), e.fine_type.clone().unwrap_or_default(), line));
+            types.push((
+                e.entity_type.clone(),
+                e.fine_type.clone().unwrap_or_default(),
+                line,
+            ));
         }
         tweets.push(Tweet {
             image: Some(format!("{id}.jpg")),
@@ -60,7 +72,11 @@ pub fn type_tree(dataset: &Dataset) -> BTreeMap<String, BTreeMap<String, usize>>
     let mut tree: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for e in dataset.tweets.iter().flat_map(|t| &t.entities) {
         if let Some(f) = &e.fine_type {
-            *tree.entry(e.entity_type.clone()).or_default().entry(f.clone()).or_default() += 1;
+            *tree
+                .entry(e.entity_type.clone())
+                .or_default()
+                .entry(f.clone())
+                .or_default() += 1;
         }
     }
     tree
@@ -75,7 +91,9 @@ fn type_tree_warnings(path: &Path, types: &[(String, String, usize)]) -> Vec<Dat
                 first_parent.insert(fine, coarse);
             }
             Some(parent) if *parent != coarse.as_str() => {
-                let msg = format!("fine type {fine:?} occurs under coarse types {parent:?} and {coarse:?}");
+                let msg = format!(
+                    "fine type {fine:?} occurs under coarse types {parent:?} and {coarse:?}"
+                );
                 if !warnings.iter().any(|w: &DataWarning| w.message == msg) {
                     warnings.push(DataWarning::new(&Location::line(path, *line), msg));
                 }

@@ -47,7 +47,11 @@ pub fn read_gmner(dataset_dir: &Path, split: &str) -> DataResult<ReadOutput> {
 }
 
 /// Reads a GMNER-style text file (`n_columns` tag columns, entities from column `column`).
-pub(crate) fn read_text_column_file(path: &Path, column: usize, n_columns: usize) -> DataResult<ReadOutput> {
+pub(crate) fn read_text_column_file(
+    path: &Path,
+    column: usize,
+    n_columns: usize,
+) -> DataResult<ReadOutput> {
     let text = read_text(path)?;
     let sentences = read_sentences(&text, path, n_columns)?;
     let mut tweets = Vec::with_capacity(sentences.len());
@@ -100,7 +104,9 @@ pub fn link_boxes(out: &mut ReadOutput, xml_dir: &Path) -> DataResult<()> {
         }
         let mut warned: Vec<&str> = Vec::new();
         for o in &ann.objects {
-            if !tweet.entities.iter().any(|e| e.text == o.name) && !warned.contains(&o.name.as_str()) {
+            if !tweet.entities.iter().any(|e| e.text == o.name)
+                && !warned.contains(&o.name.as_str())
+            {
                 warned.push(&o.name);
                 out.warnings.push(DataWarning::new(
                     &Location::file(&xml_path),
@@ -137,16 +143,30 @@ pub fn parse_voc(text: &str, path: &Path) -> DataResult<VocAnnotation> {
             .map(|t| t.trim().to_string())
     };
     let size = doc.descendants().find(|n| n.has_tag_name("size"));
-    let dim = |tag: &str| size.and_then(|s| child_text(s, tag)).and_then(|t| t.parse::<u32>().ok());
+    let dim = |tag: &str| {
+        size.and_then(|s| child_text(s, tag))
+            .and_then(|t| t.parse::<u32>().ok())
+    };
     let mut objects = Vec::new();
     for obj in doc.descendants().filter(|n| n.has_tag_name("object")) {
         let at = Location::line(path, line_of(obj));
         let name = child_text(obj, "name").ok_or_else(|| {
-            DataError::invalid(at.clone(), "object without <name>", "each <object> needs the entity text in <name>")
+            DataError::invalid(
+                at.clone(),
+                "object without <name>",
+                "each <object> needs the entity text in <name>",
+            )
         })?;
-        let bnd = obj.children().find(|c| c.has_tag_name("bndbox")).ok_or_else(|| {
-            DataError::invalid(at.clone(), format!("object {name:?} without <bndbox>"), "each <object> needs a <bndbox>")
-        })?;
+        let bnd = obj
+            .children()
+            .find(|c| c.has_tag_name("bndbox"))
+            .ok_or_else(|| {
+                DataError::invalid(
+                    at.clone(),
+                    format!("object {name:?} without <bndbox>"),
+                    "each <object> needs a <bndbox>",
+                )
+            })?;
         let mut coords = [0f64; 4];
         for (i, tag) in ["xmin", "ymin", "xmax", "ymax"].iter().enumerate() {
             let t = child_text(bnd, tag).unwrap_or_default();
@@ -160,7 +180,11 @@ pub fn parse_voc(text: &str, path: &Path) -> DataResult<VocAnnotation> {
         }
         let bbox = BBox(coords);
         bbox.validate().map_err(|why| {
-            DataError::invalid(at.clone(), format!("object {name:?}: {why}"), "bndbox needs xmin <= xmax and ymin <= ymax")
+            DataError::invalid(
+                at.clone(),
+                format!("object {name:?}: {why}"),
+                "bndbox needs xmin <= xmax and ymin <= ymax",
+            )
         })?;
         objects.push(VocObject { name, bbox });
     }
@@ -194,6 +218,9 @@ mod tests {
     fn bad_coordinate_names_line() {
         let xml = "<annotation>\n<object><name>X</name><bndbox><xmin>a</xmin><ymin>0</ymin><xmax>1</xmax><ymax>1</ymax></bndbox></object></annotation>";
         let err = parse_voc(xml, Path::new("b.xml")).unwrap_err().to_string();
-        assert!(err.starts_with("b.xml:2: object \"X\": <xmin> is \"a\""), "{err}");
+        assert!(
+            err.starts_with("b.xml:2: object \"X\": <xmin> is \"a\""),
+            "{err}"
+        );
     }
 }

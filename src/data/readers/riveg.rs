@@ -17,8 +17,10 @@ use crate::data::text::{numbered_lines, read_text};
 use crate::data::warnings::{DataWarning, ReadOutput};
 use crate::geometry::BBox;
 
-const LABELS_HINT: &str = "each line is `img.jpg###Entity(TYPE)###description###F###&[x1, y1, x2, y2]`";
-const OFA_HINT: &str = "each line is `Imageid:img.jpg#hhhh###Entity(TYPE)###Entity(TYPE)-expansion###F`";
+const LABELS_HINT: &str =
+    "each line is `img.jpg###Entity(TYPE)###description###F###&[x1, y1, x2, y2]`";
+const OFA_HINT: &str =
+    "each line is `Imageid:img.jpg#hhhh###Entity(TYPE)###Entity(TYPE)-expansion###F`";
 
 /// Splits `Garfield Park(LOC)` into (`Garfield Park`, `LOC`).
 pub fn split_entity_type(field: &str) -> Option<(&str, &str)> {
@@ -48,7 +50,9 @@ fn parse_flag(field: &str, at: &Location, hint: &str) -> DataResult<bool> {
     field.trim().parse::<i64>().map(|f| f != 0).map_err(|_| {
         DataError::invalid(
             at.clone(),
-            format!("groundability flag {field:?} is not an integer (0 = ungroundable, 2 = groundable)"),
+            format!(
+                "groundability flag {field:?} is not an integer (0 = ungroundable, 2 = groundable)"
+            ),
             hint,
         )
     })
@@ -70,7 +74,10 @@ pub fn parse_box(text: &str, at: &Location) -> DataResult<BBox> {
         .ok_or_else(|| bad(format!("box {text:?} is not a [..] list")))?;
     let nums: Vec<&str> = inner.split(',').map(str::trim).collect();
     if nums.len() != 4 {
-        return Err(bad(format!("box {text:?} has {} numbers, not 4", nums.len())));
+        return Err(bad(format!(
+            "box {text:?} has {} numbers, not 4",
+            nums.len()
+        )));
     }
     let mut v = [0f64; 4];
     for (i, n) in nums.iter().enumerate() {
@@ -304,7 +311,10 @@ mod tests {
         assert_eq!(ds.tweets[0].id, "71044");
         assert!(!ds.tweets[0].entities[0].groundable);
         assert!(ds.tweets[0].entities[0].boxes.is_empty());
-        assert_eq!(ds.tweets[1].entities[0].boxes[0].0, [1.0, 339.0, 597.0, 631.0]);
+        assert_eq!(
+            ds.tweets[1].entities[0].boxes[0].0,
+            [1.0, 339.0, 597.0, 631.0]
+        );
     }
 
     #[test]
@@ -313,21 +323,37 @@ mod tests {
                   Imageid:71044.jpg#7060###Garfield Park(LOC)###Garfield Park(LOC)-A conservatory.###0\r\n";
         let (d, p) = write("ve.txt", ve);
         let rec = d.path().join("rec.json");
-        std::fs::write(&rec, r#"[{"uniq_id": "O_2371.jpg#182b", "box": [296.0, 24.0, 600.0, 450.0]}]"#).unwrap();
+        std::fs::write(
+            &rec,
+            r#"[{"uniq_id": "O_2371.jpg#182b", "box": [296.0, 24.0, 600.0, 450.0]}]"#,
+        )
+        .unwrap();
         let ds = read_riveg_ofa(&p, Some(&rec)).unwrap().dataset;
         let e = &ds.tweets[0].entities[0];
         assert_eq!(e.uid.as_deref(), Some("O_2371.jpg#182b"));
         assert_eq!(e.boxes[0].0, [296.0, 24.0, 600.0, 450.0]);
         std::fs::write(&rec, "[]").unwrap();
         let err = read_riveg_ofa(&p, Some(&rec)).unwrap_err().to_string();
-        assert!(err.contains("ve.txt:1: VE-positive prediction O_2371.jpg#182b has no box"), "{err}");
+        assert!(
+            err.contains("ve.txt:1: VE-positive prediction O_2371.jpg#182b has no box"),
+            "{err}"
+        );
     }
 
     #[test]
     fn wrong_field_count() {
-        let (_d, p) = write("l.txt", "71044.jpg###Garfield Park(LOC)###0###&[0, 0, 0, 0]\n");
+        let (_d, p) = write(
+            "l.txt",
+            "71044.jpg###Garfield Park(LOC)###0###&[0, 0, 0, 0]\n",
+        );
         let err = read_riveg_labels(&p).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{}:1: 4 `###`-separated fields, expected 5", p.display())), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "{}:1: 4 `###`-separated fields, expected 5",
+                p.display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]
@@ -335,7 +361,13 @@ mod tests {
         let at = Location::line("x", 1);
         assert!(parse_box("[1, 2, 3]", &at).is_err());
         assert!(parse_box("[1, 2, nan, 4]", &at).is_err());
-        assert!(parse_box("[5, 2, 3, 4]", &at).unwrap_err().to_string().contains("x2 < x1"));
-        assert_eq!(parse_box("[1, 2, 3, 4]", &at).unwrap().0, [1.0, 2.0, 3.0, 4.0]);
+        assert!(parse_box("[5, 2, 3, 4]", &at)
+            .unwrap_err()
+            .to_string()
+            .contains("x2 < x1"));
+        assert_eq!(
+            parse_box("[1, 2, 3, 4]", &at).unwrap().0,
+            [1.0, 2.0, 3.0, 4.0]
+        );
     }
 }

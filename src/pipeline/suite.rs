@@ -1,0 +1,461 @@
+//! Suites: commented TOML files (`suites/*.toml`) declaring data, models, the LLM endpoint,
+//! settings and the variant matrix; the default suite is compiled in. [`SuiteFile`] is what the
+//! user wrote; [`Suite`] is the validated, path-resolved plan the runner trusts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::stages::{Stage, StageKind};
+
+/// The compiled-in default suite (replays RiVEG's released outputs; no models, images or network).
+pub const DEFAULT_SUITE: &str = include_str!("../../suites/default.toml");
+
+/// Errors in a suite file: each names the file and key, with a hint.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("{file}: {what}\n  hint: {hint}")]
+    Invalid {
+        file: String,
+        what: String,
+        hint: String,
+    },
+}
+
+fn invalid(file: &str, what: impl Into<String>, hint: impl Into<String>) -> SuiteError {
+    SuiteError::Invalid {
+        file: file.to_string(),
+        what: what.into(),
+        hint: hint.into(),
+    }
+}
+
+/// A data source: a format and its paths (relative paths are resolved against the suite's base).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// `jsonl`, `gmner`, `fmnerg`, `conll`, `riveg-labels`, `riveg-ofa`, `adaseq`.
+    pub format: String,
+    /// The file (jsonl, conll, riveg-*, adaseq) or dataset folder (gmner, fmnerg).
+    pub path: PathBuf,
+    #[serde(default)]
+    pub split: Option<String>,
+    /// riveg-ofa: OFA REC boxes JSON. fmnerg: the GMNER v2.0 folder whose xml gives boxes.
+    #[serde(default)]
+    pub boxes: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    pub gold: Source,
+    /// Folder with the tweets' images (`<id>.jpg`); needed by stages that read pixels.
+    #[serde(default)]
+    pub images: Option<PathBuf>,
+    /// Recorded stage outputs for `replay` stages (and the replay tagger's entities).
+    #[serde(default)]
+    pub replay: Option<Source>,
+    /// Score only the first N tweets (quick runs).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// LLM endpoint for the `llm` reformulator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSection {
+    pub base_url: String,
+    pub model: String,
+    /// Name of the environment variable holding the API key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Built-in template name (e.g. `reformulate-v1`) or a path to a template file.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// Start `riveg-bench mock-llm` on this loopback address for the run (dry runs, smoke tests).
+    #[serde(default)]
+    pub start_mock: bool,
+}
+
+/// Run-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// VE probability at or above which an entity is groundable.
+    #[serde(default = "default_threshold")]
+    pub ve_threshold: f64,
+    #[serde(default = "default_threshold")]
+    pub iou: f64,
+    #[serde(default = "default_threshold")]
+    pub mask_iou: f64,
+    /// `fail` stops at the first failing item; `skip` records it and goes on.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Stage cache folder (relative to the current directory); shared by all runs.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Calls per stage excluded from latency statistics as warm-up.
+    #[serde(default = "default_warmup")]
+    pub warmup: usize,
+    /// Replay stages: what an entity missing from the recording gets (`error` or `negative`:
+    /// ungroundable / no box), counted in the results.
+    #[serde(default)]
+    pub replay_missing: ReplayMissing,
+}
+
+fn default_threshold() -> f64 {
+    0.5
+}
+fn default_warmup() -> usize {
+    1
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ve_threshold: 0.5,
+            iou: 0.5,
+            mask_iou: 0.5,
+            on_error: OnError::Fail,
+            cache_dir: None,
+            warmup: 1,
+            replay_missing: ReplayMissing::Error,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayMissing {
+    #[default]
+    Error,
+    Negative,
+}
+
+/// One row of the variant matrix as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub tagger: StageKind,
+    pub reformulator: StageKind,
+    pub entailer: StageKind,
+    pub grounder: StageKind,
+    pub segmenter: StageKind,
+}
+
+impl VariantSpec {
+    pub fn stages(&self) -> BTreeMap<Stage, StageKind> {
+        BTreeMap::from([
+            (Stage::Tagger, self.tagger),
+            (Stage::Reformulator, self.reformulator),
+            (Stage::Entailer, self.entailer),
+            (Stage::Grounder, self.grounder),
+            (Stage::Segmenter, self.segmenter),
+        ])
+    }
+}
+
+/// A suite file as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub data: DataSection,
+    /// Stage → model manifest (`models/*.toml`), for `onnx` stages.
+    #[serde(default)]
+    pub models: BTreeMap<Stage, PathBuf>,
+    #[serde(default)]
+    pub llm: Option<LlmSection>,
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(rename = "variant")]
+    pub variants: Vec<VariantSpec>,
+}
+
+/// A validated suite: paths resolved, every variant's stage kinds allowed and backed by config.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub file: SuiteFile,
+    /// Where the suite came from (a path, or `<built-in default>`).
+    pub origin: String,
+    pub base_dir: PathBuf,
+}
+
+impl Suite {
+    /// Loads and validates a suite file; relative paths resolve against the file's folder.
+    pub fn load(path: &Path) -> Result<Suite, SuiteError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                &origin,
+                format!("cannot read suite: {e}"),
+                "pass a suites/*.toml file to --suite",
+            )
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Suites in suites/ refer to models/ and ../shared relative to the project root.
+        let base_dir = if base.file_name().is_some_and(|n| n == "suites") {
+            base.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            base
+        };
+        Suite::parse(&text, origin, base_dir)
+    }
+
+    /// The compiled-in default suite; its paths resolve against the current directory, or the
+    /// source checkout when run from elsewhere.
+    pub fn default_suite() -> Result<Suite, SuiteError> {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let base = if cwd.join("../shared/datasets").is_dir() {
+            cwd
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        };
+        Suite::parse(DEFAULT_SUITE, "<built-in default suite>".into(), base)
+    }
+
+    pub fn parse(text: &str, origin: String, base_dir: PathBuf) -> Result<Suite, SuiteError> {
+        let file: SuiteFile = toml::from_str(text).map_err(|e| {
+            invalid(
+                &origin,
+                format!("invalid suite: {e}"),
+                "see suites/default.toml for a commented example",
+            )
+        })?;
+        let suite = Suite {
+            file,
+            origin,
+            base_dir,
+        };
+        suite.validate()?;
+        Ok(suite)
+    }
+
+    /// Resolves a path of the suite against its base folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn validate(&self) -> Result<(), SuiteError> {
+        let f = &self.file;
+        let o = &self.origin;
+        if f.variants.is_empty() {
+            return Err(invalid(
+                o,
+                "no [[variant]] entries",
+                "add at least one variant (see suites/default.toml)",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for v in &f.variants {
+            if !names.insert(v.name.as_str()) {
+                return Err(invalid(
+                    o,
+                    format!("variant name {:?} is used twice", v.name),
+                    "variant names must be unique",
+                ));
+            }
+            if v.name.is_empty()
+                || !v
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(invalid(
+                    o,
+                    format!("variant name {:?} is not a plain name", v.name),
+                    "use letters, digits, '-', '_' and '.' (names become file names)",
+                ));
+            }
+            let allowed: [(Stage, StageKind, &[StageKind]); 5] = [
+                (
+                    Stage::Tagger,
+                    v.tagger,
+                    &[StageKind::Onnx, StageKind::Replay, StageKind::Oracle],
+                ),
+                (
+                    Stage::Reformulator,
+                    v.reformulator,
+                    &[StageKind::Llm, StageKind::Replay, StageKind::Off],
+                ),
+                (
+                    Stage::Entailer,
+                    v.entailer,
+                    &[
+                        StageKind::Onnx,
+                        StageKind::Replay,
+                        StageKind::Oracle,
+                        StageKind::Off,
+                    ],
+                ),
+                (
+                    Stage::Grounder,
+                    v.grounder,
+                    &[
+                        StageKind::Onnx,
+                        StageKind::Replay,
+                        StageKind::Oracle,
+                        StageKind::Off,
+                    ],
+                ),
+                (
+                    Stage::Segmenter,
+                    v.segmenter,
+                    &[StageKind::Onnx, StageKind::Box, StageKind::Off],
+                ),
+            ];
+            for (stage, kind, ok) in allowed {
+                if !ok.contains(&kind) {
+                    return Err(invalid(
+                        o,
+                        format!(
+                            "variant {:?}: {} cannot be {:?}",
+                            v.name,
+                            stage.name(),
+                            kind
+                        ),
+                        format!("{} takes one of {:?}", stage.name(), ok),
+                    ));
+                }
+                if kind == StageKind::Onnx && !f.models.contains_key(&stage) {
+                    return Err(invalid(
+                        o,
+                        format!(
+                            "variant {:?}: {} is onnx but [models] has no {} manifest",
+                            v.name,
+                            stage.name(),
+                            stage.name()
+                        ),
+                        format!(
+                            "add `{} = \"models/<name>.toml\"` under [models]",
+                            stage.name()
+                        ),
+                    ));
+                }
+                if kind == StageKind::Replay && f.data.replay.is_none() {
+                    return Err(invalid(
+                        o,
+                        format!(
+                            "variant {:?}: {} is replay but [data.replay] is not set",
+                            v.name,
+                            stage.name()
+                        ),
+                        "point [data.replay] at recorded outputs (e.g. format = \"riveg-ofa\")",
+                    ));
+                }
+                if kind == StageKind::Llm && f.llm.is_none() {
+                    return Err(invalid(
+                        o,
+                        format!(
+                            "variant {:?}: reformulator is llm but there is no [llm] section",
+                            v.name
+                        ),
+                        "add [llm] with base_url and model (or start_mock = true for a dry run)",
+                    ));
+                }
+            }
+        }
+        for (name, thr) in [
+            ("ve_threshold", f.settings.ve_threshold),
+            ("iou", f.settings.iou),
+            ("mask_iou", f.settings.mask_iou),
+        ] {
+            if !(0.0..=1.0).contains(&thr) {
+                return Err(invalid(
+                    o,
+                    format!("settings.{name} = {thr} is outside [0, 1]"),
+                    "thresholds are fractions",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any variant needs pixels (an onnx VE, VG or segmenter).
+    pub fn needs_images(&self) -> bool {
+        self.file.variants.iter().any(|v| {
+            v.entailer == StageKind::Onnx
+                || v.grounder == StageKind::Onnx
+                || v.segmenter == StageKind::Onnx
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_suite_parses() {
+        let s = Suite::default_suite().unwrap();
+        assert!(s.file.variants.len() >= 4);
+        assert!(!s.needs_images());
+    }
+
+    #[test]
+    fn onnx_without_manifest_is_rejected() {
+        let text = r#"
+name = "x"
+[data]
+gold = { format = "jsonl", path = "g.jsonl" }
+[[variant]]
+name = "full"
+tagger = "onnx"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+"#;
+        let err = Suite::parse(text, "x.toml".into(), PathBuf::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tagger is onnx but [models] has no tagger manifest"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_stage_kind_is_rejected() {
+        let text = r#"
+name = "x"
+[data]
+gold = { format = "jsonl", path = "g.jsonl" }
+[[variant]]
+name = "full"
+tagger = "oracle"
+reformulator = "onnx"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+"#;
+        let err = Suite::parse(text, "x.toml".into(), PathBuf::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reformulator cannot be Onnx"), "{err}");
+    }
+}
