@@ -370,10 +370,13 @@ impl LlmClient {
                 Err(failure) => failure,
             };
             let transient = match failure {
-                Failure::Fatal(e) => {
+                Failure::Fatal(mut e) => {
                     self.counters
                         .requests_failed
                         .fetch_add(1, Ordering::Relaxed);
+                    if let LlmError::Unreachable { attempts, .. } = &mut e {
+                        *attempts = attempt;
+                    }
                     return Err(e);
                 }
                 Failure::Transient(t) => t,
@@ -410,7 +413,7 @@ impl LlmClient {
     /// The error after the last allowed attempt failed transiently.
     fn gave_up(&self, last: Transient, attempts: u32, item: &Item) -> LlmError {
         let endpoint = self.chat_url.clone();
-        let item = item.clone();
+        let item = Box::new(item.clone());
         match last {
             Transient::Timeout => LlmError::Timeout {
                 endpoint,
@@ -480,7 +483,7 @@ impl LlmClient {
         }
         Err(Failure::Fatal(LlmError::Http {
             endpoint: self.chat_url.clone(),
-            item: item.clone(),
+            item: Box::new(item.clone()),
             status,
             message,
             hint: self.status_hint(status),
@@ -512,7 +515,7 @@ impl LlmClient {
         let unreachable = |why: String, hint: &str| {
             Failure::Fatal(LlmError::Unreachable {
                 endpoint: self.chat_url.clone(),
-                item: item.clone(),
+                item: Box::new(item.clone()),
                 attempts: 1,
                 why,
                 hint: hint.to_string(),
@@ -551,13 +554,13 @@ impl LlmClient {
     fn parse_reply(&self, body: &str, item: &Item) -> Result<String, LlmError> {
         let malformed = |why: String| LlmError::MalformedReply {
             endpoint: self.chat_url.clone(),
-            item: item.clone(),
+            item: Box::new(item.clone()),
             why,
             excerpt: excerpt(body, 120),
         };
         let empty = |why: &str, hint: String| LlmError::EmptyReply {
             endpoint: self.chat_url.clone(),
-            item: item.clone(),
+            item: Box::new(item.clone()),
             why: why.to_string(),
             hint,
         };

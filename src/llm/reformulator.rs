@@ -148,7 +148,7 @@ impl LlmReformulator {
                             cacheable = false;
                             Err(LlmError::EmptyReply {
                                 endpoint: self.client.chat_url().to_string(),
-                                item: job.item.clone(),
+                                item: Box::new(job.item.clone()),
                                 why: format!(
                                     "the reply {content:?} holds no description after normalisation"
                                 ),
