@@ -388,3 +388,36 @@ fn llm_stage_error_names_tweet_and_entity() {
         "{message}"
     );
 }
+
+/// What curl (or any HTTP/1.1 client) sees: `Connection: close`, the models route, a 404.
+#[test]
+fn llm_mock_speaks_plain_http() {
+    use std::io::{Read, Write};
+    let server = MockServer::start(Behaviour::Echo).unwrap();
+    let exchange = |request: &str| {
+        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"Entity: UN\nType: ORG"}]}"#;
+    let reply = exchange(&format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.contains("UN(ORG)-A mock description of UN."),
+        "{reply}"
+    );
+    let models = exchange("GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(models.contains("\"mock\""), "{models}");
+    let missing = exchange("GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert_eq!(server.requests(), 1);
+    server.shutdown();
+}
