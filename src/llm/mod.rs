@@ -1,9 +1,25 @@
 //! The OpenAI-compatible LLM client (reformulation), prompt templates, the response cache and the
-//! mock server used in tests and dry runs. Never blocks the pipeline without a timeout.
+//! mock server used in tests and dry runs. Never blocks the pipeline without a timeout: every
+//! request carries the configured `timeout_ms`, and retries are bounded by `max_retries`.
+//!
+//! - [`client`]: a blocking `/v1/chat/completions` client on ureq with retries and typed errors.
+//! - [`prompt`]: versioned prompt templates (`prompts/*.txt`, compiled in) and reply parsing.
+//! - [`cache`]: an on-disk response cache, one JSON file per request key.
+//! - [`reformulator`]: [`LlmReformulator`], the pipeline's `Reformulator` backed by the above.
+//! - [`mock`]: a loopback-only mock server for tests, benches and `riveg-bench mock-llm`.
+//!
+//! This module must not know about scoring, reports or other stages.
 
-/// Errors of the LLM client: each names the endpoint or entity and gives a hint.
-#[derive(Debug, thiserror::Error)]
-pub enum LlmError {
-    #[error("{what}\n  hint: {hint}")]
-    Other { what: String, hint: String },
-}
+pub mod cache;
+pub mod client;
+mod error;
+pub mod mock;
+pub mod prompt;
+pub mod reformulator;
+
+pub use cache::{CacheKey, CachedReply, ResponseCache};
+pub use client::{ChatMessage, LlmClient, LlmConfig, LlmStats};
+pub use error::{Item, LlmError};
+pub use mock::{serve_forever, Behaviour, MockServer};
+pub use prompt::{parse_expansion, PromptTemplate};
+pub use reformulator::LlmReformulator;

@@ -1,0 +1,766 @@
+//! A blocking client for OpenAI-compatible `/v1/chat/completions` endpoints (vLLM, llama.cpp,
+//! Ollama, OpenAI itself), on ureq.
+//!
+//! - Every request is bounded by `timeout_ms`; 429, 5xx, timeouts and dropped connections are
+//!   retried `max_retries` times with exponential backoff (`backoff_base_ms · 2^n`, capped at
+//!   `backoff_max_ms`, with a little jitter), honouring a server's `Retry-After` (capped too).
+//!   Other 4xx are not retried: the same request would fail the same way.
+//! - The API key is read from the environment variable named by `api_key_env` when the client is
+//!   built; it lives only inside the client, whose `Debug` redacts it. It is never logged, cached
+//!   or part of a cache key. (ureq's own `TRACE` logging is wire level and unredacted: leave
+//!   `ureq=trace` off against a real provider.)
+//! - The client is `Sync`: one instance serves every worker thread of the reformulator.
+//!
+//! This module must not know about prompts, entities or the cache: it sends messages and returns
+//! the answer's text.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Item, LlmError, UNREACHABLE_HINT};
+
+/// Largest reply body read, in bytes; chat replies are a few KiB.
+const MAX_REPLY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How to reach the LLM and how patient to be. Deserialises from a suite's `[llm]` table; every
+/// field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// The endpoint's base URL, e.g. `http://127.0.0.1:8000/v1`. Requests go to
+    /// `<base_url>/chat/completions`; a bare `http://host:port` gets `/v1/chat/completions`, and a
+    /// URL already ending in `/chat/completions` is used as is.
+    pub base_url: String,
+    /// The model name the server expects (`model` field of the request).
+    pub model: String,
+    /// Name of the environment variable that holds the API key (e.g. `OPENAI_API_KEY`); `None`
+    /// for servers without authentication. The key itself is never stored in the config.
+    pub api_key_env: Option<String>,
+    /// Limit for one attempt (connect, send, and read the whole reply).
+    pub timeout_ms: u64,
+    /// Retries after the first attempt (0 = one attempt only).
+    pub max_retries: u32,
+    /// First backoff delay; doubles with each retry.
+    pub backoff_base_ms: u64,
+    /// Cap on any delay between attempts, `Retry-After` included.
+    pub backoff_max_ms: u64,
+    /// Requests in flight at once.
+    pub max_concurrency: usize,
+    /// Sampling temperature (0 for reproducible runs).
+    pub temperature: f32,
+    /// Upper bound on the reply's length, in tokens.
+    pub max_tokens: u32,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            base_url: "http://127.0.0.1:8000/v1".to_string(),
+            model: "mock".to_string(),
+            api_key_env: None,
+            timeout_ms: 60_000,
+            max_retries: 3,
+            backoff_base_ms: 500,
+            backoff_max_ms: 30_000,
+            max_concurrency: 4,
+            temperature: 0.0,
+            max_tokens: 256,
+        }
+    }
+}
+
+impl LlmConfig {
+    /// A default config pointing at `base_url` (e.g. a [`MockServer`](super::MockServer)'s).
+    pub fn for_base_url(base_url: impl Into<String>) -> Self {
+        LlmConfig {
+            base_url: base_url.into(),
+            ..LlmConfig::default()
+        }
+    }
+
+    /// The full URL requests are posted to (see [`LlmConfig::base_url`]).
+    pub fn chat_url(&self) -> String {
+        let base = self.base_url.trim().trim_end_matches('/');
+        if base.ends_with("/chat/completions") {
+            return base.to_string();
+        }
+        let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
+        if after_scheme.contains('/') {
+            format!("{base}/chat/completions")
+        } else {
+            format!("{base}/v1/chat/completions")
+        }
+    }
+
+    /// Checks what can be checked without a request.
+    pub fn validate(&self) -> Result<(), LlmError> {
+        let config_error = |what: String, hint: &str| {
+            Err(LlmError::Config {
+                what,
+                hint: hint.to_string(),
+            })
+        };
+        let base = self.base_url.trim();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return config_error(
+                format!("base_url {base:?} is not an http:// or https:// URL"),
+                "use e.g. base_url = \"http://127.0.0.1:8000/v1\"",
+            );
+        }
+        if base.starts_with("https://") && !cfg!(feature = "https") {
+            return config_error(
+                format!("base_url {base:?} needs TLS, but this binary was built without it"),
+                "rebuild with the default `https` cargo feature, or use a plain http:// endpoint",
+            );
+        }
+        if self.model.trim().is_empty() {
+            return config_error(
+                "model is empty".to_string(),
+                "set model to the name the server serves (see GET <base_url>/models)",
+            );
+        }
+        if self.timeout_ms == 0 {
+            return config_error(
+                "timeout_ms is 0".to_string(),
+                "set a positive limit, e.g. timeout_ms = 60000",
+            );
+        }
+        if self.max_concurrency == 0 {
+            return config_error(
+                "max_concurrency is 0".to_string(),
+                "set max_concurrency to at least 1",
+            );
+        }
+        if !(self.temperature.is_finite() && (0.0..=2.0).contains(&self.temperature)) {
+            return config_error(
+                format!("temperature {} is outside 0..=2", self.temperature),
+                "use temperature = 0 for reproducible runs",
+            );
+        }
+        if self.max_tokens == 0 {
+            return config_error("max_tokens is 0".to_string(), "set max_tokens to e.g. 256");
+        }
+        Ok(())
+    }
+
+    /// Reads the key from the variable named by `api_key_env` (an error if it is named but unset).
+    fn read_api_key(&self) -> Result<Option<ApiKey>, LlmError> {
+        let Some(var) = &self.api_key_env else {
+            return Ok(None);
+        };
+        let hint = format!(
+            "export {var}=<your key>, or remove api_key_env for a server without authentication"
+        );
+        match std::env::var(var) {
+            Ok(key) if !key.trim().is_empty() => Ok(Some(ApiKey(key.trim().to_string()))),
+            Ok(_) => Err(LlmError::Config {
+                what: format!("environment variable {var} (api_key_env) is empty"),
+                hint,
+            }),
+            Err(std::env::VarError::NotPresent) => Err(LlmError::Config {
+                what: format!("environment variable {var} (api_key_env) is not set"),
+                hint,
+            }),
+            Err(std::env::VarError::NotUnicode(_)) => Err(LlmError::Config {
+                what: format!("environment variable {var} (api_key_env) is not valid UTF-8"),
+                hint,
+            }),
+        }
+    }
+}
+
+/// The API key; `Debug` never shows it.
+#[derive(Clone)]
+struct ApiKey(String);
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// One chat message (`role` is `system`, `user` or `assistant`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: "system".to_string(),
+            content: content.into(),
+        }
+    }
+
+    pub fn user(content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: "user".to_string(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Counters for reports: what the LLM stage cost. Cache fields are filled by the reformulator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmStats {
+    /// HTTP attempts made (first tries and retries).
+    pub requests_sent: u64,
+    /// Attempts that were retries.
+    pub retries: u64,
+    /// Replies that succeeded.
+    pub replies_ok: u64,
+    /// Requests that failed after all attempts.
+    pub requests_failed: u64,
+    /// Entities answered from the response cache.
+    pub cache_hits: u64,
+    /// Entities that needed a request.
+    pub cache_misses: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    requests_sent: AtomicU64,
+    retries: AtomicU64,
+    replies_ok: AtomicU64,
+    requests_failed: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) cache_misses: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> LlmStats {
+        LlmStats {
+            requests_sent: self.requests_sent.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            replies_ok: self.replies_ok.load(Ordering::Relaxed),
+            requests_failed: self.requests_failed.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            cache_misses: self.cache_misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The request body of `/chat/completions`.
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    temperature: f32,
+    max_tokens: u32,
+    stream: bool,
+}
+
+/// Why one attempt failed in a way worth retrying.
+#[derive(Debug)]
+enum Transient {
+    Status {
+        status: u16,
+        message: String,
+        retry_after_ms: Option<u64>,
+    },
+    Timeout,
+    Connection(String),
+}
+
+impl fmt::Display for Transient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transient::Status {
+                status, message, ..
+            } => write!(f, "HTTP {status}: {message}"),
+            Transient::Timeout => f.write_str("timed out"),
+            Transient::Connection(why) => write!(f, "connection error: {why}"),
+        }
+    }
+}
+
+enum Failure {
+    Transient(Transient),
+    Fatal(LlmError),
+}
+
+/// The client: one ureq agent (connection pool), the resolved URL, the key and counters.
+pub struct LlmClient {
+    config: LlmConfig,
+    chat_url: String,
+    agent: ureq::Agent,
+    api_key: Option<ApiKey>,
+    counters: Counters,
+}
+
+impl fmt::Debug for LlmClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LlmClient")
+            .field("config", &self.config)
+            .field("chat_url", &self.chat_url)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlmClient {
+    /// Validates the config and reads the API key from the environment (if `api_key_env` is set).
+    /// Makes no request.
+    pub fn new(config: LlmConfig) -> Result<Self, LlmError> {
+        config.validate()?;
+        let api_key = config.read_api_key()?;
+        let agent_config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
+            .max_idle_connections(config.max_concurrency.max(10))
+            .max_idle_connections_per_host(config.max_concurrency)
+            .user_agent(format!("riveg-bench/{}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(LlmClient {
+            chat_url: config.chat_url(),
+            agent: ureq::Agent::new_with_config(agent_config),
+            config,
+            api_key,
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn config(&self) -> &LlmConfig {
+        &self.config
+    }
+
+    /// The URL requests are posted to.
+    pub fn chat_url(&self) -> &str {
+        &self.chat_url
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> LlmStats {
+        self.counters.snapshot()
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Sends `messages` and returns the first choice's text, retrying transient failures.
+    /// `item` names the tweet/entity in errors and log lines.
+    pub fn chat(&self, messages: &[ChatMessage], item: &Item) -> Result<String, LlmError> {
+        let request = ChatRequest {
+            model: &self.config.model,
+            messages,
+            temperature: self.config.temperature,
+            max_tokens: self.config.max_tokens,
+            stream: false,
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| LlmError::Other {
+            what: format!("{item}cannot serialise the chat request: {e}"),
+            hint: "this is a bug in riveg-bench; please report it".to_string(),
+        })?;
+        let attempts_allowed = self.config.max_retries.saturating_add(1);
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            self.counters.requests_sent.fetch_add(1, Ordering::Relaxed);
+            let failure = match self.attempt_once(&body, item) {
+                Ok(content) => {
+                    self.counters.replies_ok.fetch_add(1, Ordering::Relaxed);
+                    return Ok(content);
+                }
+                Err(failure) => failure,
+            };
+            let transient = match failure {
+                Failure::Fatal(mut e) => {
+                    self.counters
+                        .requests_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let LlmError::Unreachable { attempts, .. } = &mut e {
+                        *attempts = attempt;
+                    }
+                    return Err(e);
+                }
+                Failure::Transient(t) => t,
+            };
+            if attempt >= attempts_allowed {
+                self.counters
+                    .requests_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(self.gave_up(transient, attempt, item));
+            }
+            let retry_after_ms = match &transient {
+                Transient::Status { retry_after_ms, .. } => *retry_after_ms,
+                _ => None,
+            };
+            let mut delay_ms = retry_delay_ms(
+                self.config.backoff_base_ms,
+                self.config.backoff_max_ms,
+                attempt - 1,
+                retry_after_ms,
+            );
+            if retry_after_ms.is_none() {
+                delay_ms = delay_ms.saturating_add(jitter_ms(delay_ms / 4));
+            }
+            log::warn!(
+                "{item}LLM request to {} failed ({transient}); retry {attempt}/{} in {delay_ms} ms",
+                self.chat_url,
+                self.config.max_retries
+            );
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        }
+    }
+
+    /// The error after the last allowed attempt failed transiently.
+    fn gave_up(&self, last: Transient, attempts: u32, item: &Item) -> LlmError {
+        let endpoint = self.chat_url.clone();
+        let item = Box::new(item.clone());
+        match last {
+            Transient::Timeout => LlmError::Timeout {
+                endpoint,
+                item,
+                timeout_ms: self.config.timeout_ms,
+                attempts,
+            },
+            Transient::Connection(why) => LlmError::Unreachable {
+                endpoint,
+                item,
+                attempts,
+                why,
+                hint: UNREACHABLE_HINT.to_string(),
+            },
+            Transient::Status {
+                status, message, ..
+            } => LlmError::RetriesExhausted {
+                endpoint,
+                item,
+                attempts,
+                last_status: status,
+                hint: if status == 429 {
+                    "the server is rate limiting: lower max_concurrency, or raise max_retries / backoff_base_ms".to_string()
+                } else {
+                    "the server is failing (5xx): check its logs; raise max_retries if it is only restarting".to_string()
+                },
+                last_message: message,
+            },
+        }
+    }
+
+    /// One HTTP exchange.
+    fn attempt_once(&self, body: &[u8], item: &Item) -> Result<String, Failure> {
+        let mut request = self
+            .agent
+            .post(&self.chat_url)
+            .header("Content-Type", "application/json");
+        if let Some(ApiKey(key)) = &self.api_key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        let mut response = request
+            .send(body)
+            .map_err(|e| self.transport_failure(e, item))?;
+        let status = response.status().as_u16();
+        let retry_after_ms = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after_ms);
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_REPLY_BYTES)
+            .read_to_vec()
+            .map_err(|e| self.transport_failure(e, item))?;
+        let text = String::from_utf8_lossy(&bytes);
+        if (200..300).contains(&status) {
+            return self.parse_reply(&text, item).map_err(Failure::Fatal);
+        }
+        let message = error_message(&text);
+        if status == 429 || (500..600).contains(&status) {
+            return Err(Failure::Transient(Transient::Status {
+                status,
+                message,
+                retry_after_ms,
+            }));
+        }
+        Err(Failure::Fatal(LlmError::Http {
+            endpoint: self.chat_url.clone(),
+            item: Box::new(item.clone()),
+            status,
+            message,
+            hint: self.status_hint(status),
+        }))
+    }
+
+    fn status_hint(&self, status: u16) -> String {
+        match (status, &self.config.api_key_env) {
+            (401 | 403, Some(var)) => format!(
+                "the server rejected the API key read from the environment variable {var} (api_key_env): check its value and its rights for model {:?}",
+                self.config.model
+            ),
+            (401 | 403, None) => "the server wants an API key: export it in an environment variable and name that variable in api_key_env (e.g. api_key_env = \"OPENAI_API_KEY\")".to_string(),
+            (404, _) => format!(
+                "check base_url (requests go to {}) and that the server serves model {:?}",
+                self.chat_url, self.config.model
+            ),
+            (400 | 422, _) => format!(
+                "the server rejected the request body: check model {:?}, max_tokens ({}) and temperature ({}) against what it accepts",
+                self.config.model, self.config.max_tokens, self.config.temperature
+            ),
+            _ => "see the server's message above".to_string(),
+        }
+    }
+
+    /// Classifies a ureq error: transient (retried) or fatal.
+    fn transport_failure(&self, error: ureq::Error, item: &Item) -> Failure {
+        use std::io::ErrorKind;
+        let unreachable = |why: String, hint: &str| {
+            Failure::Fatal(LlmError::Unreachable {
+                endpoint: self.chat_url.clone(),
+                item: Box::new(item.clone()),
+                attempts: 1,
+                why,
+                hint: hint.to_string(),
+            })
+        };
+        match error {
+            ureq::Error::Timeout(_) => Failure::Transient(Transient::Timeout),
+            ureq::Error::Io(e)
+                if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
+            {
+                Failure::Transient(Transient::Timeout)
+            }
+            ureq::Error::Io(e) => Failure::Transient(Transient::Connection(e.to_string())),
+            ureq::Error::ConnectionFailed => {
+                Failure::Transient(Transient::Connection("connection failed".to_string()))
+            }
+            ureq::Error::Protocol(e) => {
+                Failure::Transient(Transient::Connection(format!("HTTP protocol error: {e}")))
+            }
+            ureq::Error::HostNotFound => {
+                unreachable("host not found".to_string(), UNREACHABLE_HINT)
+            }
+            ureq::Error::BadUri(uri) => Failure::Fatal(LlmError::Config {
+                what: format!("base_url gives an invalid URL {uri:?}"),
+                hint: "use e.g. base_url = \"http://127.0.0.1:8000/v1\"".to_string(),
+            }),
+            other if self.chat_url.starts_with("https://") => unreachable(
+                other.to_string(),
+                "the TLS connection failed: check the URL and the server's certificate",
+            ),
+            other => unreachable(other.to_string(), UNREACHABLE_HINT),
+        }
+    }
+
+    /// Extracts `choices[0].message.content` from a 2xx body.
+    fn parse_reply(&self, body: &str, item: &Item) -> Result<String, LlmError> {
+        let malformed = |why: String| LlmError::MalformedReply {
+            endpoint: self.chat_url.clone(),
+            item: Box::new(item.clone()),
+            why,
+            excerpt: excerpt(body, 120),
+        };
+        let empty = |why: &str, hint: String| LlmError::EmptyReply {
+            endpoint: self.chat_url.clone(),
+            item: Box::new(item.clone()),
+            why: why.to_string(),
+            hint,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| malformed(format!("invalid JSON ({e})")))?;
+        if !value.is_object() {
+            return Err(malformed("the reply is not a JSON object".to_string()));
+        }
+        let Some(choice) = value
+            .get("choices")
+            .and_then(|c| c.as_array())
+            .and_then(|c| c.first())
+        else {
+            return Err(empty(
+                "the reply has no choices",
+                "the server produced no completion: check its logs".to_string(),
+            ));
+        };
+        let content = match choice.get("message").and_then(|m| m.get("content")) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            // Some servers send content as a list of typed parts.
+            Some(serde_json::Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+                .collect::<Vec<_>>()
+                .join(""),
+            Some(serde_json::Value::Null) | None => String::new(),
+            Some(other) => {
+                return Err(malformed(format!(
+                    "choices[0].message.content is neither text nor a list of parts: {}",
+                    excerpt(&other.to_string(), 60)
+                )))
+            }
+        };
+        if content.trim().is_empty() {
+            let hint = match choice.get("finish_reason").and_then(|f| f.as_str()) {
+                Some("length") => format!(
+                    "the model used all max_tokens ({}) before answering: raise max_tokens",
+                    self.config.max_tokens
+                ),
+                Some("content_filter") => {
+                    "the provider's content filter withheld the answer".to_string()
+                }
+                _ => "the model answered nothing for this prompt: check the prompt template"
+                    .to_string(),
+            };
+            return Err(empty("the first choice's content is empty", hint));
+        }
+        Ok(content)
+    }
+}
+
+/// The delay before retry number `retry_index` (0-based): the server's `Retry-After` when it gave
+/// one, else `backoff_base_ms · 2^retry_index`; both capped at `backoff_max_ms`.
+pub fn retry_delay_ms(
+    backoff_base_ms: u64,
+    backoff_max_ms: u64,
+    retry_index: u32,
+    retry_after_ms: Option<u64>,
+) -> u64 {
+    let wanted = retry_after_ms.unwrap_or_else(|| {
+        backoff_base_ms.saturating_mul(1u64.checked_shl(retry_index).unwrap_or(u64::MAX))
+    });
+    wanted.min(backoff_max_ms)
+}
+
+/// `Retry-After` in seconds (integer or decimal); the HTTP-date form is ignored (falls back to
+/// the exponential backoff).
+pub fn parse_retry_after_ms(value: &str) -> Option<u64> {
+    let seconds: f64 = value.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).min(u64::MAX as f64) as u64)
+}
+
+/// Up to `max_ms` of jitter so that concurrent retries do not arrive together.
+fn jitter_ms(max_ms: u64) -> u64 {
+    if max_ms == 0 {
+        return 0;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    u64::from(nanos) % (max_ms + 1)
+}
+
+/// The server's error message: `error.message` / `error` / `message` of a JSON body, else the
+/// body itself, shortened.
+fn error_message(body: &str) -> String {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(body) {
+        let message = value
+            .get("error")
+            .and_then(|e| e.get("message").or(Some(e)))
+            .or_else(|| value.get("message"))
+            .and_then(|m| m.as_str());
+        if let Some(m) = message {
+            return excerpt(m, 300);
+        }
+    }
+    if body.trim().is_empty() {
+        "(empty body)".to_string()
+    } else {
+        excerpt(body, 300)
+    }
+}
+
+/// The first `max_chars` characters of `text`, whitespace collapsed, `…` when cut.
+fn excerpt(text: &str, max_chars: usize) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() <= max_chars {
+        collapsed
+    } else {
+        let mut cut: String = collapsed.chars().take(max_chars).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_url_accepts_the_usual_base_urls() {
+        let url = |b: &str| LlmConfig::for_base_url(b).chat_url();
+        assert_eq!(url("http://h:1/v1"), "http://h:1/v1/chat/completions");
+        assert_eq!(url("http://h:1/v1/"), "http://h:1/v1/chat/completions");
+        assert_eq!(url("http://h:1"), "http://h:1/v1/chat/completions");
+        assert_eq!(
+            url("https://x.org/openai/v1beta"),
+            "https://x.org/openai/v1beta/chat/completions"
+        );
+        assert_eq!(
+            url("http://h:1/v1/chat/completions"),
+            "http://h:1/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(retry_delay_ms(100, 1000, 0, None), 100);
+        assert_eq!(retry_delay_ms(100, 1000, 1, None), 200);
+        assert_eq!(retry_delay_ms(100, 1000, 3, None), 800);
+        assert_eq!(retry_delay_ms(100, 1000, 4, None), 1000);
+        assert_eq!(retry_delay_ms(100, 1000, 200, None), 1000);
+        // Retry-After wins over the backoff but is capped too.
+        assert_eq!(retry_delay_ms(100, 1000, 0, Some(700)), 700);
+        assert_eq!(retry_delay_ms(100, 1000, 0, Some(3_600_000)), 1000);
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_only() {
+        assert_eq!(parse_retry_after_ms("2"), Some(2000));
+        assert_eq!(parse_retry_after_ms(" 0.5 "), Some(500));
+        assert_eq!(parse_retry_after_ms("-1"), None);
+        assert_eq!(parse_retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn error_message_prefers_openai_shape() {
+        assert_eq!(
+            error_message(r#"{"error":{"message":"bad key","type":"auth"}}"#),
+            "bad key"
+        );
+        assert_eq!(error_message(r#"{"error":"overloaded"}"#), "overloaded");
+        assert_eq!(error_message("  plain\n text "), "plain text");
+        assert_eq!(error_message(""), "(empty body)");
+    }
+
+    #[test]
+    fn validate_rejects_unusable_configs() {
+        assert!(LlmConfig::default().validate().is_ok());
+        let bad = [
+            LlmConfig::for_base_url("127.0.0.1:8000"),
+            LlmConfig {
+                max_concurrency: 0,
+                ..LlmConfig::default()
+            },
+            LlmConfig {
+                temperature: f32::NAN,
+                ..LlmConfig::default()
+            },
+            LlmConfig {
+                timeout_ms: 0,
+                ..LlmConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(
+                matches!(config.validate(), Err(LlmError::Config { .. })),
+                "{config:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_reads_from_toml_with_defaults() {
+        let config: LlmConfig =
+            toml::from_str("base_url = \"http://h:9/v1\"\nmax_retries = 1\n").unwrap();
+        assert_eq!(config.max_retries, 1);
+        assert_eq!(config.model, LlmConfig::default().model);
+        assert!(toml::from_str::<LlmConfig>("max_retrys = 1").is_err());
+    }
+}
