@@ -50,6 +50,18 @@ pub enum Command {
     Run(RunArgs),
     /// Combine the run directories of `run --shard K/N` into one run.
     Merge(MergeArgs),
+    /// Serve a mock OpenAI-compatible LLM on loopback (dry runs of the reformulation stage).
+    MockLlm(MockLlmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MockLlmArgs {
+    /// Port on 127.0.0.1 (0: pick a free one and print it).
+    #[arg(long, default_value_t = 8089)]
+    pub port: u16,
+    /// echo | fail:STATUS:TIMES | always-fail:STATUS | delay:MS | malformed | empty | empty-content
+    #[arg(long, default_value = "echo")]
+    pub behaviour: String,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +203,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Eval(args) => eval(args),
         Command::Run(args) => run_cmd(args),
         Command::Merge(args) => merge_cmd(args),
+        Command::MockLlm(args) => {
+            let behaviour: crate::llm::Behaviour = args
+                .behaviour
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--behaviour {:?}: {e}", args.behaviour))?;
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+            crate::llm::serve_forever(addr, behaviour)?;
+            Ok(exit::OK)
+        }
     }
 }
 
@@ -332,7 +353,13 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         suite.origin,
         suite.file.variants.len()
     );
-    let mut backends = DefaultBackends::new(args.device);
+    let cache_dir = (!args.no_cache).then(|| {
+        args.cache_dir
+            .clone()
+            .or_else(|| suite.file.settings.cache_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(".riveg-cache"))
+    });
+    let mut backends = DefaultBackends::new(args.device, cache_dir);
     let out = run_suite(&suite, &opts, &mut backends)?;
     for w in &out.warnings {
         eprintln!("{w}");
