@@ -14,7 +14,8 @@ use crate::data::warnings::ReadOutput;
 /// Reads a CoNLL-style file; the number of tag columns (1 or 2) is taken from its first token line.
 pub fn read_conll(path: &Path, scheme: Scheme) -> DataResult<ReadOutput> {
     let text = read_text(path)?;
-    let n_columns = first_token_line_columns(&text).unwrap_or(1);
+    // A line without any tab gets the line-numbered "has no tab" error from read_sentences.
+    let n_columns = first_token_line_columns(&text).unwrap_or(1).max(1);
     if !(1..=2).contains(&n_columns) {
         return Err(DataError::invalid(
             Location::file(path),
