@@ -2,3 +2,4 @@
 //! stage cache and shards. Must not score or format output.
 
 pub mod stages;
+pub mod onnx;
