@@ -430,8 +430,10 @@ pub fn check_session(
             };
             if ty != tensor.dtype.element_type() {
                 return Err(mismatch(format!(
-                    "{kind} {:?} has dtype {ty} in the model but {} in the manifest",
-                    tensor.name, tensor.dtype
+                    "{kind} {:?} has dtype {} in the model but {} in the manifest",
+                    tensor.name,
+                    super::manifest::DType::name_of(ty),
+                    tensor.dtype
                 )));
             }
             if shape.len() != tensor.shape.len() {

@@ -142,6 +142,24 @@ pub enum DType {
 }
 
 impl DType {
+    pub const ALL: [DType; 7] = [
+        DType::Float32,
+        DType::Float16,
+        DType::Float64,
+        DType::Int64,
+        DType::Int32,
+        DType::Uint8,
+        DType::Bool,
+    ];
+
+    /// The manifest name of an ort element type (`int64`, ...), or ort's own name.
+    pub fn name_of(ty: ort::value::TensorElementType) -> String {
+        DType::ALL
+            .iter()
+            .find(|d| d.element_type() == ty)
+            .map_or_else(|| ty.to_string(), |d| d.to_string())
+    }
+
     pub fn element_type(self) -> ort::value::TensorElementType {
         use ort::value::TensorElementType as T;
         match self {
