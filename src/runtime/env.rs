@@ -93,7 +93,10 @@ pub fn resolve_library_path_with(
     Err(RuntimeError::LibraryNotFound { searched })
 }
 
-fn existing(path: PathBuf, source: LibrarySource) -> Result<(PathBuf, LibrarySource), RuntimeError> {
+fn existing(
+    path: PathBuf,
+    source: LibrarySource,
+) -> Result<(PathBuf, LibrarySource), RuntimeError> {
     if path.is_file() {
         Ok((path, source))
     } else {
@@ -118,7 +121,11 @@ fn find_in_venv(root: &Path) -> Option<PathBuf> {
             continue;
         };
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with("libonnxruntime.so") {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("libonnxruntime.so")
+            {
                 found.push(entry.path());
             }
         }
@@ -144,7 +151,9 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 /// ONNX Runtime only.
 pub fn init(explicit: Option<&Path>) -> Result<&'static OrtRuntime, RuntimeError> {
     let (path, source) = resolve_library_path(explicit)?;
-    let _guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = INIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(runtime) = RUNTIME.get() {
         if explicit.is_some() && !same_file(&runtime.library_path, &path) {
             return Err(RuntimeError::AlreadyLoaded {
@@ -217,7 +226,9 @@ impl std::str::FromStr for Device {
             "cpu" => Ok(Device::Cpu),
             "cuda" | "gpu" => Ok(Device::Cuda),
             "auto" => Ok(Device::Auto),
-            other => Err(format!("unknown device {other:?}: expected cpu, cuda or auto")),
+            other => Err(format!(
+                "unknown device {other:?}: expected cpu, cuda or auto"
+            )),
         }
     }
 }
@@ -487,7 +498,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("/nonexistent/libonnxruntime.so.1.31.1"), "{err}");
+        assert!(
+            err.contains("/nonexistent/libonnxruntime.so.1.31.1"),
+            "{err}"
+        );
         assert!(err.contains("install-python-deps.sh"), "{err}");
     }
 

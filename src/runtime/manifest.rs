@@ -393,7 +393,8 @@ impl ModelManifest {
                 if let Some(expected) = &spec.sha256 {
                     self.verify_hash(&path, expected)?;
                 }
-                let text = std::fs::read_to_string(&path).map_err(|e| self.file_missing(&path, e))?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| self.file_missing(&path, e))?;
                 serde_json::from_str::<Crf>(&text).map_err(|e| {
                     self.invalid(
                         format!("CRF file {}: {e}", path.display()),
@@ -465,7 +466,10 @@ impl ModelManifest {
         }
         if let Some(pre) = &self.preprocess {
             pre.validate().map_err(|what| {
-                self.invalid(what, "image_size is [height, width] > 0; std entries must be non-zero")
+                self.invalid(
+                    what,
+                    "image_size is [height, width] > 0; std entries must be non-zero",
+                )
             })?;
         }
         if let Some(labels) = &self.labels {
@@ -473,11 +477,16 @@ impl ModelManifest {
                 let ok = name == "O"
                     || match labels.scheme {
                         TagScheme::Bio => ["B-", "I-"].iter().any(|p| name.starts_with(p)),
-                        TagScheme::Bioes => ["B-", "I-", "E-", "S-"].iter().any(|p| name.starts_with(p)),
+                        TagScheme::Bioes => {
+                            ["B-", "I-", "E-", "S-"].iter().any(|p| name.starts_with(p))
+                        }
                     };
                 if !ok {
                     return Err(self.invalid(
-                        format!("label {name:?} is not valid in the {:?} scheme", labels.scheme),
+                        format!(
+                            "label {name:?} is not valid in the {:?} scheme",
+                            labels.scheme
+                        ),
                         "labels are O or PREFIX-TYPE (B-/I- for bio, also E-/S- for bioes)",
                     ));
                 }
@@ -510,7 +519,10 @@ impl ModelManifest {
 
     fn missing_section(&self, section: &str) -> RuntimeError {
         self.invalid(
-            format!("a {} manifest needs a [{section}] section", self.stage.name()),
+            format!(
+                "a {} manifest needs a [{section}] section",
+                self.stage.name()
+            ),
             "see src/runtime/manifest.rs for the fields and an example",
         )
     }
@@ -576,7 +588,11 @@ mod tests {
             vec![Dim::Symbolic("batch".into()), Dim::Fixed(7)]
         );
         assert_eq!(m.resolve(&main.path), dir.path().join("m.onnx"));
-        assert!(m.model("encoder").unwrap_err().to_string().contains("has: main"));
+        assert!(m
+            .model("encoder")
+            .unwrap_err()
+            .to_string()
+            .contains("has: main"));
     }
 
     #[test]
@@ -592,14 +608,21 @@ mod tests {
         );
         let err = ModelManifest::load(&p).unwrap_err().to_string();
         assert!(err.contains(EMPTY_SHA), "{err}");
-        assert!(err.contains(&sha256_file(&dir.path().join("m.onnx")).unwrap()), "{err}");
+        assert!(
+            err.contains(&sha256_file(&dir.path().join("m.onnx")).unwrap()),
+            "{err}"
+        );
         assert!(err.contains("m.onnx"), "{err}");
     }
 
     #[test]
     fn unknown_field_is_rejected_with_the_manifest_named() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "m.toml", "name = \"x\"\nstage = \"tagger\"\nmodelz = 1\n");
+        let p = write(
+            dir.path(),
+            "m.toml",
+            "name = \"x\"\nstage = \"tagger\"\nmodelz = 1\n",
+        );
         let err = ModelManifest::load(&p).unwrap_err().to_string();
         assert!(err.contains("m.toml") && err.contains("modelz"), "{err}");
     }

@@ -1,13 +1,13 @@
 //! ONNX Runtime setup (loading the shared library, execution-provider choice), model manifests
 //! and their checks, and image → tensor preprocessing. Stages ask this module for sessions.
 //!
-//! - [`env`]: finds `libonnxruntime.so*` (explicit path, `ORT_DYLIB_PATH`, `.venv`), loads it once
+//! - [`env`][]: finds `libonnxruntime.so*` (explicit path, `ORT_DYLIB_PATH`, `.venv`), loads it once
 //!   per process ([`init`]) and builds sessions on a [`Device`], falling back from CUDA to CPU
 //!   with a log line saying which provider ran. `ort` panics when it is used before a library is
 //!   loaded; every session here is built through an [`OrtRuntime`], which only [`init`] hands out.
-//! - [`manifest`]: `models/*.toml` (files + sha256, tensors, preprocessing, labels, CRF, boxes)
+//! - [`manifest`][]: `models/*.toml` (files + sha256, tensors, preprocessing, labels, CRF, boxes)
 //!   and the check of a loaded session against it.
-//! - [`preprocess`]: RGB image → normalised NCHW `f32` tensor, and the coordinate transform back.
+//! - [`preprocess`][]: RGB image → normalised NCHW `f32` tensor, and the coordinate transform back.
 //!
 //! This module must not know about tweets or entities: stages turn its errors into
 //! [`StageError`](crate::pipeline::stages::StageError)s naming the item.
@@ -24,8 +24,7 @@ pub use env::{
     OrtRuntime, Provider, SessionConfig, INSTALL_HINT,
 };
 pub use manifest::{
-    BoxFormat, BoxSpec, BoxUnits, Crf, DType, Dim, ModelManifest, ModelSpec, TagScheme,
-    TensorSpec,
+    BoxFormat, BoxSpec, BoxUnits, Crf, DType, Dim, ModelManifest, ModelSpec, TagScheme, TensorSpec,
 };
 pub use preprocess::{image_to_tensor, ImageTransform, PreprocessSpec, ResizeFilter, ResizeMode};
 
@@ -35,7 +34,9 @@ pub enum RuntimeError {
     #[error("no ONNX Runtime library found (looked for {searched})\n  hint: {INSTALL_HINT}")]
     LibraryNotFound { searched: String },
 
-    #[error("ONNX Runtime library {path} (from {source_name}) does not exist\n  hint: {INSTALL_HINT}")]
+    #[error(
+        "ONNX Runtime library {path} (from {source_name}) does not exist\n  hint: {INSTALL_HINT}"
+    )]
     LibraryMissing { path: PathBuf, source_name: String },
 
     #[error("could not load the ONNX Runtime library {path}: {why}\n  hint: {INSTALL_HINT}")]
@@ -71,7 +72,9 @@ pub enum RuntimeError {
         hint: String,
     },
 
-    #[error("{path} (listed in manifest {manifest}) is missing or unreadable: {why}\n  hint: {hint}")]
+    #[error(
+        "{path} (listed in manifest {manifest}) is missing or unreadable: {why}\n  hint: {hint}"
+    )]
     FileMissing {
         path: PathBuf,
         manifest: PathBuf,
@@ -118,7 +121,8 @@ impl RuntimeError {
         RuntimeError::Run {
             model: model.to_path_buf(),
             why: why.to_string(),
-            hint: "the inputs did not fit the model; check the manifest's shapes and preprocessing".into(),
+            hint: "the inputs did not fit the model; check the manifest's shapes and preprocessing"
+                .into(),
         }
     }
 }

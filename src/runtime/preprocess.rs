@@ -140,19 +140,18 @@ impl ImageTransform {
 pub fn image_to_tensor(image: &RgbImage, spec: &PreprocessSpec) -> (Array4<f32>, ImageTransform) {
     let transform = spec.transform_for(image.width(), image.height());
     let resized_storage;
-    let resized: &RgbImage = if image.width() == transform.content_width
-        && image.height() == transform.content_height
-    {
-        image
-    } else {
-        resized_storage = image::imageops::resize(
-            image,
-            transform.content_width,
-            transform.content_height,
-            spec.filter.filter_type(),
-        );
-        &resized_storage
-    };
+    let resized: &RgbImage =
+        if image.width() == transform.content_width && image.height() == transform.content_height {
+            image
+        } else {
+            resized_storage = image::imageops::resize(
+                image,
+                transform.content_width,
+                transform.content_height,
+                spec.filter.filter_type(),
+            );
+            &resized_storage
+        };
     let (h, w) = (spec.input_height() as usize, spec.input_width() as usize);
     let mut tensor = Array4::<f32>::zeros((1, 3, h, w));
     for (x, y, pixel) in resized.enumerate_pixels() {
@@ -181,7 +180,9 @@ mod tests {
 
     #[test]
     fn same_size_is_not_resampled() {
-        let img = RgbImage::from_fn(4, 2, |x, y| image::Rgb([(x * 60) as u8, (y * 255) as u8, 0]));
+        let img = RgbImage::from_fn(4, 2, |x, y| {
+            image::Rgb([(x * 60) as u8, (y * 255) as u8, 0])
+        });
         let (t, tr) = image_to_tensor(&img, &spec(ResizeMode::Stretch, 2, 4));
         assert_eq!(t.shape(), &[1, 3, 2, 4]);
         assert!((t[[0, 0, 0, 3]] - ((180.0 / 255.0 - 0.5) / 0.5)).abs() < 1e-6);

@@ -52,7 +52,10 @@ impl OnnxEntailer {
     ) -> Result<Self, RuntimeError> {
         if manifest.stage != Stage::Entailer {
             return Err(manifest.invalid(
-                format!("stage is {:?}, expected \"entailer\"", manifest.stage.name()),
+                format!(
+                    "stage is {:?}, expected \"entailer\"",
+                    manifest.stage.name()
+                ),
                 "pass an entailer manifest to the entailer",
             ));
         }
@@ -145,10 +148,18 @@ impl Entailer for OnnxEntailer {
         let (pixels, _) = image_to_tensor(image, &self.preprocess);
         let pixels = batch_image(pixels, n, self.repeat_image);
         let tensor_err = |e: ort::Error| {
-            StageError::item(&tweet.id, None, format!("building input tensors: {e}"), "internal error")
+            StageError::item(
+                &tweet.id,
+                None,
+                format!("building input tensors: {e}"),
+                "internal error",
+            )
         };
         let mut inputs = vec![
-            (self.pixel_values.clone(), f32_tensor(pixels).map_err(tensor_err)?),
+            (
+                self.pixel_values.clone(),
+                f32_tensor(pixels).map_err(tensor_err)?,
+            ),
             (
                 self.input_ids.0.clone(),
                 int_tensor(ids, self.input_ids.1).map_err(tensor_err)?,

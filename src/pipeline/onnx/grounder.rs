@@ -55,7 +55,11 @@ pub fn location_bins_to_box(
         if bin < 0 || bin >= spec.num_bins {
             return None;
         }
-        let size = if i % 2 == 0 { input_width } else { input_height };
+        let size = if i % 2 == 0 {
+            input_width
+        } else {
+            input_height
+        };
         out[i] = bin as f64 / scale * size as f64;
     }
     Some(out)
@@ -79,7 +83,10 @@ pub(crate) fn to_original_box(raw: [f64; 4], format: BoxSpec, transform: &ImageT
     };
     let (x1, y1) = transform.to_original(x1, y1);
     let (x2, y2) = transform.to_original(x2, y2);
-    let (w, h) = (transform.original_width as f64, transform.original_height as f64);
+    let (w, h) = (
+        transform.original_width as f64,
+        transform.original_height as f64,
+    );
     BBox::new(
         x1.min(x2).clamp(0.0, w),
         y1.min(y2).clamp(0.0, h),
@@ -116,7 +123,10 @@ impl OnnxGrounder {
     ) -> Result<Self, RuntimeError> {
         if manifest.stage != Stage::Grounder {
             return Err(manifest.invalid(
-                format!("stage is {:?}, expected \"grounder\"", manifest.stage.name()),
+                format!(
+                    "stage is {:?}, expected \"grounder\"",
+                    manifest.stage.name()
+                ),
                 "pass a grounder manifest to the grounder",
             ));
         }
@@ -214,10 +224,18 @@ impl Grounder for OnnxGrounder {
         let (pixels, transform) = image_to_tensor(image, &self.preprocess);
         let pixels = batch_image(pixels, n, self.repeat_image);
         let tensor_err = |e: ort::Error| {
-            StageError::item(&tweet.id, None, format!("building input tensors: {e}"), "internal error")
+            StageError::item(
+                &tweet.id,
+                None,
+                format!("building input tensors: {e}"),
+                "internal error",
+            )
         };
         let mut inputs = vec![
-            (self.pixel_values.clone(), f32_tensor(pixels).map_err(tensor_err)?),
+            (
+                self.pixel_values.clone(),
+                f32_tensor(pixels).map_err(tensor_err)?,
+            ),
             (
                 self.input_ids.0.clone(),
                 int_tensor(ids, self.input_ids.1).map_err(tensor_err)?,
@@ -230,13 +248,17 @@ impl Grounder for OnnxGrounder {
         if let Some(s) = &scores {
             wanted.push(s.as_str());
         }
-        let mut outputs = run_f32(&mut self.session, inputs, &wanted).map_err(|e| run_failed(tweet, e))?;
+        let mut outputs =
+            run_f32(&mut self.session, inputs, &wanted).map_err(|e| run_failed(tweet, e))?;
         let raw_boxes = outputs.remove(0);
         if raw_boxes.shape() != [n, 4] {
             return Err(StageError::item(
                 &tweet.id,
                 None,
-                format!("boxes have shape {:?}, expected [{n}, 4]", raw_boxes.shape()),
+                format!(
+                    "boxes have shape {:?}, expected [{n}, 4]",
+                    raw_boxes.shape()
+                ),
                 "the manifest's grounder output does not match the model",
             ));
         }

@@ -119,7 +119,10 @@ pub(crate) fn require_f32_output(
 ) -> Result<(), RuntimeError> {
     match spec.output(role) {
         Some(t) if t.dtype != DType::Float32 => Err(manifest.invalid(
-            format!("output {:?} is {}, stages read float32 outputs", t.name, t.dtype),
+            format!(
+                "output {:?} is {}, stages read float32 outputs",
+                t.name, t.dtype
+            ),
             "export the model with float32 outputs (cast inside the graph)",
         )),
         _ => Ok(()),

@@ -19,8 +19,8 @@ use super::{f32_tensor, require_f32_output, require_image, run_f32, run_failed, 
 use crate::geometry::{BBox, CocoRle, RleCounts};
 use crate::pipeline::stages::{Segmenter, Stage, StageError, StageKind, TweetInput};
 use crate::runtime::{
-    image_to_tensor, Dim, ImageTransform, LoadedSession, ModelManifest, OrtRuntime,
-    PreprocessSpec, Provider, RuntimeError, SessionConfig,
+    image_to_tensor, Dim, ImageTransform, LoadedSession, ModelManifest, OrtRuntime, PreprocessSpec,
+    Provider, RuntimeError, SessionConfig,
 };
 
 enum Prompt {
@@ -61,7 +61,10 @@ impl OnnxSegmenter {
     ) -> Result<Self, RuntimeError> {
         if manifest.stage != Stage::Segmenter {
             return Err(manifest.invalid(
-                format!("stage is {:?}, expected \"segmenter\"", manifest.stage.name()),
+                format!(
+                    "stage is {:?}, expected \"segmenter\"",
+                    manifest.stage.name()
+                ),
                 "pass a segmenter manifest to the segmenter",
             ));
         }
@@ -172,10 +175,16 @@ impl OnnxSegmenter {
             ));
         }
         if let Some(name) = &self.has_mask_input {
-            inputs.push((name.clone(), f32_tensor(ndarray::arr1(&[0.0f32])).map_err(err)?));
+            inputs.push((
+                name.clone(),
+                f32_tensor(ndarray::arr1(&[0.0f32])).map_err(err)?,
+            ));
         }
         if let Some(name) = &self.orig_im_size {
-            let size = ndarray::arr1(&[transform.original_height as f32, transform.original_width as f32]);
+            let size = ndarray::arr1(&[
+                transform.original_height as f32,
+                transform.original_width as f32,
+            ]);
             inputs.push((name.clone(), f32_tensor(size).map_err(err)?));
         }
         let masks = self.masks.clone();
@@ -186,7 +195,10 @@ impl OnnxSegmenter {
 /// Samples `logits` (covering the model-input frame) at each original pixel centre, bilinearly,
 /// and thresholds at 0. Returns a row-major `[h][w]` boolean mask.
 fn logits_to_original_mask(logits: ArrayView2<'_, f32>, transform: &ImageTransform) -> Vec<bool> {
-    let (w, h) = (transform.original_width as usize, transform.original_height as usize);
+    let (w, h) = (
+        transform.original_width as usize,
+        transform.original_height as usize,
+    );
     let (mh, mw) = logits.dim();
     if (mh, mw) == (h, w) {
         return logits.iter().map(|v| *v > 0.0).collect();
@@ -246,7 +258,11 @@ impl Segmenter for OnnxSegmenter {
         true
     }
 
-    fn segment(&mut self, input: &TweetInput<'_>, boxes: &[BBox]) -> Result<Vec<CocoRle>, StageError> {
+    fn segment(
+        &mut self,
+        input: &TweetInput<'_>,
+        boxes: &[BBox],
+    ) -> Result<Vec<CocoRle>, StageError> {
         let tweet = input.tweet;
         if boxes.is_empty() {
             return Ok(Vec::new());
@@ -255,11 +271,16 @@ impl Segmenter for OnnxSegmenter {
         let (pixels, transform) = image_to_tensor(image, &self.preprocess);
         let embeddings = {
             let path = self.encoder.path.clone();
-            let tensor = f32_tensor(pixels).map_err(|e| run_failed(tweet, RuntimeError::run(&path, e)))?;
+            let tensor =
+                f32_tensor(pixels).map_err(|e| run_failed(tweet, RuntimeError::run(&path, e)))?;
             let name = self.embeddings_out.clone();
-            run_f32(&mut self.encoder, vec![(self.pixel_values.clone(), tensor)], &[&name])
-                .map_err(|e| run_failed(tweet, e))?
-                .remove(0)
+            run_f32(
+                &mut self.encoder,
+                vec![(self.pixel_values.clone(), tensor)],
+                &[&name],
+            )
+            .map_err(|e| run_failed(tweet, e))?
+            .remove(0)
         };
         let (h, w) = (image.height() as usize, image.width() as usize);
         let mut masks = Vec::with_capacity(boxes.len());
@@ -287,7 +308,12 @@ impl Segmenter for OnnxSegmenter {
             let (mh, mw) = (shape[shape.len() - 2], shape[shape.len() - 1]);
             let first: Vec<f32> = logits.iter().take(mh * mw).copied().collect();
             let plane = ArrayView2::from_shape((mh, mw), &first).map_err(|e| {
-                StageError::item(&tweet.id, None, e.to_string(), "expected [1, k, h, w] mask logits")
+                StageError::item(
+                    &tweet.id,
+                    None,
+                    e.to_string(),
+                    "expected [1, k, h, w] mask logits",
+                )
             })?;
             let mask = logits_to_original_mask(plane, &transform);
             masks.push(CocoRle {
@@ -326,6 +352,9 @@ mod tests {
         // input frame 2x2, content is the top row; left positive, right negative
         let logits = ndarray::arr2(&[[1.0f32, -1.0], [-5.0, -5.0]]);
         let mask = logits_to_original_mask(logits.view(), &t);
-        assert_eq!(mask, vec![true, true, false, false, true, true, false, false]);
+        assert_eq!(
+            mask,
+            vec![true, true, false, false, true, true, false, false]
+        );
     }
 }

@@ -103,26 +103,42 @@ impl OnnxTagger {
     }
 
     /// One label per word (`O` for words cut off by truncation).
-    pub fn tag_words(&mut self, tweet: &Tweet, words: &[String]) -> Result<Vec<String>, StageError> {
+    pub fn tag_words(
+        &mut self,
+        tweet: &Tweet,
+        words: &[String],
+    ) -> Result<Vec<String>, StageError> {
         if words.is_empty() {
             return Ok(Vec::new());
         }
         let encoding = self.text.encode_words(&tweet.id, words)?;
         let len = encoding.ids.len();
-        let ids = Array2::from_shape_vec((1, len), encoding.ids.clone())
-            .map_err(|e| StageError::item(&tweet.id, None, e.to_string(), "internal shape error"))?;
+        let ids = Array2::from_shape_vec((1, len), encoding.ids.clone()).map_err(|e| {
+            StageError::item(&tweet.id, None, e.to_string(), "internal shape error")
+        })?;
         let tensor_err = |e: ort::Error| {
-            StageError::item(&tweet.id, None, format!("building input tensors: {e}"), "internal error")
+            StageError::item(
+                &tweet.id,
+                None,
+                format!("building input tensors: {e}"),
+                "internal error",
+            )
         };
         let mut inputs = vec![(
             self.input_ids.0.clone(),
             int_tensor(ids, self.input_ids.1).map_err(tensor_err)?,
         )];
         if let Some((name, dtype)) = &self.attention_mask {
-            inputs.push((name.clone(), int_tensor(Array2::ones((1, len)), *dtype).map_err(tensor_err)?));
+            inputs.push((
+                name.clone(),
+                int_tensor(Array2::ones((1, len)), *dtype).map_err(tensor_err)?,
+            ));
         }
         if let Some((name, dtype)) = &self.token_type_ids {
-            inputs.push((name.clone(), int_tensor(Array2::zeros((1, len)), *dtype).map_err(tensor_err)?));
+            inputs.push((
+                name.clone(),
+                int_tensor(Array2::zeros((1, len)), *dtype).map_err(tensor_err)?,
+            ));
         }
         let logits = run_f32(&mut self.session, inputs, &[&self.logits])
             .map_err(|e| run_failed(tweet, e))?

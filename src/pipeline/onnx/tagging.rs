@@ -74,8 +74,8 @@ pub fn viterbi(emissions: &[Vec<f64>], crf: &Crf) -> Vec<usize> {
         let mut next = vec![f64::NEG_INFINITY; n];
         let mut from = vec![0usize; n];
         for j in 0..n {
-            for i in 0..n {
-                let s = score[i] + crf.transitions[i][j];
+            for (i, previous) in score.iter().enumerate() {
+                let s = previous + crf.transitions[i][j];
                 if s > next[j] {
                     next[j] = s;
                     from[j] = i;
@@ -123,7 +123,10 @@ mod tests {
             spans(&["I-PER", "O", "B-LOC", "I-PER"]),
             vec![s("PER", 0, 1), s("LOC", 2, 3), s("PER", 3, 4)]
         );
-        assert_eq!(spans(&["B-PER", "I-PER", "B-PER"]), vec![s("PER", 0, 2), s("PER", 2, 3)]);
+        assert_eq!(
+            spans(&["B-PER", "I-PER", "B-PER"]),
+            vec![s("PER", 0, 2), s("PER", 2, 3)]
+        );
         assert_eq!(spans(&["I-ORG", "I-ORG"]), vec![s("ORG", 0, 2)]);
         assert!(spans(&["O", "O"]).is_empty());
     }
@@ -135,15 +138,24 @@ mod tests {
             vec![s("PER", 0, 3), s("LOC", 3, 4), s("ORG", 5, 6)]
         );
         // E- then I- of the same type: E ends the chunk, I starts a new one (seqeval default).
-        assert_eq!(spans(&["B-PER", "E-PER", "I-PER"]), vec![s("PER", 0, 2), s("PER", 2, 3)]);
+        assert_eq!(
+            spans(&["B-PER", "E-PER", "I-PER"]),
+            vec![s("PER", 0, 2), s("PER", 2, 3)]
+        );
         // A dangling E- is a chunk of one.
         assert_eq!(spans(&["O", "E-LOC"]), vec![s("LOC", 1, 2)]);
-        assert_eq!(spans(&["S-PER", "S-PER"]), vec![s("PER", 0, 1), s("PER", 1, 2)]);
+        assert_eq!(
+            spans(&["S-PER", "S-PER"]),
+            vec![s("PER", 0, 1), s("PER", 1, 2)]
+        );
     }
 
     #[test]
     fn types_with_dashes_and_fine_types() {
-        assert_eq!(spans(&["B-sports_team", "I-sports_team"]), vec![s("sports_team", 0, 2)]);
+        assert_eq!(
+            spans(&["B-sports_team", "I-sports_team"]),
+            vec![s("sports_team", 0, 2)]
+        );
     }
 
     #[test]
