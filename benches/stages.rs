@@ -85,6 +85,12 @@ fn bench_stages(c: &mut Criterion) {
         b.iter(|| vg.ground(black_box(&input), &entities, &queries).unwrap())
     });
 
+    let mut ofa = OnnxGrounder::load(rt, &models().join("tiny-ofa.toml"), &config())
+        .unwrap_or_else(|e| panic!("{e}"));
+    group.bench_function("grounder_ofa_4_queries", |b| {
+        b.iter(|| ofa.ground(black_box(&input), &entities, &queries).unwrap())
+    });
+
     let mut sam = OnnxSegmenter::load(rt, &models().join("tiny-sam.toml"), &config())
         .unwrap_or_else(|e| panic!("{e}"));
     let sam_image = image("sam_64x48.png");

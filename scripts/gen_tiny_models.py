@@ -12,6 +12,10 @@ in a way a test can reason about:
              capitalised query words give higher probabilities.
 * grounder : box = the tight box around input pixels brighter than mid-grey (cxcywh, normalised
              to the model input); score = sigmoid(query weight mean).
+* ofa      : OFA-style location-token grounder: the encoder computes the grounder's bright box
+             (normalised x1 y1 x2 y2) as its "hidden state"; the decoder, fed t tokens, peaks its
+             last-position logits at <bin_k> for coordinate t-1 (k = round(coord * 16), 17 bins
+             after the 47 text tokens), so greedy decoding yields the box.
 * sam      : encoder = channel mean average-pooled 4x4 (32x32 input -> 8x8 feature map);
              decoder = that feature map upsampled x4, kept inside the prompt box (SAM-style
              point_coords with labels 2/3), -1 outside; mask = logits > 0.
@@ -271,6 +275,87 @@ def build_grounder():
     return save_model(graph, "grounder.onnx")
 
 
+OFA_BINS = 17  # bins 0..16 -> 0..16 px of the 16x16 input
+
+
+def build_ofa():
+    s = VE_SIZE
+    idx = np.arange(s, dtype=np.float32)
+    box_nodes = [
+        helper.make_node("ReduceMean", ["pixel_values"], ["bmap"], axes=[1], keepdims=0),
+        helper.make_node("ReduceMax", ["bmap"], ["col_max"], axes=[1], keepdims=0),
+        helper.make_node("ReduceMax", ["bmap"], ["row_max"], axes=[2], keepdims=0),
+        helper.make_node("Greater", ["col_max", "zero"], ["col_on"]),
+        helper.make_node("Greater", ["row_max", "zero"], ["row_on"]),
+        helper.make_node("Where", ["col_on", "idx", "size"], ["x_lo"]),
+        helper.make_node("Where", ["col_on", "idx_end", "zero"], ["x_hi"]),
+        helper.make_node("Where", ["row_on", "idx", "size"], ["y_lo"]),
+        helper.make_node("Where", ["row_on", "idx_end", "zero"], ["y_hi"]),
+        helper.make_node("ReduceMin", ["x_lo"], ["x1"], axes=[1], keepdims=1),
+        helper.make_node("ReduceMax", ["x_hi"], ["x2"], axes=[1], keepdims=1),
+        helper.make_node("ReduceMin", ["y_lo"], ["y1"], axes=[1], keepdims=1),
+        helper.make_node("ReduceMax", ["y_hi"], ["y2"], axes=[1], keepdims=1),
+        helper.make_node("Concat", ["x1", "y1", "x2", "y2"], ["box_px"], axis=1),
+        helper.make_node("Div", ["box_px", "size"], ["box_norm"]),
+        # the query only shifts by 0 * (masked weight mean): every input is used
+        helper.make_node("Mul", ["q_score", "zero"], ["q_zero"]),
+        helper.make_node("Unsqueeze", ["q_zero", "axis_1"], ["q_zero_col"]),
+        helper.make_node("Add", ["box_norm", "q_zero_col"], ["box_q"]),
+        helper.make_node("Unsqueeze", ["box_q", "axis_1"], ["encoder_hidden_states"]),
+    ]
+    enc = helper.make_graph(
+        query_score_nodes("q") + box_nodes,
+        "tiny_ofa_encoder",
+        vision_text_inputs(s),
+        [helper.make_tensor_value_info("encoder_hidden_states", TensorProto.FLOAT, ["num_queries", 1, 4])],
+        [
+            const("query_weights", query_weights()),
+            const("axis_1", np.array([1], dtype=np.int64)),
+            const("one", np.array(1.0, dtype=np.float32)),
+            const("zero", np.array(0.0, dtype=np.float32)),
+            const("size", np.array(float(s), dtype=np.float32)),
+            const("idx", idx),
+            const("idx_end", idx + 1.0),
+        ],
+    )
+    enc_path = save_model(enc, "ofa_encoder.onnx")
+    vocab = VOCAB_SIZE + OFA_BINS
+    dec = helper.make_graph(
+        [
+            helper.make_node("Shape", ["decoder_input_ids"], ["ids_shape"]),
+            helper.make_node("Gather", ["ids_shape", "i1"], ["t"], axis=0),
+            helper.make_node("Sub", ["t", "i1"], ["t_minus_1"]),
+            helper.make_node("Min", ["t_minus_1", "i3"], ["step"]),
+            helper.make_node("Reshape", ["encoder_hidden_states", "shape_n4"], ["hidden"]),
+            helper.make_node("Gather", ["hidden", "step"], ["coord"], axis=1),  # [n]
+            helper.make_node("Mul", ["coord", "bin_scale"], ["coord_bins"]),
+            helper.make_node("Round", ["coord_bins"], ["bin"]),
+            helper.make_node("Add", ["bin", "first_bin"], ["target"]),
+            helper.make_node("Unsqueeze", ["target", "axis_1"], ["target_col"]),  # [n, 1]
+            helper.make_node("Sub", ["vocab_idx", "target_col"], ["diff"]),  # [n, vocab]
+            helper.make_node("Abs", ["diff"], ["dist"]),
+            helper.make_node("Neg", ["dist"], ["neg"]),
+            helper.make_node("Unsqueeze", ["neg", "axis_1"], ["logits"]),  # [n, 1, vocab]
+        ],
+        "tiny_ofa_decoder",
+        [
+            helper.make_tensor_value_info("decoder_input_ids", TensorProto.INT64, ["num_queries", "decoded"]),
+            helper.make_tensor_value_info("encoder_hidden_states", TensorProto.FLOAT, ["num_queries", 1, 4]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["num_queries", "last", vocab])],
+        [
+            const("i1", np.array(1, dtype=np.int64)),
+            const("i3", np.array(3, dtype=np.int64)),
+            const("shape_n4", np.array([-1, 4], dtype=np.int64)),
+            const("axis_1", np.array([1], dtype=np.int64)),
+            const("bin_scale", np.array(float(OFA_BINS - 1), dtype=np.float32)),
+            const("first_bin", np.array(float(VOCAB_SIZE), dtype=np.float32)),
+            const("vocab_idx", np.arange(vocab, dtype=np.float32).reshape(1, vocab)),
+        ],
+    )
+    return enc_path, save_model(dec, "ofa_decoder.onnx")
+
+
 def build_sam():
     s, f = SAM_SIZE, SAM_SIZE // 4
     enc = helper.make_graph(
@@ -464,6 +549,24 @@ def write_manifests(paths, tok_path):
         + '[boxes]\nformat = "cxcywh"\nunits = "normalized"\n'
     )
     (MANIFESTS / "tiny-grounder.toml").write_text(vg)
+    ofa = (
+        HEADER
+        + 'name = "tiny-ofa"\nstage = "grounder"\n\n'
+        + model_toml("encoder", paths["ofa_encoder"], VT_INPUTS, [("encoder_hidden_states", "float32", ["num_queries", 1, 4])])
+        + model_toml(
+            "decoder",
+            paths["ofa_decoder"],
+            [
+                ("decoder_input_ids", "int64", ["num_queries", "decoded"]),
+                ("encoder_hidden_states", "float32", ["num_queries", 1, 4]),
+            ],
+            [("logits", "float32", ["num_queries", "last", VOCAB_SIZE + OFA_BINS])],
+        )
+        + TOKENIZER_TOML.format(MAX_LENGTH, VOCAB_SIZE)
+        + PREPROCESS_TOML.format(s=VE_SIZE, mode="stretch")
+        + f"[location_tokens]\nfirst_bin_id = {VOCAB_SIZE}\nnum_bins = {OFA_BINS}\ndecoder_start_id = {VOCAB['[CLS]']}\n"
+    )
+    (MANIFESTS / "tiny-ofa.toml").write_text(ofa)
     f = SAM_SIZE // 4
     sam = (
         HEADER
@@ -556,6 +659,21 @@ def expected_outputs(tok, paths, crf, imgs):
     exp["grounder"].append(
         {"image": "bright_rect_64x48.png", "queries": ["Paris"], "boxes_xyxy_px": [[16.0, 12.0, 44.0, 30.0]]}
     )
+    exp["ofa"] = []
+    for image, want in [("bright_rect_16", [3.0, 4.0, 12.0, 10.0]), ("bright_rect_64x48", [16.0, 12.0, 44.0, 30.0])]:
+        queries = ["Angelina Jolie", "the photo"]
+        ids, mask = encode_queries(tok, queries)
+        tokens = None
+        if image == "bright_rect_16":  # greedy decoding in Python, as the Rust adapter does it
+            pix = np.repeat(normalise(imgs[image]), len(queries), axis=0)
+            (hidden,) = sess["ofa_encoder"].run(None, {"pixel_values": pix, "input_ids": ids, "attention_mask": mask})
+            dec = np.full((len(queries), 1), VOCAB["[CLS]"], dtype=np.int64)
+            for _ in range(4):
+                (logits,) = sess["ofa_decoder"].run(None, {"decoder_input_ids": dec, "encoder_hidden_states": hidden})
+                last = logits[:, -1, VOCAB_SIZE : VOCAB_SIZE + OFA_BINS]
+                dec = np.concatenate([dec, (last.argmax(axis=1) + VOCAB_SIZE)[:, None]], axis=1)
+            tokens = dec[:, 1:].tolist()
+        exp["ofa"].append({"image": f"{image}.png", "queries": queries, "tokens": tokens, "boxes_xyxy_px": [want] * len(queries)})
     (emb,) = sess["sam_encoder"].run(None, {"pixel_values": normalise(imgs["sam_32"])})
     masks = []
     for box in SAM_BOXES:
@@ -573,6 +691,7 @@ def main():
     tok, tok_path = build_tokenizer()
     tagger_path, crf = build_tagger()
     paths = {"tagger": tagger_path, "entailer": build_entailer(), "grounder": build_grounder()}
+    paths["ofa_encoder"], paths["ofa_decoder"] = build_ofa()
     paths["sam_encoder"], paths["sam_decoder"] = build_sam()
     imgs = images()
     write_manifests(paths, tok_path)

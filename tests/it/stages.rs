@@ -66,7 +66,10 @@ fn tweet(id: &str, tokens: Vec<String>) -> Tweet {
 }
 
 fn entities_for(queries: &[String]) -> Vec<Entity> {
-    queries.iter().map(|q| Entity::new(q.clone(), "PER")).collect()
+    queries
+        .iter()
+        .map(|q| Entity::new(q.clone(), "PER"))
+        .collect()
 }
 
 /// A copy of a tiny manifest in a temp dir, with file paths made absolute and `edit` applied.
@@ -130,7 +133,8 @@ fn tagger_with_crf_matches_python_viterbi() {
 
 #[test]
 fn tagger_needs_tokens() {
-    let mut tagger = OnnxTagger::load(ort_runtime(), &manifest("tiny-tagger.toml"), &cpu()).unwrap();
+    let mut tagger =
+        OnnxTagger::load(ort_runtime(), &manifest("tiny-tagger.toml"), &cpu()).unwrap();
     let t = Tweet {
         id: "no_tokens".into(),
         ..Default::default()
@@ -152,7 +156,9 @@ fn entailer_probabilities_match_onnxruntime() {
             tweet: &t,
             image: Some(&img),
         };
-        let got = ve.entail(&input, &entities_for(&queries), &queries).unwrap();
+        let got = ve
+            .entail(&input, &entities_for(&queries), &queries)
+            .unwrap();
         let want: Vec<f64> = case["probabilities"]
             .as_array()
             .unwrap()
@@ -166,7 +172,10 @@ fn entailer_probabilities_match_onnxruntime() {
         by_image.push(got[0]);
     }
     // Brighter image, higher probability for the same query.
-    assert!(by_image[0] < by_image[1] && by_image[1] < by_image[2], "{by_image:?}");
+    assert!(
+        by_image[0] < by_image[1] && by_image[1] < by_image[2],
+        "{by_image:?}"
+    );
     // No queries: no run, no error.
     let t = tweet("empty", Vec::new());
     let img = image("gray_mid.png");
@@ -189,7 +198,9 @@ fn grounder_boxes_in_original_pixels() {
             tweet: &t,
             image: Some(&img),
         };
-        let got = vg.ground(&input, &entities_for(&queries), &queries).unwrap();
+        let got = vg
+            .ground(&input, &entities_for(&queries), &queries)
+            .unwrap();
         for (i, g) in got.iter().enumerate() {
             let want: Vec<f64> = case["boxes_xyxy_px"][i]
                 .as_array()
@@ -198,7 +209,12 @@ fn grounder_boxes_in_original_pixels() {
                 .map(|v| v.as_f64().unwrap())
                 .collect();
             for (a, b) in g.bbox.0.iter().zip(&want) {
-                assert!((a - b).abs() < 1e-4, "{:?} vs {want:?} ({})", g.bbox, case["image"]);
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{:?} vs {want:?} ({})",
+                    g.bbox,
+                    case["image"]
+                );
             }
             if let Some(scores) = case.get("scores") {
                 let w = scores[i].as_f64().unwrap();
@@ -240,7 +256,12 @@ fn segmenter_masks_match_onnxruntime() {
     let boxes: Vec<BBox> = cases
         .iter()
         .map(|m| {
-            let b: Vec<f64> = m["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let b: Vec<f64> = m["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
             BBox::new(b[0], b[1], b[2], b[3])
         })
         .collect();
@@ -251,7 +272,12 @@ fn segmenter_masks_match_onnxruntime() {
         let RleCounts::Runs(runs) = &mask.counts else {
             panic!("expected uncompressed runs")
         };
-        let want_runs: Vec<u64> = want["runs"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let want_runs: Vec<u64> = want["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         assert_eq!(runs, &want_runs, "box {:?}", want["box"]);
     }
 }
@@ -267,42 +293,75 @@ fn segmenter_maps_boxes_and_masks_through_longest_side_resize() {
         image: Some(&img),
     };
     let masks = sam
-        .segment(&input, &[BBox::new(0.0, 0.0, 64.0, 48.0), BBox::new(24.0, 0.0, 64.0, 48.0)])
+        .segment(
+            &input,
+            &[
+                BBox::new(0.0, 0.0, 64.0, 48.0),
+                BBox::new(24.0, 0.0, 64.0, 48.0),
+            ],
+        )
         .unwrap();
-    let RleCounts::Runs(runs) = &masks[0].counts else { panic!() };
+    let RleCounts::Runs(runs) = &masks[0].counts else {
+        panic!()
+    };
     assert_eq!(masks[0].size, [48, 64]);
     let full = runs_to_mask(runs, 48, 64);
     let area = full.iter().filter(|v| **v).count();
-    assert!((area as i64 - 32 * 32).abs() <= 2 * 48, "area {area}, bright square is 1024");
+    assert!(
+        (area as i64 - 32 * 32).abs() <= 2 * 48,
+        "area {area}, bright square is 1024"
+    );
     assert!(full[30 * 64 + 20], "inside the bright square");
     assert!(!full[5 * 64 + 50], "dark background");
     // The second box starts at x = 24: nothing left of it.
-    let RleCounts::Runs(runs) = &masks[1].counts else { panic!() };
+    let RleCounts::Runs(runs) = &masks[1].counts else {
+        panic!()
+    };
     let half = runs_to_mask(runs, 48, 64);
-    assert!(half[30 * 64 + 30] && !half[30 * 64 + 12], "cut at the box's left edge");
+    assert!(
+        half[30 * 64 + 30] && !half[30 * 64 + 12],
+        "cut at the box's left edge"
+    );
 }
 
 #[test]
 fn missing_image_is_a_typed_error_naming_the_tweet() {
-    let mut ve = OnnxEntailer::load(ort_runtime(), &manifest("tiny-entailer.toml"), &cpu()).unwrap();
+    let mut ve =
+        OnnxEntailer::load(ort_runtime(), &manifest("tiny-entailer.toml"), &cpu()).unwrap();
     let t = Tweet {
         id: "O_2371".into(),
         ..Default::default()
     };
     let queries = vec!["Paris".to_string()];
     let err = ve
-        .entail(&TweetInput { tweet: &t, image: None }, &entities_for(&queries), &queries)
+        .entail(
+            &TweetInput {
+                tweet: &t,
+                image: None,
+            },
+            &entities_for(&queries),
+            &queries,
+        )
         .unwrap_err();
     assert!(matches!(err, StageError::Image { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("O_2371") && text.contains("O_2371.jpg") && text.contains("hint"), "{text}");
+    assert!(
+        text.contains("O_2371") && text.contains("O_2371.jpg") && text.contains("hint"),
+        "{text}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let err = load_tweet_image(dir.path(), &t).unwrap_err().to_string();
-    assert!(err.contains("O_2371") && err.contains("O_2371.jpg"), "{err}");
+    assert!(
+        err.contains("O_2371") && err.contains("O_2371.jpg"),
+        "{err}"
+    );
     std::fs::write(dir.path().join("O_2371.jpg"), b"not a jpeg").unwrap();
     let err = load_tweet_image(dir.path(), &t).unwrap_err().to_string();
-    assert!(err.contains("unreadable") || err.contains("readable"), "{err}");
+    assert!(
+        err.contains("unreadable") || err.contains("readable"),
+        "{err}"
+    );
     let ok = load_tweet_image(
         &models_dir().join("tiny"),
         &Tweet {
@@ -327,17 +386,36 @@ fn manifest_input_name_mismatch_names_the_model_and_the_inputs() {
     assert!(matches!(err, RuntimeError::ModelMismatch { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains("tagger.onnx"), "{text}");
-    assert!(text.contains("attn_mask") && text.contains("attention_mask"), "{text}");
+    assert!(
+        text.contains("attn_mask") && text.contains("attention_mask"),
+        "{text}"
+    );
 }
 
 #[test]
 fn manifest_dtype_and_shape_mismatch() {
-    let (_dir, path) = edited_manifest("tiny-sam.toml", |t| t.replacen("shape = [1, 3, 32, 32]", "shape = [1, 3, 64, 64]", 1));
-    let err = OnnxSegmenter::load(ort_runtime(), &path, &cpu()).err().expect("must fail").to_string();
-    assert!(err.contains("sam_encoder.onnx") && err.contains("axis 2"), "{err}");
-    let (_dir, path) = edited_manifest("tiny-entailer.toml", |t| t.replacen("dtype = \"int64\"", "dtype = \"int32\"", 1));
-    let err = OnnxEntailer::load(ort_runtime(), &path, &cpu()).err().expect("must fail").to_string();
-    assert!(err.contains("entailer.onnx") && err.contains("dtype int64 in the model but int32"), "{err}");
+    let (_dir, path) = edited_manifest("tiny-sam.toml", |t| {
+        t.replacen("shape = [1, 3, 32, 32]", "shape = [1, 3, 64, 64]", 1)
+    });
+    let err = OnnxSegmenter::load(ort_runtime(), &path, &cpu())
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("sam_encoder.onnx") && err.contains("axis 2"),
+        "{err}"
+    );
+    let (_dir, path) = edited_manifest("tiny-entailer.toml", |t| {
+        t.replacen("dtype = \"int64\"", "dtype = \"int32\"", 1)
+    });
+    let err = OnnxEntailer::load(ort_runtime(), &path, &cpu())
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("entailer.onnx") && err.contains("dtype int64 in the model but int32"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -347,10 +425,15 @@ fn wrong_sha256_shows_both_hashes() {
         let start = t.find("sha256 = \"").unwrap() + "sha256 = \"".len();
         format!("{}{}{}", &t[..start], bogus, &t[start + 64..])
     });
-    let err = OnnxGrounder::load(ort_runtime(), &path, &cpu()).err().expect("must fail");
+    let err = OnnxGrounder::load(ort_runtime(), &path, &cpu())
+        .err()
+        .expect("must fail");
     assert!(matches!(err, RuntimeError::HashMismatch { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains(&bogus) && text.contains("grounder.onnx"), "{text}");
+    assert!(
+        text.contains(&bogus) && text.contains("grounder.onnx"),
+        "{text}"
+    );
     let actual = std::fs::read_to_string(manifest("tiny-grounder.toml")).unwrap();
     let real = actual.split("sha256 = \"").nth(1).unwrap()[..64].to_string();
     assert!(text.contains(&real), "{text}");
@@ -358,9 +441,17 @@ fn wrong_sha256_shows_both_hashes() {
 
 #[test]
 fn tokenizer_larger_than_the_embedding_is_rejected() {
-    let (_dir, path) = edited_manifest("tiny-tagger.toml", |t| t.replace("vocab_size = 47", "vocab_size = 10"));
-    let err = OnnxTagger::load(ort_runtime(), &path, &cpu()).err().expect("must fail").to_string();
-    assert!(err.contains("tokenizer.json") && err.contains("47 tokens") && err.contains("10 rows"), "{err}");
+    let (_dir, path) = edited_manifest("tiny-tagger.toml", |t| {
+        t.replace("vocab_size = 47", "vocab_size = 10")
+    });
+    let err = OnnxTagger::load(ort_runtime(), &path, &cpu())
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains("47 tokens") && err.contains("10 rows"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -375,8 +466,14 @@ fn wrong_stage_manifest_is_rejected() {
 #[test]
 fn missing_library_path_is_a_clear_error_not_a_panic() {
     let missing = Path::new("/nonexistent/onnxruntime/libonnxruntime.so.1.31.1");
-    let err = runtime::init(Some(missing)).err().expect("must fail").to_string();
-    assert!(err.contains("/nonexistent/onnxruntime/libonnxruntime.so.1.31.1"), "{err}");
+    let err = runtime::init(Some(missing))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("/nonexistent/onnxruntime/libonnxruntime.so.1.31.1"),
+        "{err}"
+    );
     assert!(err.contains("bash scripts/install-python-deps.sh"), "{err}");
 }
 
@@ -403,5 +500,40 @@ fn cuda_falls_back_to_cpu_or_errors_clearly() {
             .expect("CUDA cannot load on the CPU wheel");
         assert!(matches!(err, RuntimeError::CudaUnavailable { .. }), "{err}");
         assert!(err.to_string().contains("onnxruntime-gpu"), "{err}");
+    }
+}
+
+#[test]
+fn ofa_style_location_token_grounder_decodes_boxes() {
+    let mut vg = OnnxGrounder::load(ort_runtime(), &manifest("tiny-ofa.toml"), &cpu())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        vg.head(),
+        riveg_bench::pipeline::onnx::GrounderHead::LocationTokens(_)
+    ));
+    for case in expected()["ofa"].as_array().unwrap() {
+        let img = image(case["image"].as_str().unwrap());
+        let queries = strings(&case["queries"]);
+        let t = tweet("ofa", Vec::new());
+        let input = TweetInput {
+            tweet: &t,
+            image: Some(&img),
+        };
+        let got = vg
+            .ground(&input, &entities_for(&queries), &queries)
+            .unwrap();
+        assert_eq!(got.len(), queries.len());
+        for (i, g) in got.iter().enumerate() {
+            let want: Vec<f64> = case["boxes_xyxy_px"][i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            for (a, b) in g.bbox.0.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "{:?} vs {want:?}", g.bbox);
+            }
+            assert!(g.score > 0.0 && g.score <= 1.0, "{}", g.score);
+        }
     }
 }

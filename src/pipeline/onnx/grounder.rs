@@ -5,12 +5,18 @@
 //!   `[n]`) in the manifest's `[boxes]` format (xyxy / cxcywh, normalised to the model input or
 //!   in its pixels). Boxes are mapped back through the preprocessing transform and clamped to
 //!   the image.
-//! - **location tokens** (OFA REC, designed, not wired yet): an encoder–decoder whose decoder
-//!   emits four `<bin_i>` tokens `x1 y1 x2 y2` greedily; [`location_bins_to_box`] turns them into
-//!   model-input pixels, after which the same mapping applies. A manifest with
-//!   `[location_tokens]` is rejected with a clear error until the greedy loop lands.
+//! - **location tokens** (OFA REC, implemented): an encoder (`pixel_values`, `input_ids`,
+//!   `attention_mask` → `encoder_hidden_states`) run once for all queries, then a decoder
+//!   (`decoder_input_ids`, `encoder_hidden_states`, optional `encoder_attention_mask` → `logits`
+//!   `[n, t, vocab]`) run four times greedily from `decoder_start_id`, each step taking the best
+//!   `<bin_i>` token at the last position (restricted to the bin range, as OFA's constrained
+//!   decoding does). [`location_bins_to_box`] turns the four bins into model-input pixels, then
+//!   the same mapping as single pass applies. The score is the mean softmax probability of the
+//!   chosen tokens. (No KV cache: fine for 4 steps.)
 
 use std::path::Path;
+
+use ndarray::{Array2, ArrayD, Axis};
 
 use super::entailer::batch_image;
 use super::text::TextEncoder;
@@ -38,6 +44,26 @@ pub enum GrounderHead {
     },
     /// OFA-style: greedy decoding of four location tokens (see [`location_bins_to_box`]).
     LocationTokens(LocationTokenSpec),
+}
+
+/// The sessions behind each head.
+enum Sessions {
+    SinglePass {
+        session: LoadedSession,
+        boxes: String,
+        scores: Option<String>,
+        format: BoxSpec,
+    },
+    LocationTokens {
+        encoder: LoadedSession,
+        decoder: LoadedSession,
+        spec: LocationTokenSpec,
+        hidden_out: String,
+        hidden_in: String,
+        decoder_ids: (String, DType),
+        encoder_mask: Option<(String, DType)>,
+        logits: String,
+    },
 }
 
 /// OFA's location tokens → `[x1, y1, x2, y2]` in model-input pixels:
@@ -95,9 +121,10 @@ pub(crate) fn to_original_box(raw: [f64; 4], format: BoxSpec, transform: &ImageT
     )
 }
 
-/// A VG model described by a `stage = "grounder"` manifest.
+/// A VG model described by a `stage = "grounder"` manifest: single pass (`[models.main]` +
+/// `[boxes]`) or OFA-style (`[models.encoder]` + `[models.decoder]` + `[location_tokens]`).
 pub struct OnnxGrounder {
-    session: LoadedSession,
+    sessions: Sessions,
     text: TextEncoder,
     preprocess: PreprocessSpec,
     pixel_values: String,
@@ -130,18 +157,19 @@ impl OnnxGrounder {
                 "pass a grounder manifest to the grounder",
             ));
         }
-        if manifest.location_tokens.is_some() {
-            return Err(manifest.invalid(
-                "OFA-style location-token grounding is designed but not implemented yet",
-                "use a single-pass grounder exporting boxes [n, 4] (+ scores [n]), or replay OFA's predictions",
-            ));
-        }
-        let spec = manifest.model("main")?;
         let preprocess = manifest.require_preprocess()?.clone();
-        let format = *manifest.require_boxes()?;
+        // The model that takes the image and the query.
+        let vision_role = if manifest.location_tokens.is_some() {
+            "encoder"
+        } else {
+            "main"
+        };
+        let spec = manifest.model(vision_role)?;
         let pixel = spec.input("pixel_values").ok_or_else(|| {
             manifest.invalid(
-                "the grounder model has no input with role \"pixel_values\"",
+                format!(
+                    "the grounder's {vision_role} model has no input with role \"pixel_values\""
+                ),
                 "set role = \"pixel_values\" on the image input",
             )
         })?;
@@ -149,39 +177,183 @@ impl OnnxGrounder {
         let input = |role: &str| spec.input(role).map(|t| (t.name.clone(), t.dtype));
         let input_ids = input("input_ids").ok_or_else(|| {
             manifest.invalid(
-                "the grounder model has no input with role \"input_ids\"",
+                format!("the grounder's {vision_role} model has no input with role \"input_ids\""),
                 "set role = \"input_ids\" on the token-id input",
             )
         })?;
-        let boxes = tensor_name(manifest, spec, "output", "boxes")?;
-        require_f32_output(manifest, spec, "boxes")?;
-        require_f32_output(manifest, spec, "scores")?;
-        let scores = spec.output("scores").map(|t| t.name.clone());
+        let attention_mask = input("attention_mask");
         let text = TextEncoder::from_manifest(manifest)?;
-        let session = runtime.load_session(manifest, "main", config)?;
+        let (sessions, head) = match manifest.location_tokens {
+            None => {
+                let format = *manifest.require_boxes()?;
+                let boxes = tensor_name(manifest, spec, "output", "boxes")?;
+                require_f32_output(manifest, spec, "boxes")?;
+                require_f32_output(manifest, spec, "scores")?;
+                let scores = spec.output("scores").map(|t| t.name.clone());
+                let session = runtime.load_session(manifest, "main", config)?;
+                let head = GrounderHead::SinglePass {
+                    boxes: boxes.clone(),
+                    scores: scores.clone(),
+                    format,
+                };
+                (
+                    Sessions::SinglePass {
+                        session,
+                        boxes,
+                        scores,
+                        format,
+                    },
+                    head,
+                )
+            }
+            Some(location) => {
+                if location.num_bins < 2 {
+                    return Err(manifest.invalid(
+                        format!("num_bins {} is too small", location.num_bins),
+                        "OFA uses 1000 bins",
+                    ));
+                }
+                let decoder_spec = manifest.model("decoder")?;
+                let hidden_out = tensor_name(manifest, spec, "output", "encoder_hidden_states")?;
+                let hidden_in =
+                    tensor_name(manifest, decoder_spec, "input", "encoder_hidden_states")?;
+                let ids = decoder_spec.input("decoder_input_ids").ok_or_else(|| {
+                    manifest.invalid(
+                        "the decoder has no input with role \"decoder_input_ids\"",
+                        "set role = \"decoder_input_ids\" on the decoder's token input",
+                    )
+                })?;
+                let logits = tensor_name(manifest, decoder_spec, "output", "logits")?;
+                require_f32_output(manifest, spec, "encoder_hidden_states")?;
+                require_f32_output(manifest, decoder_spec, "logits")?;
+                let encoder = runtime.load_session(manifest, "encoder", config)?;
+                let decoder = runtime.load_session(manifest, "decoder", config)?;
+                (
+                    Sessions::LocationTokens {
+                        encoder,
+                        decoder,
+                        spec: location,
+                        hidden_out,
+                        hidden_in,
+                        decoder_ids: (ids.name.clone(), ids.dtype),
+                        encoder_mask: decoder_spec
+                            .input("encoder_attention_mask")
+                            .map(|t| (t.name.clone(), t.dtype)),
+                        logits,
+                    },
+                    GrounderHead::LocationTokens(location),
+                )
+            }
+        };
         Ok(OnnxGrounder {
-            session,
+            sessions,
             text,
             preprocess,
             pixel_values: pixel.name.clone(),
             repeat_image,
-            attention_mask: input("attention_mask"),
+            attention_mask,
             input_ids,
-            head: GrounderHead::SinglePass {
-                boxes,
-                scores,
-                format,
-            },
+            head,
         })
     }
 
+    /// The provider of the (first) session.
     pub fn provider(&self) -> Provider {
-        self.session.provider
+        match &self.sessions {
+            Sessions::SinglePass { session, .. } => session.provider,
+            Sessions::LocationTokens { encoder, .. } => encoder.provider,
+        }
     }
 
     pub fn head(&self) -> &GrounderHead {
         &self.head
     }
+}
+
+/// A decoded box in model-input pixels (`None` when a token fell outside the bins) and its score.
+type DecodedBox = (Option<[f64; 4]>, f32);
+
+/// Greedy decoding of four location tokens; returns per query the bins' box in model-input
+/// pixels and the mean probability of the chosen tokens.
+#[allow(clippy::too_many_arguments)]
+fn decode_locations(
+    decoder: &mut LoadedSession,
+    spec: &LocationTokenSpec,
+    hidden: &ArrayD<f32>,
+    hidden_in: &str,
+    decoder_ids: &(String, DType),
+    encoder_mask: Option<(&(String, DType), &Array2<i64>)>,
+    logits_name: &str,
+    transform: &ImageTransform,
+) -> Result<Vec<DecodedBox>, RuntimeError> {
+    let path = decoder.path.clone();
+    let err = |e: ort::Error| RuntimeError::run(&path, e);
+    let n = hidden.shape().first().copied().unwrap_or(0);
+    let mut tokens: Vec<Vec<i64>> = vec![vec![spec.decoder_start_id]; n];
+    let mut probability_sum = vec![0.0f32; n];
+    for _step in 0..4 {
+        let t = tokens[0].len();
+        let flat: Vec<i64> = tokens.iter().flatten().copied().collect();
+        let ids = Array2::from_shape_vec((n, t), flat).map_err(|e| RuntimeError::run(&path, e))?;
+        let mut inputs = vec![
+            (
+                decoder_ids.0.clone(),
+                int_tensor(ids, decoder_ids.1).map_err(err)?,
+            ),
+            (
+                hidden_in.to_string(),
+                f32_tensor(hidden.clone()).map_err(err)?,
+            ),
+        ];
+        if let Some(((name, dtype), mask)) = encoder_mask {
+            inputs.push((name.clone(), int_tensor(mask.clone(), *dtype).map_err(err)?));
+        }
+        let logits = run_f32(decoder, inputs, &[logits_name])?.remove(0);
+        let shape = logits.shape().to_vec();
+        if shape.len() != 3 || shape[0] != n || shape[1] == 0 {
+            return Err(RuntimeError::run(
+                &path,
+                format!("logits have shape {shape:?}, expected [{n}, t, vocab]"),
+            ));
+        }
+        let last = logits.index_axis(Axis(1), shape[1] - 1);
+        let lo = spec.first_bin_id.max(0) as usize;
+        let hi = ((spec.first_bin_id + spec.num_bins).max(0) as usize).min(shape[2]);
+        if lo >= hi {
+            return Err(RuntimeError::run(
+                &path,
+                format!(
+                    "the bin tokens {}..{} lie outside the decoder's {} logits",
+                    spec.first_bin_id,
+                    spec.first_bin_id + spec.num_bins,
+                    shape[2]
+                ),
+            ));
+        }
+        for (i, row) in last.outer_iter().enumerate() {
+            let mut best = lo;
+            for k in lo..hi {
+                if row[k] > row[best] {
+                    best = k;
+                }
+            }
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let total: f32 = row.iter().map(|v| (v - max).exp()).sum();
+            probability_sum[i] += (row[best] - max).exp() / total;
+            tokens[i].push(best as i64);
+        }
+    }
+    Ok(tokens
+        .iter()
+        .zip(probability_sum)
+        .map(|(seq, p)| {
+            let bins = [seq[1], seq[2], seq[3], seq[4]];
+            (
+                location_bins_to_box(bins, spec, transform.input_width, transform.input_height),
+                p / 4.0,
+            )
+        })
+        .collect())
 }
 
 impl Grounder for OnnxGrounder {
@@ -204,19 +376,6 @@ impl Grounder for OnnxGrounder {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
-        let GrounderHead::SinglePass {
-            boxes,
-            scores,
-            format,
-        } = self.head.clone()
-        else {
-            return Err(StageError::item(
-                &tweet.id,
-                None,
-                "location-token grounding is not implemented",
-                "use a single-pass grounder",
-            ));
-        };
         let image = require_image(input, "grounder")?;
         let names: Vec<&str> = entities.iter().map(|e| e.text.as_str()).collect();
         let (ids, mask) = self.text.encode_queries(&tweet.id, &names, queries)?;
@@ -242,52 +401,116 @@ impl Grounder for OnnxGrounder {
             ),
         ];
         if let Some((name, dtype)) = &self.attention_mask {
-            inputs.push((name.clone(), int_tensor(mask, *dtype).map_err(tensor_err)?));
-        }
-        let mut wanted = vec![boxes.as_str()];
-        if let Some(s) = &scores {
-            wanted.push(s.as_str());
-        }
-        let mut outputs =
-            run_f32(&mut self.session, inputs, &wanted).map_err(|e| run_failed(tweet, e))?;
-        let raw_boxes = outputs.remove(0);
-        if raw_boxes.shape() != [n, 4] {
-            return Err(StageError::item(
-                &tweet.id,
-                None,
-                format!(
-                    "boxes have shape {:?}, expected [{n}, 4]",
-                    raw_boxes.shape()
-                ),
-                "the manifest's grounder output does not match the model",
+            inputs.push((
+                name.clone(),
+                int_tensor(mask.clone(), *dtype).map_err(tensor_err)?,
             ));
         }
-        let raw_scores: Vec<f32> = match outputs.pop() {
-            Some(s) if s.len() == n => s.iter().copied().collect(),
-            Some(s) => {
-                return Err(StageError::item(
-                    &tweet.id,
-                    None,
-                    format!("scores have shape {:?}, expected [{n}]", s.shape()),
-                    "the manifest's grounder output does not match the model",
-                ))
+        let shape_error = |what: String| {
+            StageError::item(
+                &tweet.id,
+                None,
+                what,
+                "the manifest's grounder output does not match the model",
+            )
+        };
+        // Per query: a raw box (manifest format, model-input frame) and a score.
+        let raw: Vec<(Option<[f64; 4]>, f32, BoxSpec)> = match &mut self.sessions {
+            Sessions::SinglePass {
+                session,
+                boxes,
+                scores,
+                format,
+            } => {
+                let mut wanted = vec![boxes.as_str()];
+                if let Some(s) = scores {
+                    wanted.push(s.as_str());
+                }
+                let mut outputs =
+                    run_f32(session, inputs, &wanted).map_err(|e| run_failed(tweet, e))?;
+                let raw_boxes = outputs.remove(0);
+                if raw_boxes.shape() != [n, 4] {
+                    return Err(shape_error(format!(
+                        "boxes have shape {:?}, expected [{n}, 4]",
+                        raw_boxes.shape()
+                    )));
+                }
+                let raw_scores: Vec<f32> = match outputs.pop() {
+                    Some(s) if s.len() == n => s.iter().copied().collect(),
+                    Some(s) => {
+                        return Err(shape_error(format!(
+                            "scores have shape {:?}, expected [{n}]",
+                            s.shape()
+                        )))
+                    }
+                    None => vec![1.0; n],
+                };
+                raw_boxes
+                    .outer_iter()
+                    .zip(raw_scores)
+                    .map(|(row, score)| {
+                        (
+                            Some([row[0], row[1], row[2], row[3]].map(f64::from)),
+                            score,
+                            *format,
+                        )
+                    })
+                    .collect()
             }
-            None => vec![1.0; n],
+            Sessions::LocationTokens {
+                encoder,
+                decoder,
+                spec,
+                hidden_out,
+                hidden_in,
+                decoder_ids,
+                encoder_mask,
+                logits,
+            } => {
+                let hidden = run_f32(encoder, inputs, &[hidden_out.as_str()])
+                    .map_err(|e| run_failed(tweet, e))?
+                    .remove(0);
+                if hidden.shape().first() != Some(&n) {
+                    return Err(shape_error(format!(
+                        "encoder_hidden_states have shape {:?}, expected [{n}, ..]",
+                        hidden.shape()
+                    )));
+                }
+                let pixels_format = BoxSpec {
+                    format: BoxFormat::Xyxy,
+                    units: BoxUnits::Pixels,
+                };
+                decode_locations(
+                    decoder,
+                    spec,
+                    &hidden,
+                    hidden_in,
+                    decoder_ids,
+                    encoder_mask.as_ref().map(|m| (m, &mask)),
+                    logits,
+                    &transform,
+                )
+                .map_err(|e| run_failed(tweet, e))?
+                .into_iter()
+                .map(|(b, score)| (b, score, pixels_format))
+                .collect()
+            }
         };
         let mut groundings = Vec::with_capacity(n);
-        for (i, row) in raw_boxes.outer_iter().enumerate() {
-            let raw = [row[0], row[1], row[2], row[3]].map(f64::from);
-            if raw.iter().any(|v| !v.is_finite()) {
-                return Err(StageError::item(
-                    &tweet.id,
-                    Some(&entities[i].text),
-                    format!("the grounder returned a non-finite box {raw:?}"),
-                    "check the model's preprocessing (mean/std) in the manifest",
-                ));
-            }
+        for (i, (raw_box, score, format)) in raw.into_iter().enumerate() {
+            let raw_box =
+                match raw_box {
+                    Some(b) if b.iter().all(|v| v.is_finite()) => b,
+                    other => return Err(StageError::item(
+                        &tweet.id,
+                        Some(&entities[i].text),
+                        format!("the grounder returned no usable box ({other:?})"),
+                        "check the model's preprocessing (mean/std) and box format in the manifest",
+                    )),
+                };
             groundings.push(Grounding {
-                bbox: to_original_box(raw, format, &transform),
-                score: raw_scores[i],
+                bbox: to_original_box(raw_box, format, &transform),
+                score,
             });
         }
         Ok(groundings)
