@@ -11,7 +11,9 @@ use riveg_bench::data::tags::Scheme;
 use riveg_bench::metrics::{evaluate, EvalOptions, Protocol};
 
 fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/datasets")
+        .join(rel)
 }
 
 fn readers(c: &mut Criterion) {
@@ -19,21 +21,31 @@ fn readers(c: &mut Criterion) {
     g.sample_size(20);
     let v2 = shared("twitter-gmner/v2.0");
     g.throughput(Throughput::Elements(1500));
-    g.bench_function("gmner_v2_test_txt_xml", |b| b.iter(|| gmner::read_gmner(black_box(&v2), "test").unwrap()));
+    g.bench_function("gmner_v2_test_txt_xml", |b| {
+        b.iter(|| gmner::read_gmner(black_box(&v2), "test").unwrap())
+    });
     let v1 = shared("twitter-gmner/v1/txt/test.txt");
-    g.bench_function("conll_test", |b| b.iter(|| conll::read_conll(black_box(&v1), Scheme::Auto).unwrap()));
+    g.bench_function("conll_test", |b| {
+        b.iter(|| conll::read_conll(black_box(&v1), Scheme::Auto).unwrap())
+    });
     let labels = shared("riveg-release/GMNER_finall_label.txt");
     g.throughput(Throughput::Elements(2542));
-    g.bench_function("riveg_labels", |b| b.iter(|| riveg::read_riveg_labels(black_box(&labels)).unwrap()));
+    g.bench_function("riveg_labels", |b| {
+        b.iter(|| riveg::read_riveg_labels(black_box(&labels)).unwrap())
+    });
     let ve = shared("riveg-release/OFAVE_to_OFAREC_augment.txt");
     g.throughput(Throughput::Elements(2535));
-    g.bench_function("riveg_ofa", |b| b.iter(|| riveg::read_riveg_ofa(black_box(&ve), None).unwrap()));
+    g.bench_function("riveg_ofa", |b| {
+        b.iter(|| riveg::read_riveg_ofa(black_box(&ve), None).unwrap())
+    });
     g.finish();
 }
 
 fn scoring(c: &mut Criterion) {
     let mut g = c.benchmark_group("scoring");
-    let gold = riveg::read_riveg_labels(&shared("riveg-release/GMNER_finall_label.txt")).unwrap().dataset;
+    let gold = riveg::read_riveg_labels(&shared("riveg-release/GMNER_finall_label.txt"))
+        .unwrap()
+        .dataset;
     let pred = riveg::read_riveg_ofa(&shared("riveg-release/OFAVE_to_OFAREC_augment.txt"), None)
         .unwrap()
         .dataset;
@@ -42,8 +54,12 @@ fn scoring(c: &mut Criterion) {
     g.bench_function("riveg_protocol_all_tasks_release", |b| {
         b.iter(|| evaluate(black_box(&gold), black_box(&pred), &riveg_opts).unwrap())
     });
-    let v2 = gmner::read_gmner(&shared("twitter-gmner/v2.0"), "test").unwrap().dataset;
-    let v1 = conll::read_conll(&shared("twitter-gmner/v1/txt/test.txt"), Scheme::Auto).unwrap().dataset;
+    let v2 = gmner::read_gmner(&shared("twitter-gmner/v2.0"), "test")
+        .unwrap()
+        .dataset;
+    let v1 = conll::read_conll(&shared("twitter-gmner/v1/txt/test.txt"), Scheme::Auto)
+        .unwrap()
+        .dataset;
     let span_opts = EvalOptions {
         protocol: Protocol::Span,
         ..EvalOptions::default()
@@ -68,14 +84,44 @@ fn eval_process(c: &mut Criterion) {
     let pred = dir.join("pred.jsonl");
     let ok = |args: &[&str]| {
         let st = std::process::Command::new(bin).args(args).output().unwrap();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
     };
-    ok(&["import", "riveg-labels", shared("riveg-release/GMNER_finall_label.txt").to_str().unwrap(), "-o", gold.to_str().unwrap()]);
-    ok(&["import", "riveg-ofa", shared("riveg-release/OFAVE_to_OFAREC_augment.txt").to_str().unwrap(), "-o", pred.to_str().unwrap()]);
+    ok(&[
+        "import",
+        "riveg-labels",
+        shared("riveg-release/GMNER_finall_label.txt")
+            .to_str()
+            .unwrap(),
+        "-o",
+        gold.to_str().unwrap(),
+    ]);
+    ok(&[
+        "import",
+        "riveg-ofa",
+        shared("riveg-release/OFAVE_to_OFAREC_augment.txt")
+            .to_str()
+            .unwrap(),
+        "-o",
+        pred.to_str().unwrap(),
+    ]);
     let mut g = c.benchmark_group("process");
     g.sample_size(20);
     g.bench_function("eval_release_json", |b| {
-        b.iter(|| ok(&["eval", "--gold", gold.to_str().unwrap(), "--pred", pred.to_str().unwrap(), "--format", "json"]))
+        b.iter(|| {
+            ok(&[
+                "eval",
+                "--gold",
+                gold.to_str().unwrap(),
+                "--pred",
+                pred.to_str().unwrap(),
+                "--format",
+                "json",
+            ])
+        })
     });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);

@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod cache;
 pub mod merge;
+pub mod onnx;
 pub mod recorded;
 pub mod runner;
 pub mod shard;

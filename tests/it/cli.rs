@@ -34,9 +34,30 @@ fn eval_json_has_the_contract_keys() {
     let pred = dir.path().join("pred.jsonl");
     let labels = shared("riveg-release/GMNER_finall_label.txt");
     let ve = shared("riveg-release/OFAVE_to_OFAREC_augment.txt");
-    assert_eq!(run(&["import", "riveg-labels", path_str(&labels), "-o", path_str(&gold)]).code, 0);
-    assert_eq!(run(&["import", "riveg-ofa", path_str(&ve), "-o", path_str(&pred)]).code, 0);
-    let out = run(&["eval", "--gold", path_str(&gold), "--pred", path_str(&pred), "--format", "json"]);
+    assert_eq!(
+        run(&[
+            "import",
+            "riveg-labels",
+            path_str(&labels),
+            "-o",
+            path_str(&gold)
+        ])
+        .code,
+        0
+    );
+    assert_eq!(
+        run(&["import", "riveg-ofa", path_str(&ve), "-o", path_str(&pred)]).code,
+        0
+    );
+    let out = run(&[
+        "eval",
+        "--gold",
+        path_str(&gold),
+        "--pred",
+        path_str(&pred),
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["protocol"], "riveg");
@@ -49,7 +70,15 @@ fn eval_json_has_the_contract_keys() {
     assert!(v["per_type"]["PER"]["mner"]["f1"].is_number());
     assert!(v["errors"]["wrong_groundability"].is_number());
     // Span protocol on files without offsets: exit 2 with the reason.
-    let out = run(&["eval", "--gold", path_str(&gold), "--pred", path_str(&pred), "--protocol", "span"]);
+    let out = run(&[
+        "eval",
+        "--gold",
+        path_str(&gold),
+        "--pred",
+        path_str(&pred),
+        "--protocol",
+        "span",
+    ]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("token offsets"), "{}", out.stderr);
 }
@@ -61,14 +90,43 @@ fn eval_human_prints_percentages() {
     let pred = dir.path().join("p.jsonl");
     let v2 = shared("twitter-gmner/v2.0");
     let v1 = shared("twitter-gmner/v1/txt/test.txt");
-    assert_eq!(run(&["import", "gmner", "--dataset", path_str(&v2), "--split", "test", "-o", path_str(&gold)]).code, 0);
-    assert_eq!(run(&["import", "conll", path_str(&v1), "-o", path_str(&pred)]).code, 0);
-    let out = run(&["eval", "--gold", path_str(&gold), "--pred", path_str(&pred), "--protocol", "span", "--format", "human"]);
+    assert_eq!(
+        run(&[
+            "import",
+            "gmner",
+            "--dataset",
+            path_str(&v2),
+            "--split",
+            "test",
+            "-o",
+            path_str(&gold)
+        ])
+        .code,
+        0
+    );
+    assert_eq!(
+        run(&["import", "conll", path_str(&v1), "-o", path_str(&pred)]).code,
+        0
+    );
+    let out = run(&[
+        "eval",
+        "--gold",
+        path_str(&gold),
+        "--pred",
+        path_str(&pred),
+        "--protocol",
+        "span",
+        "--format",
+        "human",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("protocol: span"));
     let mner = out.stdout.lines().find(|l| l.contains("│ MNER ")).unwrap();
     // Two decimals, percent.
-    assert!(mner.split('│').nth(2).unwrap().trim().contains('.'), "{mner}");
+    assert!(
+        mner.split('│').nth(2).unwrap().trim().contains('.'),
+        "{mner}"
+    );
 }
 
 /// (name, file contents, command builder, expected stderr fragments)
@@ -78,65 +136,197 @@ fn bad_input_table() {
     let d = dir.path();
     let good_ve = write(d, "ve.txt", b"Imageid:O_2371.jpg#182b###Angelina Jolie(PER)###Angelina Jolie(PER)-A prominent actress.###2\n");
     let cases: Vec<(&str, &[u8], &str, Vec<&str>)> = vec![
-        ("token line without a tab", b"IMGID:1\nGarfield B-LOC\n", "conll", vec![":2:", "has no tab", "hint"]),
-        ("invalid tag prefix", b"IMGID:1\nGarfield\tX-LOC\n", "conll", vec![":2:", "invalid tag \"X-LOC\"", "hint"]),
-        ("tag without dash", b"IMGID:1\nGarfield\tBPER\n", "conll", vec![":2:", "invalid tag \"BPER\""]),
-        ("invalid UTF-8", b"IMGID:1\nGar\xfffield\tO\n", "conll", vec![":2:", "invalid UTF-8", "hint"]),
-        ("labels with 4 fields", b"71044.jpg###Garfield Park(LOC)###0###&[0, 0, 0, 0]\n", "riveg-labels", vec![":1:", "4 `###`-separated fields, expected 5", "hint"]),
-        ("box with 3 numbers", b"1.jpg###A(PER)###d###2###&[1, 2, 3]\n", "riveg-labels", vec![":1:", "has 3 numbers, not 4"]),
-        ("box not finite", b"1.jpg###A(PER)###d###2###&[1, 2, inf, 4]\n", "riveg-labels", vec![":1:", "not a finite number"]),
-        ("box x2 < x1", b"ok.jpg###A(PER)###d###2###&[0, 0, 1, 1]\n2.jpg###A(PER)###d###2###&[9, 0, 1, 1]\n", "riveg-labels", vec![":2:", "x2 < x1"]),
-        ("entity without type", b"1.jpg###Angelina Jolie###d###0###&[0, 0, 0, 0]\n", "riveg-labels", vec![":1:", "is not `Entity(TYPE)`"]),
-        ("bad groundability flag", b"1.jpg###A(PER)###d###x###&[0, 0, 0, 0]\n", "riveg-labels", vec![":1:", "groundability flag \"x\""]),
-        ("ve line without Imageid", b"O_2371.jpg#182b###A(PER)###A(PER)-x###2\n", "riveg-ofa", vec![":1:", "does not start with `Imageid:`"]),
+        (
+            "token line without a tab",
+            b"IMGID:1\nGarfield B-LOC\n",
+            "conll",
+            vec![":2:", "has no tab", "hint"],
+        ),
+        (
+            "invalid tag prefix",
+            b"IMGID:1\nGarfield\tX-LOC\n",
+            "conll",
+            vec![":2:", "invalid tag \"X-LOC\"", "hint"],
+        ),
+        (
+            "tag without dash",
+            b"IMGID:1\nGarfield\tBPER\n",
+            "conll",
+            vec![":2:", "invalid tag \"BPER\""],
+        ),
+        (
+            "invalid UTF-8",
+            b"IMGID:1\nGar\xfffield\tO\n",
+            "conll",
+            vec![":2:", "invalid UTF-8", "hint"],
+        ),
+        (
+            "labels with 4 fields",
+            b"71044.jpg###Garfield Park(LOC)###0###&[0, 0, 0, 0]\n",
+            "riveg-labels",
+            vec![":1:", "4 `###`-separated fields, expected 5", "hint"],
+        ),
+        (
+            "box with 3 numbers",
+            b"1.jpg###A(PER)###d###2###&[1, 2, 3]\n",
+            "riveg-labels",
+            vec![":1:", "has 3 numbers, not 4"],
+        ),
+        (
+            "box not finite",
+            b"1.jpg###A(PER)###d###2###&[1, 2, inf, 4]\n",
+            "riveg-labels",
+            vec![":1:", "not a finite number"],
+        ),
+        (
+            "box x2 < x1",
+            b"ok.jpg###A(PER)###d###2###&[0, 0, 1, 1]\n2.jpg###A(PER)###d###2###&[9, 0, 1, 1]\n",
+            "riveg-labels",
+            vec![":2:", "x2 < x1"],
+        ),
+        (
+            "entity without type",
+            b"1.jpg###Angelina Jolie###d###0###&[0, 0, 0, 0]\n",
+            "riveg-labels",
+            vec![":1:", "is not `Entity(TYPE)`"],
+        ),
+        (
+            "bad groundability flag",
+            b"1.jpg###A(PER)###d###x###&[0, 0, 0, 0]\n",
+            "riveg-labels",
+            vec![":1:", "groundability flag \"x\""],
+        ),
+        (
+            "ve line without Imageid",
+            b"O_2371.jpg#182b###A(PER)###A(PER)-x###2\n",
+            "riveg-ofa",
+            vec![":1:", "does not start with `Imageid:`"],
+        ),
     ];
     for (name, contents, format, expect) in cases {
         let f = write(d, "input.txt", contents);
-        let out = run(&["import", format, path_str(&f), "-o", path_str(&d.join("o.jsonl"))]);
+        let out = run(&[
+            "import",
+            format,
+            path_str(&f),
+            "-o",
+            path_str(&d.join("o.jsonl")),
+        ]);
         assert_eq!(out.code, 2, "{name}: exit code; stderr: {}", out.stderr);
-        assert!(out.stderr.contains(path_str(&f)), "{name}: names the file: {}", out.stderr);
+        assert!(
+            out.stderr.contains(path_str(&f)),
+            "{name}: names the file: {}",
+            out.stderr
+        );
         for e in expect {
-            assert!(out.stderr.contains(e), "{name}: expected {e:?} in {}", out.stderr);
+            assert!(
+                out.stderr.contains(e),
+                "{name}: expected {e:?} in {}",
+                out.stderr
+            );
         }
         assert!(!out.stderr.contains("panicked"), "{name}: {}", out.stderr);
     }
 
     // A REC boxes file that misses a VE-positive uid.
     let rec = write(d, "rec.json", b"[]");
-    let out = run(&["import", "riveg-ofa", path_str(&good_ve), "--boxes", path_str(&rec), "-o", path_str(&d.join("o.jsonl"))]);
+    let out = run(&[
+        "import",
+        "riveg-ofa",
+        path_str(&good_ve),
+        "--boxes",
+        path_str(&rec),
+        "-o",
+        path_str(&d.join("o.jsonl")),
+    ]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("ve.txt:1: VE-positive prediction O_2371.jpg#182b has no box"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("ve.txt:1: VE-positive prediction O_2371.jpg#182b has no box"),
+        "{}",
+        out.stderr
+    );
     // Invalid REC JSON.
     let rec = write(d, "rec.json", b"[{\"uniq_id\": \"x\", \"box\": [1, 2");
-    let out = run(&["import", "riveg-ofa", path_str(&good_ve), "--boxes", path_str(&rec), "-o", path_str(&d.join("o.jsonl"))]);
+    let out = run(&[
+        "import",
+        "riveg-ofa",
+        path_str(&good_ve),
+        "--boxes",
+        path_str(&rec),
+        "-o",
+        path_str(&d.join("o.jsonl")),
+    ]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("rec.json:1: invalid REC boxes JSON"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("rec.json:1: invalid REC boxes JSON"),
+        "{}",
+        out.stderr
+    );
 
     // A missing file.
-    let out = run(&["import", "conll", "/nonexistent/pred.txt", "-o", path_str(&d.join("o.jsonl"))]);
+    let out = run(&[
+        "import",
+        "conll",
+        "/nonexistent/pred.txt",
+        "-o",
+        path_str(&d.join("o.jsonl")),
+    ]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("/nonexistent/pred.txt") && out.stderr.contains("hint"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("/nonexistent/pred.txt") && out.stderr.contains("hint"),
+        "{}",
+        out.stderr
+    );
 
     // Truncated canonical JSONL given to eval.
-    let gold = write(d, "gold.jsonl", b"{\"id\":\"1\",\"entities\":[]}\n{\"id\":\"2\",\"entit");
+    let gold = write(
+        d,
+        "gold.jsonl",
+        b"{\"id\":\"1\",\"entities\":[]}\n{\"id\":\"2\",\"entit",
+    );
     let out = run(&["eval", "--gold", path_str(&gold), "--pred", path_str(&gold)]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("gold.jsonl:2: not a canonical tweet record"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("gold.jsonl:2: not a canonical tweet record"),
+        "{}",
+        out.stderr
+    );
 
     // Usage errors are exit 2 too.
     assert_eq!(run(&["eval", "--gold"]).code, 2);
-    assert_eq!(run(&["eval", "--gold", path_str(&gold), "--pred", path_str(&gold), "--iou", "1.5"]).code, 2);
+    assert_eq!(
+        run(&[
+            "eval",
+            "--gold",
+            path_str(&gold),
+            "--pred",
+            path_str(&gold),
+            "--iou",
+            "1.5"
+        ])
+        .code,
+        2
+    );
 }
 
 #[test]
 fn crlf_and_bom_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "p.txt", "\u{feff}IMGID:71044\r\nGarfield\tB-LOC\r\nPark\tI-LOC\r\n\r\n".as_bytes());
+    let f = write(
+        dir.path(),
+        "p.txt",
+        "\u{feff}IMGID:71044\r\nGarfield\tB-LOC\r\nPark\tI-LOC\r\n\r\n".as_bytes(),
+    );
     let o = dir.path().join("o.jsonl");
     let out = run(&["import", "conll", path_str(&f), "-o", path_str(&o)]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = std::fs::read_to_string(&o).unwrap();
-    assert!(text.contains("\"id\":\"71044\"") && text.contains("\"text\":\"Garfield Park\""), "{text}");
+    assert!(
+        text.contains("\"id\":\"71044\"") && text.contains("\"text\":\"Garfield Park\""),
+        "{text}"
+    );
 }
 
 fn results_of(dir: &Path) -> serde_json::Value {
@@ -148,7 +338,15 @@ fn default_suite_runs_and_shards_merge_to_the_same_results() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let full = dir.path().join("full");
-    let out = run(&["run", "--out", path_str(&full), "--cache-dir", path_str(&cache), "--format", "json"]);
+    let out = run(&[
+        "run",
+        "--out",
+        path_str(&full),
+        "--cache-dir",
+        path_str(&cache),
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let stdout: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let r = results_of(&full);
@@ -158,23 +356,54 @@ fn default_suite_runs_and_shards_merge_to_the_same_results() {
     assert!(variants.len() >= 5);
     let replay = &variants[0];
     assert_eq!(replay["name"], "replay");
-    for stage in ["tagger", "reformulator", "entailer", "grounder", "segmenter"] {
+    for stage in [
+        "tagger",
+        "reformulator",
+        "entailer",
+        "grounder",
+        "segmenter",
+    ] {
         assert!(replay["stages"][stage].is_string(), "{stage}");
     }
     assert_eq!(replay["metrics"]["riveg"]["mner"]["correct"], 2187);
     assert!(replay["metrics"]["span"].is_null());
-    assert!(replay["not_applicable"]["span"].as_str().unwrap().contains("token offsets"));
-    let oracle_vg = variants.iter().find(|v| v["name"] == "replay-oracle-vg").unwrap();
+    assert!(replay["not_applicable"]["span"]
+        .as_str()
+        .unwrap()
+        .contains("token offsets"));
+    let oracle_vg = variants
+        .iter()
+        .find(|v| v["name"] == "replay-oracle-vg")
+        .unwrap();
     // Oracle VG = the "VG perfect" upper bound of the replayed stages.
-    let bound = replay["metrics"]["riveg"]["diagnostics"]["upper_bounds"]["after_ve"].as_f64().unwrap();
-    assert!((oracle_vg["metrics"]["riveg"]["gmner"]["f1"].as_f64().unwrap() - bound).abs() < 1e-12);
+    let bound = replay["metrics"]["riveg"]["diagnostics"]["upper_bounds"]["after_ve"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (oracle_vg["metrics"]["riveg"]["gmner"]["f1"]
+            .as_f64()
+            .unwrap()
+            - bound)
+            .abs()
+            < 1e-12
+    );
     assert!(full.join("predictions/replay.jsonl").is_file());
     assert!(full.join("per_tweet/replay.json").is_file());
 
     let mut shard_dirs = Vec::new();
     for k in 1..=3 {
         let d = dir.path().join(format!("shard{k}"));
-        let out = run(&["run", "--shard", &format!("{k}/3"), "--out", path_str(&d), "--cache-dir", path_str(&cache), "--format", "json"]);
+        let out = run(&[
+            "run",
+            "--shard",
+            &format!("{k}/3"),
+            "--out",
+            path_str(&d),
+            "--cache-dir",
+            path_str(&cache),
+            "--format",
+            "json",
+        ]);
         assert_eq!(out.code, 0, "{}", out.stderr);
         shard_dirs.push(d);
     }
@@ -185,7 +414,12 @@ fn default_suite_runs_and_shards_merge_to_the_same_results() {
     let out = run(&args);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let m = results_of(&merged);
-    for (a, b) in r["variants"].as_array().unwrap().iter().zip(m["variants"].as_array().unwrap()) {
+    for (a, b) in r["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(m["variants"].as_array().unwrap())
+    {
         assert_eq!(a["name"], b["name"]);
         assert_eq!(a["metrics"], b["metrics"], "variant {}", a["name"]);
         let pa = std::fs::read_to_string(full.join(a["predictions"].as_str().unwrap())).unwrap();
@@ -193,7 +427,13 @@ fn default_suite_runs_and_shards_merge_to_the_same_results() {
         assert_eq!(pa, pb);
     }
     // An incomplete set of shards is refused.
-    let out = run(&["merge", path_str(&shard_dirs[0]), path_str(&shard_dirs[2]), "--out", path_str(&dir.path().join("bad"))]);
+    let out = run(&[
+        "merge",
+        path_str(&shard_dirs[0]),
+        path_str(&shard_dirs[2]),
+        "--out",
+        path_str(&dir.path().join("bad")),
+    ]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("missing: 2/3"), "{}", out.stderr);
 }

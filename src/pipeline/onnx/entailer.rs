@@ -1,0 +1,221 @@
+//! Visual entailment: image + one query per entity → P(entailed), all of a tweet's queries in
+//! one run. The image tensor is shared (batch 1) when the model's pixel input has a fixed batch
+//! of 1, and repeated per query otherwise. The output is either `logits` `[n, k]` (softmax,
+//! class `positive_index` of `[entailment]`) or `probability` `[n]` / `[n, 1]`.
+
+use std::path::Path;
+
+use ndarray::{Array4, Axis};
+
+use super::text::TextEncoder;
+use super::{
+    check_pairs, f32_tensor, int_tensor, require_f32_output, require_image, run_f32, run_failed,
+};
+use crate::data::model::Entity;
+use crate::pipeline::stages::{Entailer, Stage, StageError, StageKind, TweetInput};
+use crate::runtime::{
+    image_to_tensor, DType, LoadedSession, ModelManifest, OrtRuntime, PreprocessSpec, Provider,
+    RuntimeError, SessionConfig,
+};
+
+enum EntailOutput {
+    Logits { name: String, positive_index: usize },
+    Probability { name: String },
+}
+
+/// A VE model described by a `stage = "entailer"` manifest.
+pub struct OnnxEntailer {
+    session: LoadedSession,
+    text: TextEncoder,
+    preprocess: PreprocessSpec,
+    pixel_values: String,
+    /// Repeat the image per query (pixel input batch is not fixed to 1).
+    repeat_image: bool,
+    input_ids: (String, DType),
+    attention_mask: Option<(String, DType)>,
+    output: EntailOutput,
+}
+
+impl OnnxEntailer {
+    pub fn load(
+        runtime: &OrtRuntime,
+        manifest_path: &Path,
+        config: &SessionConfig,
+    ) -> Result<Self, RuntimeError> {
+        Self::from_manifest(runtime, &ModelManifest::load(manifest_path)?, config)
+    }
+
+    pub fn from_manifest(
+        runtime: &OrtRuntime,
+        manifest: &ModelManifest,
+        config: &SessionConfig,
+    ) -> Result<Self, RuntimeError> {
+        if manifest.stage != Stage::Entailer {
+            return Err(manifest.invalid(
+                format!(
+                    "stage is {:?}, expected \"entailer\"",
+                    manifest.stage.name()
+                ),
+                "pass an entailer manifest to the entailer",
+            ));
+        }
+        let spec = manifest.model("main")?;
+        let preprocess = manifest.require_preprocess()?.clone();
+        let pixel = spec.input("pixel_values").ok_or_else(|| {
+            manifest.invalid(
+                "the entailer model has no input with role \"pixel_values\"",
+                "set role = \"pixel_values\" on the image input",
+            )
+        })?;
+        let repeat_image = pixel.shape.first().and_then(|d| d.fixed()) != Some(1);
+        let input = |role: &str| spec.input(role).map(|t| (t.name.clone(), t.dtype));
+        let input_ids = input("input_ids").ok_or_else(|| {
+            manifest.invalid(
+                "the entailer model has no input with role \"input_ids\"",
+                "set role = \"input_ids\" on the token-id input",
+            )
+        })?;
+        let positive_index = manifest.entailment.map_or(1, |e| e.positive_index);
+        let output = if let Some(t) = spec.output("logits") {
+            EntailOutput::Logits {
+                name: t.name.clone(),
+                positive_index,
+            }
+        } else if let Some(t) = spec.output("probability") {
+            EntailOutput::Probability {
+                name: t.name.clone(),
+            }
+        } else {
+            return Err(manifest.invalid(
+                "the entailer model has no output with role \"logits\" or \"probability\"",
+                "set role = \"logits\" ([n, classes]) or \"probability\" ([n]) on the output",
+            ));
+        };
+        require_f32_output(manifest, spec, "logits")?;
+        require_f32_output(manifest, spec, "probability")?;
+        let text = TextEncoder::from_manifest(manifest)?;
+        let session = runtime.load_session(manifest, "main", config)?;
+        Ok(OnnxEntailer {
+            session,
+            text,
+            preprocess,
+            pixel_values: pixel.name.clone(),
+            repeat_image,
+            attention_mask: input("attention_mask"),
+            input_ids,
+            output,
+        })
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.session.provider
+    }
+}
+
+/// The image tensor, repeated `n` times along the batch axis when asked.
+pub(crate) fn batch_image(image: Array4<f32>, n: usize, repeat: bool) -> Array4<f32> {
+    if !repeat || n <= 1 {
+        return image;
+    }
+    let views: Vec<_> = (0..n).map(|_| image.view()).collect();
+    ndarray::concatenate(Axis(0), &views).unwrap_or(image)
+}
+
+impl Entailer for OnnxEntailer {
+    fn kind(&self) -> StageKind {
+        StageKind::Onnx
+    }
+
+    fn needs_pixels(&self) -> bool {
+        true
+    }
+
+    fn entail(
+        &mut self,
+        input: &TweetInput<'_>,
+        entities: &[Entity],
+        queries: &[String],
+    ) -> Result<Vec<f32>, StageError> {
+        let tweet = input.tweet;
+        check_pairs(tweet, entities.len(), queries.len())?;
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let image = require_image(input, "entailer")?;
+        let names: Vec<&str> = entities.iter().map(|e| e.text.as_str()).collect();
+        let (ids, mask) = self.text.encode_queries(&tweet.id, &names, queries)?;
+        let n = queries.len();
+        let (pixels, _) = image_to_tensor(image, &self.preprocess);
+        let pixels = batch_image(pixels, n, self.repeat_image);
+        let tensor_err = |e: ort::Error| {
+            StageError::item(
+                &tweet.id,
+                None,
+                format!("building input tensors: {e}"),
+                "internal error",
+            )
+        };
+        let mut inputs = vec![
+            (
+                self.pixel_values.clone(),
+                f32_tensor(pixels).map_err(tensor_err)?,
+            ),
+            (
+                self.input_ids.0.clone(),
+                int_tensor(ids, self.input_ids.1).map_err(tensor_err)?,
+            ),
+        ];
+        if let Some((name, dtype)) = &self.attention_mask {
+            inputs.push((name.clone(), int_tensor(mask, *dtype).map_err(tensor_err)?));
+        }
+        let name = match &self.output {
+            EntailOutput::Logits { name, .. } | EntailOutput::Probability { name } => name.clone(),
+        };
+        let out = run_f32(&mut self.session, inputs, &[&name])
+            .map_err(|e| run_failed(tweet, e))?
+            .remove(0);
+        let bad_shape = |what: String| {
+            StageError::item(
+                &tweet.id,
+                None,
+                what,
+                "the manifest's entailer output does not match the model",
+            )
+        };
+        let probabilities: Vec<f32> = match &self.output {
+            EntailOutput::Logits { positive_index, .. } => {
+                let shape = out.shape().to_vec();
+                if shape.len() != 2 || shape[0] != n || *positive_index >= shape[1] {
+                    return Err(bad_shape(format!(
+                        "logits have shape {shape:?}; expected [{n}, k] with k > positive_index {positive_index}"
+                    )));
+                }
+                out.outer_iter()
+                    .map(|row| {
+                        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let total: f32 = row.iter().map(|v| (v - max).exp()).sum();
+                        (row[*positive_index] - max).exp() / total
+                    })
+                    .collect()
+            }
+            EntailOutput::Probability { .. } => {
+                if out.len() != n {
+                    return Err(bad_shape(format!(
+                        "probability output has shape {:?}; expected [{n}] or [{n}, 1]",
+                        out.shape()
+                    )));
+                }
+                out.iter().copied().collect()
+            }
+        };
+        if let Some(i) = probabilities.iter().position(|p| !p.is_finite()) {
+            return Err(StageError::item(
+                &tweet.id,
+                entities.get(i).map(|e| e.text.as_str()),
+                "the entailer returned a non-finite probability",
+                "check the model's preprocessing (mean/std) in the manifest",
+            ));
+        }
+        Ok(probabilities)
+    }
+}

@@ -1,0 +1,182 @@
+//! The real stage implementations: ONNX models through ort, described by manifests
+//! (`models/*.toml`, see [`crate::runtime::manifest`]).
+//!
+//! | stage | type | models | per tweet |
+//! | --- | --- | --- | --- |
+//! | MNER | [`OnnxTagger`] | token classifier (+ optional CRF) | one run over the words |
+//! | VE | [`OnnxEntailer`] | image + query → P(entailed) | one run, all queries batched |
+//! | VG | [`OnnxGrounder`] | image + query → box (+ score) | one run, all queries batched |
+//! | SMNER | [`OnnxSegmenter`] | SAM-style encoder + prompt decoder | encoder once, decoder per box |
+//!
+//! Every constructor takes an [`OrtRuntime`](crate::runtime::OrtRuntime) (so ONNX Runtime is
+//! loaded before any ort call), loads and checks the manifest and its sessions, and reports the
+//! execution provider that ran ([`provider`](OnnxTagger::provider)). Failures on one tweet are
+//! [`StageError`]s naming the tweet (and entity); load-time failures are
+//! [`RuntimeError`]s naming the file. This module must not score or format output.
+
+mod entailer;
+mod grounder;
+mod segmenter;
+mod tagger;
+pub mod tagging;
+mod text;
+
+use std::path::Path;
+
+use image::RgbImage;
+use ndarray::ArrayD;
+use ort::value::{DynValue, Tensor};
+
+pub use entailer::OnnxEntailer;
+pub use grounder::{location_bins_to_box, GrounderHead, OnnxGrounder};
+pub use segmenter::OnnxSegmenter;
+pub use tagger::OnnxTagger;
+pub use text::TextEncoder;
+
+use super::stages::{StageError, TweetInput};
+use crate::data::model::Tweet;
+use crate::runtime::{DType, LoadedSession, ModelManifest, ModelSpec, RuntimeError};
+
+/// Decodes `image_dir/<tweet image>` into RGB; a missing or undecodable file is a
+/// [`StageError::Image`] naming the tweet and the path, never a panic.
+pub fn load_tweet_image(image_dir: &Path, tweet: &Tweet) -> Result<RgbImage, StageError> {
+    let path = image_dir.join(tweet.image_name());
+    let image_error = |why: String, hint: &str| StageError::Image {
+        tweet_id: tweet.id.clone(),
+        path: path.display().to_string(),
+        why,
+        hint: hint.to_string(),
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        image_error(
+            e.to_string(),
+            "images come from the original Twitter-2015/2017 sets; check --images and the tweet's image name",
+        )
+    })?;
+    let decoded = image::load_from_memory(&bytes).map_err(|e| {
+        image_error(
+            e.to_string(),
+            "the file is not a readable PNG/JPEG; re-download it",
+        )
+    })?;
+    Ok(decoded.to_rgb8())
+}
+
+/// The decoded image a pixel stage needs, or an error naming the tweet.
+pub(crate) fn require_image<'a>(
+    input: &TweetInput<'a>,
+    stage: &str,
+) -> Result<&'a RgbImage, StageError> {
+    input.image.ok_or_else(|| StageError::Image {
+        tweet_id: input.tweet.id.clone(),
+        path: input.tweet.image_name(),
+        why: format!("no decoded image was given to the {stage}"),
+        hint: "the runner loads each tweet's image before the pixel stages; check that the image exists (see load_tweet_image)".into(),
+    })
+}
+
+/// `queries` and `entities` must pair up one to one.
+pub(crate) fn check_pairs(
+    tweet: &Tweet,
+    entities: usize,
+    queries: usize,
+) -> Result<(), StageError> {
+    if entities != queries {
+        return Err(StageError::item(
+            &tweet.id,
+            None,
+            format!("{entities} entities but {queries} queries"),
+            "the runner passes one query per entity (the expansion, or the entity text)",
+        ));
+    }
+    Ok(())
+}
+
+/// The name of the tensor with `role` in `kind` (`input`/`output`), or a manifest error.
+pub(crate) fn tensor_name(
+    manifest: &ModelManifest,
+    spec: &ModelSpec,
+    kind: &str,
+    role: &str,
+) -> Result<String, RuntimeError> {
+    let found = match kind {
+        "input" => spec.input(role),
+        _ => spec.output(role),
+    };
+    found.map(|t| t.name.clone()).ok_or_else(|| {
+        manifest.invalid(
+            format!("the {} model has no {kind} with role {role:?}", manifest.stage.name()),
+            format!("add {role:?} to the {kind}s (or set `role = \"{role}\"` on the tensor that plays it)"),
+        )
+    })
+}
+
+/// Requires that the output named `role` is float32 (the only dtype stages read).
+pub(crate) fn require_f32_output(
+    manifest: &ModelManifest,
+    spec: &ModelSpec,
+    role: &str,
+) -> Result<(), RuntimeError> {
+    match spec.output(role) {
+        Some(t) if t.dtype != DType::Float32 => Err(manifest.invalid(
+            format!(
+                "output {:?} is {}, stages read float32 outputs",
+                t.name, t.dtype
+            ),
+            "export the model with float32 outputs (cast inside the graph)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An integer tensor in the dtype the model declares (int64, or int32 for some exports).
+pub(crate) fn int_tensor(
+    values: ndarray::Array2<i64>,
+    dtype: DType,
+) -> Result<DynValue, ort::Error> {
+    Ok(match dtype {
+        DType::Int32 => Tensor::from_array(values.mapv(|v| v as i32))?.into_dyn(),
+        _ => Tensor::from_array(values)?.into_dyn(),
+    })
+}
+
+pub(crate) fn f32_tensor<D: ndarray::Dimension + 'static>(
+    values: ndarray::Array<f32, D>,
+) -> Result<DynValue, ort::Error> {
+    Ok(Tensor::from_array(values)?.into_dyn())
+}
+
+/// Runs `session` and copies out the named float32 outputs.
+pub(crate) fn run_f32(
+    loaded: &mut LoadedSession,
+    inputs: Vec<(String, DynValue)>,
+    outputs: &[&str],
+) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
+    let path = loaded.path.clone();
+    let results = loaded
+        .session
+        .run(inputs)
+        .map_err(|e| RuntimeError::run(&path, e))?;
+    outputs
+        .iter()
+        .map(|name| {
+            let value = results.get(*name).ok_or_else(|| {
+                RuntimeError::run(&path, format!("output {name:?} missing from the results"))
+            })?;
+            let view = value
+                .try_extract_array::<f32>()
+                .map_err(|e| RuntimeError::run(&path, format!("output {name:?}: {e}")))?;
+            Ok(view.to_owned())
+        })
+        .collect()
+}
+
+/// A per-tweet error from a run failure.
+pub(crate) fn run_failed(tweet: &Tweet, e: RuntimeError) -> StageError {
+    StageError::item(
+        &tweet.id,
+        None,
+        e.to_string(),
+        "the model rejected this tweet's inputs; see the runtime error above",
+    )
+}

@@ -1,0 +1,360 @@
+//! Box-prompted segmentation with a SAM-style pair: the image encoder runs **once** per image,
+//! the prompt decoder once per box. The box (original pixels) is mapped into the encoder's input
+//! frame (SAM: longest side resized, bottom/right padded) and fed either as SAM's two corner
+//! points (`point_coords` `[1, 2, 2]` + `point_labels` `[1, 2]` = 2, 3) or as `box` `[1, 4]`.
+//! Optional SAM inputs are filled as the official export expects: `mask_input` zeros,
+//! `has_mask_input` 0, `orig_im_size` `[h, w]`.
+//!
+//! The first mask of `masks` is read. When it is at original size (the decoder took
+//! `orig_im_size`), logits > 0 is the mask; otherwise it covers the encoder input frame: each
+//! original pixel centre is mapped into that frame and the logits are sampled bilinearly (as
+//! SAM's postprocessing upsamples logits before thresholding), then thresholded at 0.
+//! The mask is returned as uncompressed column-major COCO runs (`RleCounts::Runs`).
+
+use std::path::Path;
+
+use ndarray::{Array2, Array3, ArrayD, ArrayView2};
+
+use super::{f32_tensor, require_f32_output, require_image, run_f32, run_failed, tensor_name};
+use crate::geometry::{BBox, CocoRle, RleCounts};
+use crate::pipeline::stages::{Segmenter, Stage, StageError, StageKind, TweetInput};
+use crate::runtime::{
+    image_to_tensor, Dim, ImageTransform, LoadedSession, ModelManifest, OrtRuntime, PreprocessSpec,
+    Provider, RuntimeError, SessionConfig,
+};
+
+enum Prompt {
+    /// SAM: `[[x1, y1], [x2, y2]]` with labels `[2, 3]`.
+    CornerPoints { coords: String, labels: String },
+    /// `[x1, y1, x2, y2]`.
+    Box { name: String },
+}
+
+/// A SAM-style encoder + decoder described by a `stage = "segmenter"` manifest.
+pub struct OnnxSegmenter {
+    encoder: LoadedSession,
+    decoder: LoadedSession,
+    preprocess: PreprocessSpec,
+    pixel_values: String,
+    embeddings_out: String,
+    embeddings_in: String,
+    prompt: Prompt,
+    mask_input: Option<(String, Vec<usize>)>,
+    has_mask_input: Option<String>,
+    orig_im_size: Option<String>,
+    masks: String,
+}
+
+impl OnnxSegmenter {
+    pub fn load(
+        runtime: &OrtRuntime,
+        manifest_path: &Path,
+        config: &SessionConfig,
+    ) -> Result<Self, RuntimeError> {
+        Self::from_manifest(runtime, &ModelManifest::load(manifest_path)?, config)
+    }
+
+    pub fn from_manifest(
+        runtime: &OrtRuntime,
+        manifest: &ModelManifest,
+        config: &SessionConfig,
+    ) -> Result<Self, RuntimeError> {
+        if manifest.stage != Stage::Segmenter {
+            return Err(manifest.invalid(
+                format!(
+                    "stage is {:?}, expected \"segmenter\"",
+                    manifest.stage.name()
+                ),
+                "pass a segmenter manifest to the segmenter",
+            ));
+        }
+        let encoder_spec = manifest.model("encoder")?;
+        let decoder_spec = manifest.model("decoder")?;
+        let preprocess = manifest.require_preprocess()?.clone();
+        let pixel_values = tensor_name(manifest, encoder_spec, "input", "pixel_values")?;
+        let embeddings_out = tensor_name(manifest, encoder_spec, "output", "image_embeddings")?;
+        let embeddings_in = tensor_name(manifest, decoder_spec, "input", "image_embeddings")?;
+        let masks = tensor_name(manifest, decoder_spec, "output", "masks")?;
+        require_f32_output(manifest, encoder_spec, "image_embeddings")?;
+        require_f32_output(manifest, decoder_spec, "masks")?;
+        let prompt = match (
+            decoder_spec.input("point_coords"),
+            decoder_spec.input("point_labels"),
+            decoder_spec.input("box"),
+        ) {
+            (Some(c), Some(l), _) => Prompt::CornerPoints {
+                coords: c.name.clone(),
+                labels: l.name.clone(),
+            },
+            (_, _, Some(b)) => Prompt::Box {
+                name: b.name.clone(),
+            },
+            _ => {
+                return Err(manifest.invalid(
+                    "the decoder takes neither point_coords + point_labels nor box",
+                    "list SAM's point_coords/point_labels inputs, or a `box` [1, 4] input",
+                ))
+            }
+        };
+        let mask_input = match decoder_spec.input("mask_input") {
+            Some(t) => {
+                let dims: Option<Vec<usize>> = t
+                    .shape
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Fixed(n) if *n > 0 => Some(*n as usize),
+                        _ => None,
+                    })
+                    .collect();
+                let dims = dims.ok_or_else(|| {
+                    manifest.invalid(
+                        format!("mask_input {:?} needs a fixed shape", t.name),
+                        "SAM's export uses [1, 1, 256, 256]",
+                    )
+                })?;
+                Some((t.name.clone(), dims))
+            }
+            None => None,
+        };
+        let encoder = runtime.load_session(manifest, "encoder", config)?;
+        let decoder = runtime.load_session(manifest, "decoder", config)?;
+        Ok(OnnxSegmenter {
+            encoder,
+            decoder,
+            preprocess,
+            pixel_values,
+            embeddings_out,
+            embeddings_in,
+            prompt,
+            mask_input,
+            has_mask_input: decoder_spec.input("has_mask_input").map(|t| t.name.clone()),
+            orig_im_size: decoder_spec.input("orig_im_size").map(|t| t.name.clone()),
+            masks,
+        })
+    }
+
+    /// The providers of the encoder and the decoder.
+    pub fn providers(&self) -> (Provider, Provider) {
+        (self.encoder.provider, self.decoder.provider)
+    }
+
+    fn decode_one(
+        &mut self,
+        embeddings: &ArrayD<f32>,
+        bbox: &BBox,
+        transform: &ImageTransform,
+    ) -> Result<ArrayD<f32>, RuntimeError> {
+        let path = self.decoder.path.clone();
+        let err = |e: ort::Error| RuntimeError::run(&path, e);
+        let (x1, y1) = transform.to_input(bbox.x1(), bbox.y1());
+        let (x2, y2) = transform.to_input(bbox.x2(), bbox.y2());
+        let corners = [x1, y1, x2, y2].map(|v| v as f32);
+        let mut inputs = vec![(
+            self.embeddings_in.clone(),
+            f32_tensor(embeddings.clone()).map_err(err)?,
+        )];
+        match &self.prompt {
+            Prompt::CornerPoints { coords, labels } => {
+                let c = Array3::from_shape_vec((1, 2, 2), corners.to_vec())
+                    .map_err(|e| RuntimeError::run(&path, e))?;
+                let l = Array2::from_shape_vec((1, 2), vec![2.0f32, 3.0])
+                    .map_err(|e| RuntimeError::run(&path, e))?;
+                inputs.push((coords.clone(), f32_tensor(c).map_err(err)?));
+                inputs.push((labels.clone(), f32_tensor(l).map_err(err)?));
+            }
+            Prompt::Box { name } => {
+                let b = Array2::from_shape_vec((1, 4), corners.to_vec())
+                    .map_err(|e| RuntimeError::run(&path, e))?;
+                inputs.push((name.clone(), f32_tensor(b).map_err(err)?));
+            }
+        }
+        if let Some((name, dims)) = &self.mask_input {
+            inputs.push((
+                name.clone(),
+                f32_tensor(ArrayD::<f32>::zeros(dims.as_slice())).map_err(err)?,
+            ));
+        }
+        if let Some(name) = &self.has_mask_input {
+            inputs.push((
+                name.clone(),
+                f32_tensor(ndarray::arr1(&[0.0f32])).map_err(err)?,
+            ));
+        }
+        if let Some(name) = &self.orig_im_size {
+            let size = ndarray::arr1(&[
+                transform.original_height as f32,
+                transform.original_width as f32,
+            ]);
+            inputs.push((name.clone(), f32_tensor(size).map_err(err)?));
+        }
+        let masks = self.masks.clone();
+        Ok(run_f32(&mut self.decoder, inputs, &[&masks])?.remove(0))
+    }
+}
+
+/// Samples `logits` (covering the model-input frame) at each original pixel centre, bilinearly,
+/// and thresholds at 0. Returns a row-major `[h][w]` boolean mask.
+fn logits_to_original_mask(logits: ArrayView2<'_, f32>, transform: &ImageTransform) -> Vec<bool> {
+    let (w, h) = (
+        transform.original_width as usize,
+        transform.original_height as usize,
+    );
+    let (mh, mw) = logits.dim();
+    if (mh, mw) == (h, w) {
+        return logits.iter().map(|v| *v > 0.0).collect();
+    }
+    let fx = mw as f64 / transform.input_width as f64;
+    let fy = mh as f64 / transform.input_height as f64;
+    // Last mask row/column that still covers image content: samples never reach into the
+    // padding (SAM crops the padded frame before resizing to the original size).
+    let last_x = ((transform.content_width as f64 * fx).ceil() as usize).clamp(1, mw) - 1;
+    let last_y = ((transform.content_height as f64 * fy).ceil() as usize).clamp(1, mh) - 1;
+    let mut mask = vec![false; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (ix, iy) = transform.to_input(x as f64 + 0.5, y as f64 + 0.5);
+            // mask-pixel coordinates with centres on integers
+            let mx = (ix * fx - 0.5).clamp(0.0, last_x as f64);
+            let my = (iy * fy - 0.5).clamp(0.0, last_y as f64);
+            let (x0, y0) = (mx.floor() as usize, my.floor() as usize);
+            let (x1, y1) = ((x0 + 1).min(last_x), (y0 + 1).min(last_y));
+            let (ax, ay) = (mx - x0 as f64, my - y0 as f64);
+            let v = |yy: usize, xx: usize| f64::from(logits[[yy, xx]]);
+            let top = v(y0, x0) * (1.0 - ax) + v(y0, x1) * ax;
+            let bottom = v(y1, x0) * (1.0 - ax) + v(y1, x1) * ax;
+            mask[y * w + x] = top * (1.0 - ay) + bottom * ay > 0.0;
+        }
+    }
+    mask
+}
+
+/// Uncompressed COCO runs of a row-major `height x width` mask: column-major order, runs
+/// alternate 0/1 starting with 0 (a leading 0-length run when the first pixel is set).
+fn mask_to_runs(mask: &[bool], height: usize, width: usize) -> Vec<u64> {
+    let mut runs = Vec::new();
+    let (mut current, mut count) = (false, 0u64);
+    for x in 0..width {
+        for y in 0..height {
+            let v = mask[y * width + x];
+            if v == current {
+                count += 1;
+            } else {
+                runs.push(count);
+                current = v;
+                count = 1;
+            }
+        }
+    }
+    runs.push(count);
+    runs
+}
+
+impl Segmenter for OnnxSegmenter {
+    fn kind(&self) -> StageKind {
+        StageKind::Onnx
+    }
+
+    fn needs_pixels(&self) -> bool {
+        true
+    }
+
+    fn segment(
+        &mut self,
+        input: &TweetInput<'_>,
+        boxes: &[BBox],
+    ) -> Result<Vec<CocoRle>, StageError> {
+        let tweet = input.tweet;
+        if boxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let image = require_image(input, "segmenter")?;
+        let (pixels, transform) = image_to_tensor(image, &self.preprocess);
+        let embeddings = {
+            let path = self.encoder.path.clone();
+            let tensor =
+                f32_tensor(pixels).map_err(|e| run_failed(tweet, RuntimeError::run(&path, e)))?;
+            let name = self.embeddings_out.clone();
+            run_f32(
+                &mut self.encoder,
+                vec![(self.pixel_values.clone(), tensor)],
+                &[&name],
+            )
+            .map_err(|e| run_failed(tweet, e))?
+            .remove(0)
+        };
+        let (h, w) = (image.height() as usize, image.width() as usize);
+        let mut masks = Vec::with_capacity(boxes.len());
+        for (i, bbox) in boxes.iter().enumerate() {
+            if let Err(why) = bbox.validate() {
+                return Err(StageError::item(
+                    &tweet.id,
+                    None,
+                    format!("box {i}: {why}"),
+                    "the grounder produced an invalid box",
+                ));
+            }
+            let logits = self
+                .decode_one(&embeddings, bbox, &transform)
+                .map_err(|e| run_failed(tweet, e))?;
+            let shape = logits.shape().to_vec();
+            if shape.len() < 2 || logits.is_empty() {
+                return Err(StageError::item(
+                    &tweet.id,
+                    None,
+                    format!("masks output has shape {shape:?}"),
+                    "expected [1, k, h, w] mask logits",
+                ));
+            }
+            let (mh, mw) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+            let first: Vec<f32> = logits.iter().take(mh * mw).copied().collect();
+            let plane = ArrayView2::from_shape((mh, mw), &first).map_err(|e| {
+                StageError::item(
+                    &tweet.id,
+                    None,
+                    e.to_string(),
+                    "expected [1, k, h, w] mask logits",
+                )
+            })?;
+            let mask = logits_to_original_mask(plane, &transform);
+            masks.push(CocoRle {
+                size: [h as u32, w as u32],
+                counts: RleCounts::Runs(mask_to_runs(&mask, h, w)),
+            });
+        }
+        Ok(masks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_column_major_and_start_with_zeros() {
+        // 2x3, row-major:
+        // 1 0 1
+        // 1 0 0
+        let mask = [true, false, true, true, false, false];
+        assert_eq!(mask_to_runs(&mask, 2, 3), vec![0, 2, 2, 1, 1]);
+        assert_eq!(mask_to_runs(&[false; 4], 2, 2), vec![4]);
+    }
+
+    #[test]
+    fn bilinear_sampling_thresholds_at_zero() {
+        let t = ImageTransform {
+            original_width: 4,
+            original_height: 2,
+            input_width: 2,
+            input_height: 2,
+            content_width: 2,
+            content_height: 1,
+        };
+        // input frame 2x2, content is the top row; left positive, right negative
+        let logits = ndarray::arr2(&[[1.0f32, -1.0], [-5.0, -5.0]]);
+        let mask = logits_to_original_mask(logits.view(), &t);
+        assert_eq!(
+            mask,
+            vec![true, true, false, false, true, true, false, false]
+        );
+    }
+}

@@ -1,0 +1,646 @@
+//! Model manifests (`models/*.toml`): what a stage's model files are and what they expect.
+//!
+//! ```toml
+//! name = "tiny-grounder"
+//! stage = "grounder"                    # tagger | entailer | grounder | segmenter
+//!
+//! [models.main]                         # roles: `main`; `encoder` + `decoder` for SAM / OFA
+//! path = "tiny/grounder.onnx"           # relative to this manifest
+//! sha256 = "…"                          # verified on load
+//! [[models.main.inputs]]
+//! name = "pixel_values"
+//! dtype = "float32"                     # float32 | float16 | float64 | int64 | int32 | uint8 | bool
+//! shape = ["num_queries", 3, 16, 16]    # strings are symbolic dims
+//! role = "pixel_values"                 # optional: what the stage feeds (default: the name)
+//! [[models.main.outputs]]
+//! name = "boxes"
+//! dtype = "float32"
+//! shape = ["num_queries", 4]
+//!
+//! [tokenizer]                           # tagger, entailer, grounder
+//! path = "tiny/tokenizer.json"          # a Hugging Face tokenizer.json
+//! max_length = 16                       # tokens, special tokens included
+//! vocab_size = 47                       # rows of the model's embedding (checked)
+//!
+//! [preprocess]                          # entailer, grounder, segmenter
+//! image_size = [16, 16]                 # [height, width] of the model input
+//! resize = "stretch"                    # stretch | longest_side (SAM: scale, pad bottom/right)
+//! filter = "bilinear"                   # nearest | bilinear | bicubic | lanczos
+//! rescale = 0.00392156862745098         # pixel * rescale, then (x - mean) / std
+//! mean = [0.5, 0.5, 0.5]
+//! std = [0.5, 0.5, 0.5]
+//!
+//! [labels]                              # tagger: index → label
+//! scheme = "bio"                        # bio | bioes
+//! names = ["O", "B-PER", "I-PER"]
+//! [crf]                                 # tagger, optional: file or inline
+//! path = "tiny/tagger_crf.json"         # {"transitions": [[from][to]], "start": [], "end": []}
+//! transitions = [[0.0]]                 # or inline, with start / end
+//!
+//! [boxes]                               # grounder
+//! format = "cxcywh"                     # xyxy | cxcywh
+//! units = "normalized"                  # normalized (0..1 of the model input) | pixels
+//!
+//! [entailment]                          # entailer: logits [n, k] → softmax[positive_index]
+//! positive_index = 1
+//!
+//! [location_tokens]                     # grounder, OFA-style decoders (see pipeline::onnx)
+//! first_bin_id = 50265
+//! num_bins = 1000
+//! ```
+//!
+//! Loading checks the hashes and the internal consistency (labels vs CRF size, mean/std); the
+//! sessions are checked against the tensors in [`super::env::check_session`]. Must not run models.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::preprocess::PreprocessSpec;
+use super::RuntimeError;
+use crate::pipeline::stages::Stage;
+
+/// One manifest, with the path it was read from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelManifest {
+    pub name: String,
+    pub stage: Stage,
+    pub models: BTreeMap<String, ModelSpec>,
+    #[serde(default)]
+    pub tokenizer: Option<TokenizerSpec>,
+    #[serde(default)]
+    pub preprocess: Option<PreprocessSpec>,
+    #[serde(default)]
+    pub labels: Option<LabelSpec>,
+    #[serde(default)]
+    pub crf: Option<CrfSpec>,
+    #[serde(default)]
+    pub boxes: Option<BoxSpec>,
+    #[serde(default)]
+    pub entailment: Option<EntailmentSpec>,
+    #[serde(default)]
+    pub location_tokens: Option<LocationTokenSpec>,
+    /// The manifest file (set by [`ModelManifest::load`]).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// One ONNX file and its interface.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+impl ModelSpec {
+    /// The input the stage feeds as `role`.
+    pub fn input(&self, role: &str) -> Option<&TensorSpec> {
+        self.inputs.iter().find(|t| t.role() == role)
+    }
+    /// The output the stage reads as `role`.
+    pub fn output(&self, role: &str) -> Option<&TensorSpec> {
+        self.outputs.iter().find(|t| t.role() == role)
+    }
+}
+
+/// A tensor's name, element type and shape (fixed or symbolic dims).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<Dim>,
+    /// What the stage uses it for; defaults to the name.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+impl TensorSpec {
+    pub fn role(&self) -> &str {
+        self.role.as_deref().unwrap_or(&self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    Float32,
+    Float16,
+    Float64,
+    Int64,
+    Int32,
+    Uint8,
+    Bool,
+}
+
+impl DType {
+    pub const ALL: [DType; 7] = [
+        DType::Float32,
+        DType::Float16,
+        DType::Float64,
+        DType::Int64,
+        DType::Int32,
+        DType::Uint8,
+        DType::Bool,
+    ];
+
+    /// The manifest name of an ort element type (`int64`, ...), or ort's own name.
+    pub fn name_of(ty: ort::value::TensorElementType) -> String {
+        DType::ALL
+            .iter()
+            .find(|d| d.element_type() == ty)
+            .map_or_else(|| ty.to_string(), |d| d.to_string())
+    }
+
+    pub fn element_type(self) -> ort::value::TensorElementType {
+        use ort::value::TensorElementType as T;
+        match self {
+            DType::Float32 => T::Float32,
+            DType::Float16 => T::Float16,
+            DType::Float64 => T::Float64,
+            DType::Int64 => T::Int64,
+            DType::Int32 => T::Int32,
+            DType::Uint8 => T::Uint8,
+            DType::Bool => T::Bool,
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            DType::Float32 => "float32",
+            DType::Float16 => "float16",
+            DType::Float64 => "float64",
+            DType::Int64 => "int64",
+            DType::Int32 => "int32",
+            DType::Uint8 => "uint8",
+            DType::Bool => "bool",
+        };
+        f.write_str(name)
+    }
+}
+
+/// A fixed dim or a symbolic one (`"batch"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Dim {
+    Fixed(i64),
+    Symbolic(String),
+}
+
+impl Dim {
+    pub fn fixed(&self) -> Option<i64> {
+        match self {
+            Dim::Fixed(n) => Some(*n),
+            Dim::Symbolic(_) => None,
+        }
+    }
+}
+
+pub(crate) fn format_shape(shape: &[Dim]) -> String {
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => n.to_string(),
+            Dim::Symbolic(s) => s.clone(),
+        })
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizerSpec {
+    pub path: PathBuf,
+    /// Tokens per sequence, special tokens included; longer inputs are truncated with a warning.
+    pub max_length: usize,
+    /// Rows of the model's token embedding: every id must be below it.
+    #[serde(default)]
+    pub vocab_size: Option<usize>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TagScheme {
+    Bio,
+    Bioes,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSpec {
+    pub scheme: TagScheme,
+    /// Output index → label (`O`, `B-PER`, ...).
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrfSpec {
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub transitions: Option<Vec<Vec<f64>>>,
+    #[serde(default)]
+    pub start: Option<Vec<f64>>,
+    #[serde(default)]
+    pub end: Option<Vec<f64>>,
+}
+
+/// CRF scores: `transitions[from][to]`, plus start and end scores per label.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Crf {
+    pub transitions: Vec<Vec<f64>>,
+    #[serde(default)]
+    pub start: Vec<f64>,
+    #[serde(default)]
+    pub end: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxFormat {
+    Xyxy,
+    Cxcywh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxUnits {
+    /// 0..1 of the model input's width/height.
+    #[serde(alias = "normalised")]
+    Normalized,
+    /// Pixels of the model input.
+    Pixels,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoxSpec {
+    pub format: BoxFormat,
+    pub units: BoxUnits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntailmentSpec {
+    /// Which class of a `[n, k]` logits output means "entailed".
+    #[serde(default = "one")]
+    pub positive_index: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// OFA-style grounding: the decoder emits 4 location tokens `<bin_i>` (x1, y1, x2, y2), bins
+/// spread evenly over the model input (`coord = i / (num_bins - 1) * size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationTokenSpec {
+    pub first_bin_id: i64,
+    pub num_bins: i64,
+    /// Decoder start token.
+    #[serde(default)]
+    pub decoder_start_id: i64,
+}
+
+impl ModelManifest {
+    /// Reads, parses and checks a manifest, including the sha256 of every file it lists.
+    pub fn load(path: &Path) -> Result<Self, RuntimeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::ManifestRead {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+            hint: "check the path; manifests live under models/ (see models/README.md)".into(),
+        })?;
+        let mut manifest: ModelManifest =
+            toml::from_str(&text).map_err(|e| RuntimeError::ManifestInvalid {
+                path: path.to_path_buf(),
+                what: e.to_string(),
+                hint: "see src/runtime/manifest.rs for the fields and an example".into(),
+            })?;
+        manifest.path = path.to_path_buf();
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// `relative` resolved against the manifest's folder (absolute paths are kept).
+    pub fn resolve(&self, relative: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) => dir.join(relative),
+            None => relative.to_path_buf(),
+        }
+    }
+
+    /// The model listed under `role`.
+    pub fn model(&self, role: &str) -> Result<&ModelSpec, RuntimeError> {
+        self.models.get(role).ok_or_else(|| {
+            self.invalid(
+                format!(
+                    "no [models.{role}] (has: {})",
+                    self.models.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                format!("a {} manifest needs [models.{role}]", self.stage.name()),
+            )
+        })
+    }
+
+    pub fn require_tokenizer(&self) -> Result<&TokenizerSpec, RuntimeError> {
+        self.tokenizer
+            .as_ref()
+            .ok_or_else(|| self.missing_section("tokenizer"))
+    }
+
+    pub fn require_preprocess(&self) -> Result<&PreprocessSpec, RuntimeError> {
+        self.preprocess
+            .as_ref()
+            .ok_or_else(|| self.missing_section("preprocess"))
+    }
+
+    pub fn require_labels(&self) -> Result<&LabelSpec, RuntimeError> {
+        self.labels
+            .as_ref()
+            .ok_or_else(|| self.missing_section("labels"))
+    }
+
+    pub fn require_boxes(&self) -> Result<&BoxSpec, RuntimeError> {
+        self.boxes
+            .as_ref()
+            .ok_or_else(|| self.missing_section("boxes"))
+    }
+
+    /// The CRF, read from its file (hash-checked) or inline; `None` when the manifest has none.
+    pub fn crf(&self) -> Result<Option<Crf>, RuntimeError> {
+        let Some(spec) = &self.crf else {
+            return Ok(None);
+        };
+        let mut crf = match (&spec.path, &spec.transitions) {
+            (Some(rel), None) => {
+                let path = self.resolve(rel);
+                if let Some(expected) = &spec.sha256 {
+                    self.verify_hash(&path, expected)?;
+                }
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| self.file_missing(&path, e))?;
+                serde_json::from_str::<Crf>(&text).map_err(|e| {
+                    self.invalid(
+                        format!("CRF file {}: {e}", path.display()),
+                        "expected {\"transitions\": [[..]], \"start\": [..], \"end\": [..]}",
+                    )
+                })?
+            }
+            (None, Some(transitions)) => Crf {
+                transitions: transitions.clone(),
+                start: spec.start.clone().unwrap_or_default(),
+                end: spec.end.clone().unwrap_or_default(),
+            },
+            _ => {
+                return Err(self.invalid(
+                    "[crf] needs exactly one of `path` and `transitions`",
+                    "give the transition matrix in a JSON file or inline",
+                ))
+            }
+        };
+        let n = self.labels.as_ref().map(|l| l.names.len()).unwrap_or(0);
+        if crf.start.is_empty() {
+            crf.start = vec![0.0; n];
+        }
+        if crf.end.is_empty() {
+            crf.end = vec![0.0; n];
+        }
+        let square = crf.transitions.len() == n && crf.transitions.iter().all(|r| r.len() == n);
+        if !square || crf.start.len() != n || crf.end.len() != n {
+            return Err(self.invalid(
+                format!(
+                    "CRF sizes ({}x{}, start {}, end {}) do not match the {n} labels",
+                    crf.transitions.len(),
+                    crf.transitions.first().map_or(0, Vec::len),
+                    crf.start.len(),
+                    crf.end.len()
+                ),
+                "the CRF must have one row/column per entry of [labels] names, in the same order",
+            ));
+        }
+        Ok(Some(crf))
+    }
+
+    fn validate(&self) -> Result<(), RuntimeError> {
+        if self.models.is_empty() {
+            return Err(self.invalid("no [models.*] entry", "list at least one ONNX file"));
+        }
+        for spec in self.models.values() {
+            let path = self.resolve(&spec.path);
+            self.verify_hash(&path, &spec.sha256)?;
+        }
+        if let Some(tok) = &self.tokenizer {
+            let path = self.resolve(&tok.path);
+            match &tok.sha256 {
+                Some(expected) => self.verify_hash(&path, expected)?,
+                None if !path.is_file() => {
+                    return Err(self.file_missing(
+                        &path,
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "not found"),
+                    ))
+                }
+                None => {}
+            }
+            if tok.max_length < 2 {
+                return Err(self.invalid(
+                    format!("tokenizer max_length {} is too small", tok.max_length),
+                    "use the model's maximum sequence length (e.g. 512)",
+                ));
+            }
+        }
+        if let Some(pre) = &self.preprocess {
+            pre.validate().map_err(|what| {
+                self.invalid(
+                    what,
+                    "image_size is [height, width] > 0; std entries must be non-zero",
+                )
+            })?;
+        }
+        if let Some(labels) = &self.labels {
+            for name in &labels.names {
+                let ok = name == "O"
+                    || match labels.scheme {
+                        TagScheme::Bio => ["B-", "I-"].iter().any(|p| name.starts_with(p)),
+                        TagScheme::Bioes => {
+                            ["B-", "I-", "E-", "S-"].iter().any(|p| name.starts_with(p))
+                        }
+                    };
+                if !ok {
+                    return Err(self.invalid(
+                        format!(
+                            "label {name:?} is not valid in the {:?} scheme",
+                            labels.scheme
+                        ),
+                        "labels are O or PREFIX-TYPE (B-/I- for bio, also E-/S- for bioes)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams the file through sha256 and compares (case-insensitive hex).
+    pub fn verify_hash(&self, path: &Path, expected: &str) -> Result<(), RuntimeError> {
+        let actual = sha256_file(path).map_err(|e| self.file_missing(path, e))?;
+        if !actual.eq_ignore_ascii_case(expected.trim()) {
+            return Err(RuntimeError::HashMismatch {
+                path: path.to_path_buf(),
+                manifest: self.path.clone(),
+                expected: expected.trim().to_string(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn invalid(&self, what: impl Into<String>, hint: impl Into<String>) -> RuntimeError {
+        RuntimeError::ManifestInvalid {
+            path: self.path.clone(),
+            what: what.into(),
+            hint: hint.into(),
+        }
+    }
+
+    fn missing_section(&self, section: &str) -> RuntimeError {
+        self.invalid(
+            format!(
+                "a {} manifest needs a [{section}] section",
+                self.stage.name()
+            ),
+            "see src/runtime/manifest.rs for the fields and an example",
+        )
+    }
+
+    fn file_missing(&self, path: &Path, e: std::io::Error) -> RuntimeError {
+        RuntimeError::FileMissing {
+            path: path.to_path_buf(),
+            manifest: self.path.clone(),
+            why: e.to_string(),
+            hint: "paths in a manifest are relative to the manifest's folder; download the model or fix the path".into(),
+        }
+    }
+}
+
+/// Lower-case hex sha256 of a file, read in 1 MiB chunks.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const EMPTY_SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_symbolic_dims_and_resolves_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "m.onnx", "");
+        let p = write(
+            dir.path(),
+            "m.toml",
+            &format!(
+                "name = \"x\"\nstage = \"tagger\"\n[models.main]\npath = \"m.onnx\"\nsha256 = \"{EMPTY_SHA}\"\n\
+                 [[models.main.inputs]]\nname = \"input_ids\"\ndtype = \"int64\"\nshape = [\"batch\", 7]\n\
+                 [[models.main.outputs]]\nname = \"logits\"\ndtype = \"float32\"\nshape = [1, \"s\", 3]\n"
+            ),
+        );
+        let m = ModelManifest::load(&p).unwrap();
+        let main = m.model("main").unwrap();
+        assert_eq!(
+            main.inputs[0].shape,
+            vec![Dim::Symbolic("batch".into()), Dim::Fixed(7)]
+        );
+        assert_eq!(m.resolve(&main.path), dir.path().join("m.onnx"));
+        assert!(m
+            .model("encoder")
+            .unwrap_err()
+            .to_string()
+            .contains("has: main"));
+    }
+
+    #[test]
+    fn wrong_hash_shows_both_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "m.onnx", "not the model");
+        let p = write(
+            dir.path(),
+            "m.toml",
+            &format!(
+                "name = \"x\"\nstage = \"tagger\"\n[models.main]\npath = \"m.onnx\"\nsha256 = \"{EMPTY_SHA}\"\ninputs = []\noutputs = []\n"
+            ),
+        );
+        let err = ModelManifest::load(&p).unwrap_err().to_string();
+        assert!(err.contains(EMPTY_SHA), "{err}");
+        assert!(
+            err.contains(&sha256_file(&dir.path().join("m.onnx")).unwrap()),
+            "{err}"
+        );
+        assert!(err.contains("m.onnx"), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_the_manifest_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "m.toml",
+            "name = \"x\"\nstage = \"tagger\"\nmodelz = 1\n",
+        );
+        let err = ModelManifest::load(&p).unwrap_err().to_string();
+        assert!(err.contains("m.toml") && err.contains("modelz"), "{err}");
+    }
+
+    #[test]
+    fn inline_crf_size_is_checked_against_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "m.onnx", "");
+        let p = write(
+            dir.path(),
+            "m.toml",
+            &format!(
+                "name = \"x\"\nstage = \"tagger\"\n[models.main]\npath = \"m.onnx\"\nsha256 = \"{EMPTY_SHA}\"\ninputs = []\noutputs = []\n\
+                 [labels]\nscheme = \"bio\"\nnames = [\"O\", \"B-PER\", \"I-PER\"]\n[crf]\ntransitions = [[0.0, 1.0], [1.0, 0.0]]\n"
+            ),
+        );
+        let m = ModelManifest::load(&p).unwrap();
+        let err = m.crf().unwrap_err().to_string();
+        assert!(err.contains("3 labels"), "{err}");
+    }
+}
