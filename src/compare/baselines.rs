@@ -175,15 +175,16 @@ pub fn parse_table(file: &str, text: &str) -> Result<PublishedTable, PublishedTa
                 row.slug, row.protocol
             )));
         }
-        for task in [&mut row.gmner, &mut row.mner, &mut row.eeg] {
-            if let Some(prf) = task {
-                for v in [prf.precision, prf.recall, prf.f1].into_iter().flatten() {
-                    if !(0.0..=100.0).contains(&v) {
-                        return Err(err(format!("row {}: {v} is not a percentage", row.slug)));
-                    }
+        for prf in [&mut row.gmner, &mut row.mner, &mut row.eeg]
+            .into_iter()
+            .flatten()
+        {
+            for v in [prf.precision, prf.recall, prf.f1].into_iter().flatten() {
+                if !(0.0..=100.0).contains(&v) {
+                    return Err(err(format!("row {}: {v} is not a percentage", row.slug)));
                 }
-                *prf = prf.percent_to_fraction();
             }
+            *prf = prf.percent_to_fraction();
         }
     }
     Ok(t)

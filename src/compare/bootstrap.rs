@@ -97,7 +97,9 @@ pub fn paired_bootstrap(
 ) -> BTreeMap<(String, String), BootstrapStat> {
     let n = tasks.first().map(|t| t.base.len()).unwrap_or(0);
     debug_assert!(tasks.iter().all(|t| t.base.len() == n && t.new.len() == n));
-    let mut deltas: Vec<Vec<Vec<f64>>> = vec![vec![Vec::with_capacity(samples); 3]; tasks.len()];
+    let mut deltas: Vec<Vec<Vec<f64>>> = (0..tasks.len())
+        .map(|_| (0..3).map(|_| Vec::with_capacity(samples)).collect())
+        .collect();
     let mut rng = SplitMix64::new(seed);
     let mut idx = vec![0usize; n];
     for _ in 0..samples {

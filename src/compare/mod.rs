@@ -323,11 +323,14 @@ fn side_info(side: &Side) -> SideInfo {
     }
 }
 
+/// `(base variant, new variant)` pairs and notes about variants left out.
+type VariantPairs = (Vec<(String, String)>, Vec<String>);
+
 fn variant_pairs(
     base: &Side,
     new: &Side,
     opts: &CompareOptions,
-) -> Result<(Vec<(String, String)>, Vec<String>), CompareError> {
+) -> Result<VariantPairs, CompareError> {
     let mut notes = Vec::new();
     let check = |side: &Side, name: &str| -> Result<(), CompareError> {
         if matches!(side, Side::Run(_)) && !side.variant_names().iter().any(|v| v == name) {

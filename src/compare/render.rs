@@ -30,7 +30,7 @@ fn ci(c: &Option<[f64; 2]>) -> String {
 
 fn p_value(p: Option<f64>, samples: usize) -> String {
     match p {
-        Some(p) if p == 0.0 => format!("< {}", format_p(1.0 / samples.max(1) as f64)),
+        Some(p) if p <= 0.0 => format!("< {}", format_p(1.0 / samples.max(1) as f64)),
         Some(p) => format_p(p),
         None => "-".to_string(),
     }

@@ -89,7 +89,8 @@ impl Side {
             return Side::published(slug);
         }
         let p = Path::new(spec);
-        if p.is_dir() && p.join("results.json").is_file() {
+        if p.is_dir() && (p.join("results.json").is_file() || p.components().count() > 1) {
+            // A directory path: a run directory (a missing results.json is reported as such).
             return Side::from_run_dir(p);
         }
         match saved::load_saved_in(saved_root, spec) {

@@ -513,8 +513,11 @@ pub fn stage_order(results: &RunResults) -> Vec<String> {
     keys
 }
 
+/// A latency glyph: (low whisker, box low, median, box high, high whisker), max, from samples.
+type Glyph = ([f64; 5], f64, bool);
+
 /// The five numbers of a latency glyph: (low whisker, box low, median, box high, high whisker), and max.
-fn glyph(t: &StageTiming) -> ([f64; 5], f64, bool) {
+fn glyph(t: &StageTiming) -> Glyph {
     if t.samples_ms.is_empty() {
         // Summary only (results.json): box p50–p95, whisker to p99.
         (
@@ -543,7 +546,7 @@ fn glyph(t: &StageTiming) -> ([f64; 5], f64, bool) {
 pub fn latency_chart(results: &RunResults, size: (u32, u32)) -> Result<Vec<u8>, ReportError> {
     let stages = stage_order(results);
     let variants: Vec<&crate::results::VariantResult> = results.variants.iter().collect();
-    let glyphs: Vec<Vec<Option<([f64; 5], f64, bool)>>> = variants
+    let glyphs: Vec<Vec<Option<Glyph>>> = variants
         .iter()
         .map(|v| {
             stages
