@@ -5,11 +5,13 @@
 
 pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod geometry;
 pub mod io_util;
 pub mod llm;
 pub mod metrics;
 pub mod pipeline;
+pub mod report;
 pub mod results;
 pub mod runtime;

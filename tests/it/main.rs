@@ -6,3 +6,5 @@ mod eval;
 mod geometry;
 mod llm;
 mod stages;
+mod compare;
+mod report;

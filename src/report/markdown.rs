@@ -1,0 +1,573 @@
+//! `summary.md` of a run: Markdown tables (tabled's Markdown style) built from `results.json`,
+//! the published baselines and criterion estimates. Returns a string; it must not write files or
+//! compute a metric (the numbers come from [`RunResults`] as they are; only formatting happens here).
+//!
+//! Deterministic: variants in run order, stages in pipeline order, maps in key order, and no
+//! clock: the only date is the run's own `meta.started_unix`.
+
+use polars::prelude::{DataFrame, PolarsResult};
+use tabled::builder::Builder;
+use tabled::settings::{object::Columns, Alignment, Style};
+
+use super::figures::stage_order;
+use crate::bench::criterion_estimates::CriterionEstimate;
+use crate::compare::baselines::{PublishedPrf, PublishedRow, PublishedTable};
+use crate::metrics::eval::EvalReport;
+use crate::metrics::tables::{
+    diagnostics_frame, errors_frame, frame_cells, groundability_frame, per_type_frame,
+};
+use crate::metrics::Prf;
+use crate::results::{RunResults, VariantResult};
+
+/// What the summary shows besides the results themselves.
+#[derive(Debug, Clone, Default)]
+pub struct SummaryInputs<'a> {
+    /// Published rows shown beside the run in the main table, in order.
+    pub baselines: Vec<(&'a PublishedTable, &'a PublishedRow)>,
+    /// Criterion estimates (`--criterion-dir`), sorted by id.
+    pub criterion: &'a [CriterionEstimate],
+    /// The criterion directory as given, when one was.
+    pub criterion_dir: Option<String>,
+    /// Estimates files that could not be read.
+    pub criterion_unreadable: Vec<String>,
+    /// PNG file names written beside summary.md, with a caption each.
+    pub figures: Vec<(String, String)>,
+}
+
+/// Escapes a cell for a Markdown table (pipes, newlines).
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// A Markdown table; columns whose every cell parses as a number are right-aligned.
+pub fn md_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut b = Builder::default();
+    b.push_record(headers.iter().map(|h| cell(h)));
+    for r in rows {
+        b.push_record(r.iter().map(|c| cell(c)));
+    }
+    let mut t = b.build();
+    t.with(Style::markdown());
+    for c in 0..headers.len() {
+        let numeric = !rows.is_empty()
+            && rows.iter().all(|r| {
+                r.get(c).is_some_and(|v| {
+                    v == "-" || v.trim_start_matches(['+', '-']).parse::<f64>().is_ok()
+                })
+            });
+        if numeric {
+            t.modify(Columns::one(c), Alignment::right());
+        }
+    }
+    t.to_string()
+}
+
+fn frame_table(df: PolarsResult<DataFrame>) -> String {
+    match df {
+        Ok(df) => {
+            let (headers, rows) = frame_cells(&df);
+            let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+            md_table(&h, &rows)
+        }
+        Err(e) => format!("(table unavailable: {e})"),
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.2}", v * 100.0)
+}
+
+fn prf_cells(p: &Prf) -> [String; 3] {
+    [pct(p.precision), pct(p.recall), pct(p.f1)]
+}
+
+fn published_cells(p: Option<&PublishedPrf>) -> [String; 3] {
+    let f = |v: Option<f64>| v.map(pct).unwrap_or_else(|| "-".into());
+    match p {
+        Some(p) => [f(p.precision), f(p.recall), f(p.f1)],
+        None => ["-".into(), "-".into(), "-".into()],
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` from Unix seconds (Howard Hinnant's civil-from-days).
+pub fn format_utc(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_else(|| "-".into())
+}
+
+fn reports(v: &VariantResult) -> Vec<(&'static str, &EvalReport)> {
+    let mut out = Vec::new();
+    if let Some(r) = &v.metrics.riveg {
+        out.push(("riveg", r));
+    }
+    if let Some(r) = &v.metrics.span {
+        out.push(("span", r));
+    }
+    out
+}
+
+fn meta_section(r: &RunResults, out: &mut String) {
+    let m = &r.meta;
+    let rows = vec![
+        vec!["suite".into(), r.suite.clone()],
+        vec!["run id".into(), r.run_id.clone()],
+        vec!["started".into(), format_utc(m.started_unix)],
+        vec!["tool version".into(), m.tool_version.clone()],
+        vec!["git commit".into(), opt(&m.git_commit)],
+        vec!["host".into(), opt(&m.hostname)],
+        vec!["os".into(), m.os.clone()],
+        vec!["cpu".into(), format!("{} ({} cores)", opt(&m.cpu), m.cores)],
+        vec!["execution provider".into(), m.execution_provider.clone()],
+        vec!["shard".into(), opt(&m.shard)],
+        vec![
+            "gold".into(),
+            if m.gold.is_empty() {
+                "-".into()
+            } else {
+                m.gold.join(", ")
+            },
+        ],
+    ];
+    out.push_str("## Run\n\n");
+    out.push_str(&md_table(&["field", "value"], &rows));
+    out.push_str("\n\n");
+}
+
+fn variants_section(r: &RunResults, out: &mut String) {
+    let rows: Vec<Vec<String>> = r
+        .variants
+        .iter()
+        .map(|v| {
+            let stages: Vec<String> = v
+                .stages
+                .iter()
+                .map(|(s, k)| {
+                    let kind = serde_json::to_value(k)
+                        .ok()
+                        .and_then(|x| x.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    format!("{}={kind}", s.name())
+                })
+                .collect();
+            vec![
+                v.name.clone(),
+                if v.description.is_empty() {
+                    "-".into()
+                } else {
+                    v.description.clone()
+                },
+                stages.join(", "),
+                v.tweets.to_string(),
+                v.skipped.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str("## Variants\n\n");
+    out.push_str(&md_table(
+        &["variant", "description", "stages", "tweets", "skipped"],
+        &rows,
+    ));
+    out.push_str("\n\n");
+}
+
+fn main_table(r: &RunResults, inputs: &SummaryInputs<'_>, out: &mut String) {
+    let headers = [
+        "method", "source", "protocol", "MNER P", "MNER R", "MNER F1", "EEG P", "EEG R", "EEG F1",
+        "GMNER P", "GMNER R", "GMNER F1",
+    ];
+    let mut rows = Vec::new();
+    let mut not_applicable = Vec::new();
+    for v in &r.variants {
+        for protocol in ["riveg", "span"] {
+            let report = if protocol == "riveg" {
+                &v.metrics.riveg
+            } else {
+                &v.metrics.span
+            };
+            match report {
+                Some(rep) => {
+                    let mut row = vec![v.name.clone(), "this run".into(), protocol.into()];
+                    for p in [&rep.mner, &rep.eeg, &rep.gmner] {
+                        row.extend(prf_cells(p));
+                    }
+                    rows.push(row);
+                }
+                None => {
+                    let why = v
+                        .not_applicable
+                        .get(protocol)
+                        .cloned()
+                        .unwrap_or_else(|| "not computed".into());
+                    not_applicable.push(format!("{} ({protocol} protocol): {why}", v.name));
+                }
+            }
+        }
+    }
+    for (table, row) in &inputs.baselines {
+        let source = if table.source.secondary {
+            "secondary source".to_string()
+        } else {
+            format!(
+                "published ({}{})",
+                table.source.authors,
+                year_of(&table.source.venue)
+            )
+        };
+        let protocol = if row.is_riveg_protocol() {
+            "riveg"
+        } else {
+            "as reported"
+        };
+        let mut cells = vec![row.display_name(), source, protocol.to_string()];
+        for t in ["mner", "eeg", "gmner"] {
+            cells.extend(published_cells(row.task(t)));
+        }
+        rows.push(cells);
+    }
+    out.push_str("## Main results (percent)\n\n");
+    out.push_str(&md_table(&headers, &rows));
+    out.push_str("\n\n");
+    out.push_str(
+        "Protocols: `riveg` = the RiVEG seed protocol (statistic.py: image id + entity string (+ type), \
+         greedy in file order, box IoU >= 0.5); `span` = H-Index / seqeval style (tweet, start, end, type), \
+         scored against predicted boxes directly.",
+    );
+    if !inputs.baselines.is_empty() {
+        out.push_str(
+            " Published rows marked `as reported` come from their papers / H-Index (Yu et al., 2023) and were \
+             not re-scored with the RiVEG protocol; `secondary source` rows are approximate F1 quoted by later papers.",
+        );
+        let mut sources: Vec<&PublishedTable> = Vec::new();
+        for (t, _) in &inputs.baselines {
+            if !sources.iter().any(|s| s.source.id == t.source.id) {
+                sources.push(t);
+            }
+        }
+        out.push_str("\n\nSources:\n");
+        for t in sources {
+            let s = &t.source;
+            out.push_str(&format!(
+                "- {}, \"{}\", {}; {}{}{}\n",
+                s.authors,
+                s.title,
+                s.venue,
+                s.table,
+                if s.arxiv.is_empty() {
+                    String::new()
+                } else {
+                    format!("; arXiv {}", s.arxiv)
+                },
+                if s.url.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", s.url)
+                },
+            ));
+        }
+    } else {
+        out.push('\n');
+    }
+    for n in not_applicable {
+        out.push_str(&format!("\n- not scored: {n}"));
+    }
+    out.push('\n');
+}
+
+fn year_of(venue: &str) -> String {
+    venue
+        .split_whitespace()
+        .find(|w| w.len() == 4 && w.chars().all(|c| c.is_ascii_digit()))
+        .map(|y| format!(" {y}"))
+        .unwrap_or_default()
+}
+
+fn fine_and_masks(r: &RunResults, out: &mut String) {
+    out.push_str("\n## FMNERG and SMNER (percent)\n\n");
+    let mut rows = Vec::new();
+    for v in &r.variants {
+        for (protocol, rep) in reports(v) {
+            let tasks = [
+                ("FMNER (fine)", rep.fmner),
+                ("FMNERG (fine)", rep.fmnerg),
+                ("FMNERG (coarse)", rep.fmnerg_coarse),
+                ("SMNER", rep.smner),
+            ];
+            for (name, p) in tasks {
+                if let Some(p) = p {
+                    let mut row = vec![v.name.clone(), protocol.to_string(), name.to_string()];
+                    row.extend(prf_cells(&p));
+                    row.extend([
+                        p.correct.to_string(),
+                        p.predicted.to_string(),
+                        p.gold.to_string(),
+                    ]);
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    let any_fine = r
+        .variants
+        .iter()
+        .flat_map(reports)
+        .any(|(_, rep)| rep.fmnerg.is_some());
+    let any_masks = r
+        .variants
+        .iter()
+        .flat_map(reports)
+        .any(|(_, rep)| rep.smner.is_some());
+    if !rows.is_empty() {
+        out.push_str(&md_table(
+            &[
+                "variant",
+                "protocol",
+                "task",
+                "P",
+                "R",
+                "F1",
+                "correct",
+                "predicted",
+                "gold",
+            ],
+            &rows,
+        ));
+        out.push_str("\n\n");
+    }
+    if !any_fine {
+        out.push_str("- FMNERG: not scored: no fine types in the data\n");
+    }
+    if !any_masks {
+        out.push_str("- SMNER: not scored: no masks in the data\n");
+    }
+}
+
+fn details(r: &RunResults, out: &mut String) {
+    out.push_str("\n## Details per variant\n");
+    for v in &r.variants {
+        for (protocol, rep) in reports(v) {
+            out.push_str(&format!("\n### {} ({protocol} protocol)\n\n", v.name));
+            out.push_str("Per type (percent):\n\n");
+            out.push_str(&frame_table(per_type_frame(&rep.per_type)));
+            out.push_str(
+                "\n\nGMNER by gold groundability (predicted = by the prediction's decision):\n\n",
+            );
+            out.push_str(&frame_table(groundability_frame(rep)));
+            out.push_str("\n\nGMNER error sources (entities):\n\n");
+            out.push_str(&frame_table(errors_frame(rep)));
+            out.push_str("\n\nStage diagnostics (percent):\n\n");
+            out.push_str(&frame_table(diagnostics_frame(rep)));
+            out.push('\n');
+        }
+    }
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+fn timings(r: &RunResults, out: &mut String) {
+    out.push_str("\n## Stage timings\n\n");
+    out.push_str(
+        "Per-item latency in milliseconds. Warm-up items (the first calls of each stage instance) are \
+         excluded from count, percentiles and throughput; cached items were served from the stage cache \
+         and not measured. items/s = measured items / measured time.\n",
+    );
+    let order = stage_order(r);
+    for v in &r.variants {
+        out.push_str(&format!("\n### {}\n\n", v.name));
+        if v.timings.is_empty() {
+            out.push_str("(no timings recorded)\n");
+            continue;
+        }
+        let rows: Vec<Vec<String>> = order
+            .iter()
+            .filter_map(|s| v.timings.get(s).map(|t| (s, t)))
+            .map(|(s, t)| {
+                vec![
+                    s.clone(),
+                    t.count.to_string(),
+                    t.cached.to_string(),
+                    t.warmup_excluded.to_string(),
+                    ms(t.mean_ms),
+                    ms(t.p50_ms),
+                    ms(t.p95_ms),
+                    ms(t.p99_ms),
+                    ms(t.max_ms),
+                    format!("{:.1}", t.throughput_per_s),
+                ]
+            })
+            .collect();
+        out.push_str(&md_table(
+            &[
+                "stage",
+                "count",
+                "cached",
+                "warm-up excluded",
+                "mean ms",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+                "items/s",
+            ],
+            &rows,
+        ));
+        out.push('\n');
+    }
+}
+
+/// How many skipped items are listed in the summary (all are in results.json).
+pub const SKIPPED_LISTED: usize = 20;
+
+fn skipped(r: &RunResults, out: &mut String) {
+    let total: usize = r.variants.iter().map(|v| v.skipped).sum();
+    out.push_str(&format!(
+        "\n## Skipped items\n\n{total} skipped in total (`--on-error skip`).\n"
+    ));
+    if total == 0 {
+        return;
+    }
+    out.push('\n');
+    let counts: Vec<Vec<String>> = r
+        .variants
+        .iter()
+        .map(|v| vec![v.name.clone(), v.skipped.to_string()])
+        .collect();
+    out.push_str(&md_table(&["variant", "skipped"], &counts));
+    out.push('\n');
+    let items: Vec<Vec<String>> = r
+        .variants
+        .iter()
+        .flat_map(|v| {
+            v.skipped_items.iter().map(move |s| {
+                vec![
+                    v.name.clone(),
+                    s.tweet_id.clone(),
+                    s.stage.name().to_string(),
+                    s.error.clone(),
+                ]
+            })
+        })
+        .collect();
+    if !items.is_empty() {
+        out.push_str(&format!(
+            "\nFirst {} of {} (all in results.json):\n\n",
+            items.len().min(SKIPPED_LISTED),
+            items.len()
+        ));
+        out.push_str(&md_table(
+            &["variant", "tweet", "stage", "error"],
+            &items[..items.len().min(SKIPPED_LISTED)],
+        ));
+        out.push('\n');
+    }
+}
+
+fn criterion(inputs: &SummaryInputs<'_>, out: &mut String) {
+    let Some(dir) = &inputs.criterion_dir else {
+        return;
+    };
+    out.push_str(&format!("\n## Criterion benchmarks (`{dir}`)\n\n"));
+    if inputs.criterion.is_empty() {
+        out.push_str(
+            "No estimates found (run `cargo bench` first; estimates live in target/criterion).\n",
+        );
+    } else {
+        let rows: Vec<Vec<String>> = inputs
+            .criterion
+            .iter()
+            .map(|e| {
+                vec![
+                    e.id.clone(),
+                    format!("{:.4}", e.mean_ns / 1e6),
+                    format!("{:.4}", e.median_ns / 1e6),
+                    format!("{:.4}", e.std_dev_ns / 1e6),
+                    e.elements
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    e.elements
+                        .map(|n| format!("{:.1}", n as f64 / (e.mean_ns / 1e9)))
+                        .unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        out.push_str(&md_table(
+            &[
+                "benchmark",
+                "mean ms",
+                "median ms",
+                "std dev ms",
+                "elements",
+                "elements/s",
+            ],
+            &rows,
+        ));
+        out.push('\n');
+    }
+    for p in &inputs.criterion_unreadable {
+        out.push_str(&format!("\n- unreadable: `{p}`"));
+    }
+    if !inputs.criterion_unreadable.is_empty() {
+        out.push('\n');
+    }
+}
+
+/// The whole `summary.md`.
+pub fn render_summary(results: &RunResults, inputs: &SummaryInputs<'_>) -> String {
+    let mut out = format!("# riveg-bench run `{}`\n\n", results.run_id);
+    meta_section(results, &mut out);
+    variants_section(results, &mut out);
+    main_table(results, inputs, &mut out);
+    fine_and_masks(results, &mut out);
+    details(results, &mut out);
+    timings(results, &mut out);
+    skipped(results, &mut out);
+    criterion(inputs, &mut out);
+    if !inputs.figures.is_empty() {
+        out.push_str("\n## Figures\n\n");
+        for (file, caption) in &inputs.figures {
+            out.push_str(&format!("### {caption}\n\n![{caption}]({file})\n\n"));
+        }
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_utc(1_795_000_000), "2026-11-18 11:06:40 UTC");
+    }
+
+    #[test]
+    fn pipes_are_escaped() {
+        let t = md_table(&["a"], &[vec!["x|y".into()]]);
+        assert!(t.contains("x\\|y"), "{t}");
+    }
+}

@@ -1,0 +1,226 @@
+//! Reports: Markdown ([`markdown`], tabled) and PNG ([`figures`], plotters) renderers that return
+//! strings and bytes, and the one writer that owns paths and writes atomically
+//! ([`write_run_report`], [`write_compare_report`]). This module must not compute a metric: it
+//! formats what `results.json`, criterion's estimates and a [`Comparison`] already hold.
+//!
+//! Identical inputs give byte-identical files (when timings are equal): no clock is read, the only
+//! date shown is the run's `meta.started_unix`, ordering is fixed, and PNG encoding is
+//! deterministic. The summary is rewritten whole each time, so calling the writer after each
+//! suite leaves a valid report even when a run is interrupted.
+
+pub mod figures;
+pub mod markdown;
+
+use std::path::{Path, PathBuf};
+
+use crate::bench::criterion_estimates::read_criterion_dir;
+use crate::compare::baselines::{published, PublishedRow, PublishedTable};
+use crate::compare::{render as compare_render, Comparison};
+use crate::io_util::write_atomic;
+use crate::results::RunResults;
+
+pub use markdown::{render_summary, SummaryInputs};
+
+/// Which published rows the main table shows beside the run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BaselineSelection {
+    /// Every row of every compiled-in table (secondary sources last).
+    #[default]
+    All,
+    /// No published rows.
+    None,
+    /// These slugs, in this order (unknown slugs are an error with the list of slugs).
+    Only(Vec<String>),
+}
+
+/// Options of [`write_run_report`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOptions {
+    /// criterion's output directory (`target/criterion`) to add benchmark tables and a figure.
+    pub criterion_dir: Option<PathBuf>,
+    pub baselines: BaselineSelection,
+    /// Write the PNG figures (summary.md only when false).
+    pub figures: bool,
+    /// Width × height of the run figures in pixels (criterion and compare figures grow with their rows).
+    pub figure_size: (u32, u32),
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            criterion_dir: None,
+            baselines: BaselineSelection::All,
+            figures: true,
+            figure_size: (1200, 720),
+        }
+    }
+}
+
+/// Errors of rendering or writing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("figure {figure}: {why}\n  hint: this is a bug in the report renderer; the Markdown summary does not depend on it (--no-figures)")]
+    Figure { figure: String, why: String },
+
+    #[error("{path}: cannot write the report: {source}\n  hint: check that the run directory is writable")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("no published baseline named {slug:?}\n  hint: published baselines: {available}")]
+    UnknownBaseline { slug: String, available: String },
+
+    #[error("figure size {width}x{height} is too small\n  hint: use at least 400x300 pixels")]
+    BadSize { width: u32, height: u32 },
+}
+
+/// The file names the run report writes (besides optional `criterion.png`), with captions.
+pub const RUN_FIGURES: [(&str, &str); 4] = [
+    ("ablation.png", "F1 per variant and task"),
+    ("error_sources.png", "GMNER error sources per variant"),
+    ("latency.png", "Per-item latency by stage"),
+    ("throughput.png", "Throughput by stage"),
+];
+
+fn selected_baselines(
+    sel: &BaselineSelection,
+) -> Result<Vec<(&'static PublishedTable, &'static PublishedRow)>, ReportError> {
+    let all = || {
+        published()
+            .iter()
+            .flat_map(|t| t.rows.iter().map(move |r| (t, r)))
+    };
+    match sel {
+        BaselineSelection::All => Ok(all().collect()),
+        BaselineSelection::None => Ok(Vec::new()),
+        BaselineSelection::Only(slugs) => slugs
+            .iter()
+            .map(|s| {
+                all()
+                    .find(|(_, r)| &r.slug == s)
+                    .ok_or_else(|| ReportError::UnknownBaseline {
+                        slug: s.clone(),
+                        available: crate::compare::published_slugs().join(", "),
+                    })
+            })
+            .collect(),
+    }
+}
+
+/// Everything a run report consists of, rendered in memory: `(file name, bytes)` in write order.
+pub fn render_run_report(
+    results: &RunResults,
+    opts: &ReportOptions,
+) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
+    let (w, h) = opts.figure_size;
+    if opts.figures && (w < 400 || h < 300) {
+        return Err(ReportError::BadSize {
+            width: w,
+            height: h,
+        });
+    }
+    let baselines = selected_baselines(&opts.baselines)?;
+    let (estimates, unreadable) = match &opts.criterion_dir {
+        Some(dir) => read_criterion_dir(dir),
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut captions = Vec::new();
+    if opts.figures {
+        let size = opts.figure_size;
+        files.push((
+            RUN_FIGURES[0].0.into(),
+            figures::ablation_chart(results, size)?,
+        ));
+        files.push((
+            RUN_FIGURES[1].0.into(),
+            figures::error_sources_chart(results, size)?,
+        ));
+        files.push((
+            RUN_FIGURES[2].0.into(),
+            figures::latency_chart(results, size)?,
+        ));
+        files.push((
+            RUN_FIGURES[3].0.into(),
+            figures::throughput_chart(results, size)?,
+        ));
+        captions.extend(
+            RUN_FIGURES
+                .iter()
+                .map(|(f, c)| (f.to_string(), c.to_string())),
+        );
+        if !estimates.is_empty() {
+            files.push((
+                "criterion.png".into(),
+                figures::criterion_chart(&estimates, w)?,
+            ));
+            captions.push(("criterion.png".into(), "criterion benchmarks".into()));
+        }
+    }
+    let inputs = SummaryInputs {
+        baselines,
+        criterion: &estimates,
+        criterion_dir: opts.criterion_dir.as_ref().map(|d| d.display().to_string()),
+        criterion_unreadable: unreadable.iter().map(|p| p.display().to_string()).collect(),
+        figures: captions,
+    };
+    let summary = render_summary(results, &inputs);
+    // summary.md last: when it exists, the figures it links exist too.
+    files.push(("summary.md".into(), summary.into_bytes()));
+    Ok(files)
+}
+
+fn write_all(dir: &Path, files: Vec<(String, Vec<u8>)>) -> Result<Vec<PathBuf>, ReportError> {
+    let mut written = Vec::with_capacity(files.len());
+    for (name, bytes) in files {
+        let path = dir.join(&name);
+        write_atomic(&path, &bytes).map_err(|e| ReportError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Writes `summary.md` and the PNG figures into `run_dir` (atomically, each file); returns the
+/// paths written, figures first and `summary.md` last.
+pub fn write_run_report(
+    run_dir: &Path,
+    results: &RunResults,
+    opts: &ReportOptions,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let files = render_run_report(results, opts)?;
+    write_all(run_dir, files)
+}
+
+/// Writes `compare.md`, `compare.json` and `compare_deltas.png` into `dir`; returns the paths.
+pub fn write_compare_report(
+    dir: &Path,
+    comparison: &Comparison,
+    figure_width: u32,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let files = vec![
+        (
+            "compare_deltas.png".to_string(),
+            figures::compare_chart(comparison, figure_width.max(400))?,
+        ),
+        (
+            "compare.json".to_string(),
+            compare_render::render_json(comparison).into_bytes(),
+        ),
+        (
+            "compare.md".to_string(),
+            compare_markdown(comparison).into_bytes(),
+        ),
+    ];
+    write_all(dir, files)
+}
+
+fn compare_markdown(c: &Comparison) -> String {
+    let mut md = compare_render::render_markdown(c);
+    md.push_str("\n![deltas with confidence intervals](compare_deltas.png)\n");
+    md
+}
