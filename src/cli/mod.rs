@@ -52,6 +52,52 @@ pub enum Command {
     Merge(MergeArgs),
     /// Serve a mock OpenAI-compatible LLM on loopback (dry runs of the reformulation stage).
     MockLlm(MockLlmArgs),
+    /// (Re)write a run directory's summary.md and figures.
+    Report(ReportArgs),
+    /// Compare two runs, saved baselines or published results; exit 1 on a gated regression.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run directory (reports/<run-id>).
+    pub run_dir: PathBuf,
+    /// criterion's output folder (target/criterion) for the throughput/latency figure.
+    #[arg(long)]
+    pub criterion_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run directory, saved baseline name, or published baseline (`published:SLUG` or a slug such
+    /// as `riveg-roberta-dagger`; see baselines/README.md).
+    pub base: String,
+    /// Same kinds as BASE.
+    pub new: String,
+    /// Compare only this variant (default: every variant on both sides).
+    #[arg(long)]
+    pub variant: Option<String>,
+    #[arg(long, value_enum, default_value = "riveg")]
+    pub protocol: Protocol,
+    /// Paired-bootstrap resamples over tweets.
+    #[arg(long, default_value_t = 1000)]
+    pub samples: usize,
+    #[arg(long, default_value_t = crate::compare::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Significance level (the CI level is 1 - alpha).
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Smallest change, in percentage points, that counts as Improved/Regressed.
+    #[arg(long, default_value_t = 0.0)]
+    pub threshold: f64,
+    /// Gated metrics (`task.metric`, e.g. gmner.f1, mner.precision); repeatable.
+    #[arg(long = "gate", default_values_t = vec!["gmner.f1".to_string()])]
+    pub gates: Vec<String>,
+    /// Also write compare.md, compare.json and compare_deltas.png into this folder.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +134,15 @@ pub struct RunArgs {
     pub no_cache: bool,
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
+    /// Save this run as a named baseline (baselines/saved/NAME, or $RIVEG_BENCH_BASELINE_DIR).
+    #[arg(long)]
+    pub save_baseline: Option<String>,
+    /// Compare this run with a saved baseline and exit 1 if a gated metric regressed.
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// criterion's output folder for the report's throughput/latency figure.
+    #[arg(long)]
+    pub criterion_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +249,9 @@ pub struct EvalArgs {
     pub mask_iou_threshold: f64,
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
+    /// Save this evaluation as a named baseline (one variant, `eval`), for `compare`.
+    #[arg(long)]
+    pub save_baseline: Option<String>,
 }
 
 /// Runs a parsed command; returns the process exit code.
@@ -203,6 +261,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Eval(args) => eval(args),
         Command::Run(args) => run_cmd(args),
         Command::Merge(args) => merge_cmd(args),
+        Command::Report(args) => {
+            let results = RunResults::load(&args.run_dir)?;
+            let written = write_report(&args.run_dir, &results, args.criterion_dir.clone())?;
+            for p in written {
+                eprintln!("wrote {}", p.display());
+            }
+            Ok(exit::OK)
+        }
+        Command::Compare(args) => compare_cmd(args),
         Command::MockLlm(args) => {
             let behaviour: crate::llm::Behaviour = args
                 .behaviour
@@ -315,7 +382,98 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Human => print!("{}", human::render_eval(&report)),
     }
+    if let Some(name) = &args.save_baseline {
+        let dir = save_eval_baseline(&gold, &pred, &opts, &args, name)?;
+        eprintln!("saved baseline {name:?} in {}", dir.display());
+    }
     Ok(exit::OK)
+}
+
+/// Saves an `eval` as a one-variant run (named `eval`) under the baseline store.
+fn save_eval_baseline(
+    gold: &Dataset,
+    pred: &Dataset,
+    opts: &EvalOptions,
+    args: &EvalArgs,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
+    use crate::pipeline::runner::{per_tweet_of, score_variant};
+    use crate::pipeline::stages::StageKind;
+    use crate::pipeline::suite::VariantSpec;
+    let spec = VariantSpec {
+        name: "eval".into(),
+        description: format!(
+            "eval of {} against {}",
+            args.pred.display(),
+            args.gold.display()
+        ),
+        tagger: StageKind::Replay,
+        reformulator: StageKind::Replay,
+        entailer: StageKind::Replay,
+        grounder: StageKind::Replay,
+        segmenter: StageKind::Off,
+    };
+    let variant = score_variant(&spec, gold, pred, opts);
+    let tmp = std::env::temp_dir().join(format!("riveg-bench-eval-{}", std::process::id()));
+    let results = RunResults {
+        suite: "eval".into(),
+        run_id: format!("eval-{name}"),
+        meta: crate::results::RunMeta {
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            gold: vec![args.gold.display().to_string()],
+            ..Default::default()
+        },
+        variants: vec![variant.clone()],
+    };
+    crate::io_util::write_atomic(
+        &tmp.join("results.json"),
+        serde_json::to_string_pretty(&results)?.as_bytes(),
+    )?;
+    crate::io_util::write_atomic(
+        &tmp.join("per_tweet/eval.json"),
+        serde_json::to_string(&per_tweet_of(&variant))?.as_bytes(),
+    )?;
+    let saved = crate::compare::save_baseline(&tmp, name)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(saved)
+}
+
+fn write_report(
+    run_dir: &Path,
+    results: &RunResults,
+    criterion_dir: Option<PathBuf>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let opts = crate::report::ReportOptions {
+        criterion_dir,
+        ..Default::default()
+    };
+    Ok(crate::report::write_run_report(run_dir, results, &opts)?)
+}
+
+fn compare_cmd(args: CompareArgs) -> anyhow::Result<i32> {
+    use crate::compare::{compare, render, CompareOptions, Side};
+    let base = Side::resolve(&args.base)?;
+    let new = Side::resolve(&args.new)?;
+    let opts = CompareOptions {
+        variant: args.variant.clone(),
+        protocol: args.protocol,
+        samples: args.samples,
+        seed: args.seed,
+        alpha: args.alpha,
+        threshold: args.threshold / 100.0,
+        gated: args.gates.clone(),
+    };
+    let c = compare(&base, &new, &opts)?;
+    match resolve_format(args.format) {
+        OutputFormat::Json => println!("{}", render::render_json(&c)),
+        OutputFormat::Human => print!("{}", render::render_human(&c)),
+    }
+    if let Some(dir) = &args.report {
+        for p in crate::report::write_compare_report(dir, &c, 1200)? {
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    Ok(c.exit_code)
 }
 
 fn print_results(
@@ -364,12 +522,26 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
     for w in &out.warnings {
         eprintln!("{w}");
     }
+    write_report(&out.run_dir, &out.results, args.criterion_dir.clone())?;
     print_results(&out.results, &out.run_dir, args.format)?;
+    if let Some(name) = &args.save_baseline {
+        let dir = crate::compare::save_baseline(&out.run_dir, name)?;
+        eprintln!("saved baseline {name:?} in {}", dir.display());
+    }
+    if let Some(name) = &args.baseline {
+        use crate::compare::{compare, render, CompareOptions, Side};
+        let base = Side::saved(name)?;
+        let new = Side::from_run_dir(&out.run_dir)?;
+        let c = compare(&base, &new, &CompareOptions::default())?;
+        eprint!("{}", render::render_human(&c));
+        return Ok(c.exit_code);
+    }
     Ok(exit::OK)
 }
 
 fn merge_cmd(args: MergeArgs) -> anyhow::Result<i32> {
     let merged = crate::pipeline::merge::merge_shards(&args.shard_dirs, &args.out)?;
+    write_report(&args.out, &merged, None)?;
     print_results(&merged, &args.out, args.format)?;
     Ok(exit::OK)
 }

@@ -878,7 +878,7 @@ pub fn run_suite(
         let mut variant = score_variant(v, &gold, &pred, &settings_eval(suite));
         if replay_missing > 0 {
             variant.description = format!(
-                "{} [{} entities missing from the recording got the negative answer]",
+                "{} [{} replay look-ups (reformulation, VE, VG) found no recorded answer and got the negative one]",
                 variant.description, replay_missing
             );
         }

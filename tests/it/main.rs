@@ -2,9 +2,9 @@
 
 mod cli;
 mod common;
+mod compare;
 mod eval;
 mod geometry;
 mod llm;
-mod stages;
-mod compare;
 mod report;
+mod stages;
