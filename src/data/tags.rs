@@ -68,9 +68,9 @@ pub fn decode_chunks<S: AsRef<str>>(tags: &[S]) -> Vec<Chunk> {
     let mut prev_tag = 'O';
     let mut prev_type: &str = "";
     let mut begin = 0usize;
-    let n = tags.len();
-    for i in 0..=n {
-        let chunk = if i < n { tags[i].as_ref() } else { "O" };
+    // seqeval appends one "O" to close the last chunk.
+    let padded = tags.iter().map(AsRef::as_ref).chain(std::iter::once("O"));
+    for (i, chunk) in padded.enumerate() {
         let tag = chunk.chars().next().unwrap_or('O');
         // seqeval: `chunk[1:].split('-', maxsplit=1)[-1] or '_'`
         let rest = chunk.get(tag.len_utf8()..).unwrap_or("");

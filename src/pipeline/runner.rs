@@ -86,7 +86,7 @@ pub enum RunError {
     Stage {
         variant: String,
         #[source]
-        source: StageError,
+        source: Box<StageError>,
     },
     #[error("variant {variant}: {what}\n  hint: {hint}")]
     Setup {
@@ -858,7 +858,7 @@ pub fn run_suite(
                 Err(e) => {
                     return Err(RunError::Stage {
                         variant: v.name.clone(),
-                        source: e,
+                        source: Box::new(e),
                     })
                 }
             };
