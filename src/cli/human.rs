@@ -70,19 +70,32 @@ pub fn render_eval(r: &EvalReport) -> String {
 /// The short human summary of a run: one row per variant.
 pub fn render_run(results: &crate::results::RunResults) -> String {
     let mut b = tabled::builder::Builder::default();
-    b.push_record([
-        "variant",
-        "tagger",
-        "reform.",
-        "VE",
-        "VG",
-        "seg.",
-        "MNER F1",
-        "EEG F1",
-        "GMNER F1",
-        "span GMNER F1",
-        "skipped",
-    ]);
+    // Optional task columns appear when any variant has them.
+    type Task = fn(&crate::metrics::EvalReport) -> Option<crate::metrics::Prf>;
+    let optional: Vec<(&str, Task)> = [
+        (
+            "FMNERG F1",
+            (|r: &crate::metrics::EvalReport| r.fmnerg) as Task,
+        ),
+        ("SMNER F1", |r: &crate::metrics::EvalReport| r.smner),
+    ]
+    .into_iter()
+    .filter(|(_, f)| {
+        results
+            .variants
+            .iter()
+            .any(|v| v.metrics.riveg.as_ref().and_then(f).is_some())
+    })
+    .collect();
+    let mut header: Vec<String> = [
+        "variant", "tagger", "reform.", "VE", "VG", "seg.", "MNER F1", "EEG F1", "GMNER F1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(optional.iter().map(|(n, _)| n.to_string()));
+    header.extend(["span GMNER F1".to_string(), "skipped".to_string()]);
+    b.push_record(header);
     let pct = |x: Option<f64>| {
         x.map(|v| format!("{:.2}", v * 100.0))
             .unwrap_or_else(|| "n/a".into())
@@ -101,7 +114,7 @@ pub fn render_run(results: &crate::results::RunResults) -> String {
         };
         use crate::pipeline::stages::Stage::*;
         let r = v.metrics.riveg.as_ref();
-        b.push_record([
+        let mut row = vec![
             v.name.clone(),
             kind(Tagger),
             kind(Reformulator),
@@ -111,9 +124,15 @@ pub fn render_run(results: &crate::results::RunResults) -> String {
             pct(r.map(|r| r.mner.f1)),
             pct(r.map(|r| r.eeg.f1)),
             pct(r.map(|r| r.gmner.f1)),
-            pct(v.metrics.span.as_ref().map(|s| s.gmner.f1)),
-            v.skipped.to_string(),
-        ]);
+        ];
+        row.extend(
+            optional
+                .iter()
+                .map(|(_, f)| pct(r.and_then(f).map(|p| p.f1))),
+        );
+        row.push(pct(v.metrics.span.as_ref().map(|s| s.gmner.f1)));
+        row.push(v.skipped.to_string());
+        b.push_record(row);
     }
     let mut t = b.build();
     t.with(Style::rounded());

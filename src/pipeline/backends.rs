@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::llm::{Behaviour, LlmConfig, LlmReformulator, MockServer, PromptTemplate};
+use crate::pipeline::onnx::{OnnxEntailer, OnnxGrounder, OnnxSegmenter, OnnxTagger};
+use crate::pipeline::stages::Stage;
+use crate::runtime::{self, Device, ModelManifest, OrtRuntime, SessionConfig};
 
 use super::runner::{BackendFactory, DevicePreference};
 use super::stages::{Entailer, Grounder, Reformulator, Segmenter, Tagger};
@@ -13,6 +16,8 @@ use super::suite::Suite;
 /// Builds real stages on demand.
 pub struct DefaultBackends {
     pub device: DevicePreference,
+    /// An explicit ONNX Runtime library (`--ort-lib`); else ORT_DYLIB_PATH or .venv.
+    pub ort_library: Option<PathBuf>,
     /// Folder for the LLM response cache (`<cache>/llm`); `None`: no response cache.
     pub cache_dir: Option<PathBuf>,
     provider: Option<String>,
@@ -25,10 +30,63 @@ impl DefaultBackends {
     pub fn new(device: DevicePreference, cache_dir: Option<PathBuf>) -> Self {
         DefaultBackends {
             device,
+            ort_library: None,
             cache_dir,
             provider: None,
             hashes: BTreeMap::new(),
             mock: None,
+        }
+    }
+
+    fn runtime(&self) -> Result<&'static OrtRuntime, String> {
+        runtime::init(self.ort_library.as_deref()).map_err(|e| e.to_string())
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            device: match self.device {
+                DevicePreference::Cpu => Device::Cpu,
+                DevicePreference::Cuda => Device::Cuda,
+                DevicePreference::Auto => Device::Auto,
+            },
+            ..SessionConfig::default()
+        }
+    }
+
+    /// Loads a stage's manifest (hashes verified), records its model hashes and returns it with
+    /// the cache fingerprint: the sha256 of the manifest text, which names every model's sha256
+    /// and all preprocessing and label settings.
+    fn manifest(&mut self, suite: &Suite, stage: Stage) -> Result<(ModelManifest, String), String> {
+        let path = suite
+            .file
+            .models
+            .get(&stage)
+            .map(|p| suite.resolve(p))
+            .ok_or_else(|| format!("[models] has no {} manifest", stage.name()))?;
+        let manifest = ModelManifest::load(&path).map_err(|e| e.to_string())?;
+        let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let fingerprint = format!(
+            "onnx|{}",
+            super::cache::hex(&<sha2::Sha256 as sha2::Digest>::digest(&text))
+        );
+        for (role, spec) in &manifest.models {
+            self.hashes.insert(
+                format!("{}:{}/{}", stage.name(), manifest.name, role),
+                spec.sha256.clone(),
+            );
+        }
+        Ok((manifest, fingerprint))
+    }
+
+    fn note_provider(&mut self, provider: impl std::fmt::Display) {
+        let p = match provider.to_string().as_str() {
+            "CUDAExecutionProvider" => "cuda".to_string(),
+            "CPUExecutionProvider" => "cpu".to_string(),
+            other => other.to_string(),
+        };
+        // The run reports CUDA if any stage got it.
+        if self.provider.as_deref() != Some("cuda") {
+            self.provider = Some(p);
         }
     }
 
@@ -68,11 +126,13 @@ impl DefaultBackends {
     }
 }
 
-const PENDING: &str = "this build has no ONNX/LLM backends yet";
-
 impl BackendFactory for DefaultBackends {
-    fn tagger(&mut self, _suite: &Suite) -> Result<(Box<dyn Tagger>, String), String> {
-        Err(PENDING.into())
+    fn tagger(&mut self, suite: &Suite) -> Result<(Box<dyn Tagger>, String), String> {
+        let (manifest, fp) = self.manifest(suite, Stage::Tagger)?;
+        let t = OnnxTagger::from_manifest(self.runtime()?, &manifest, &self.session_config())
+            .map_err(|e| e.to_string())?;
+        self.note_provider(t.provider());
+        Ok((Box::new(t), fp))
     }
     fn reformulator(&mut self, suite: &Suite) -> Result<(Box<dyn Reformulator>, String), String> {
         let config = self.llm_config(suite)?;
@@ -99,14 +159,26 @@ impl BackendFactory for DefaultBackends {
             LlmReformulator::new(config, template, cache.as_deref()).map_err(|e| e.to_string())?;
         Ok((Box::new(r), fingerprint))
     }
-    fn entailer(&mut self, _suite: &Suite) -> Result<(Box<dyn Entailer>, String), String> {
-        Err(PENDING.into())
+    fn entailer(&mut self, suite: &Suite) -> Result<(Box<dyn Entailer>, String), String> {
+        let (manifest, fp) = self.manifest(suite, Stage::Entailer)?;
+        let e = OnnxEntailer::from_manifest(self.runtime()?, &manifest, &self.session_config())
+            .map_err(|e| e.to_string())?;
+        self.note_provider(e.provider());
+        Ok((Box::new(e), fp))
     }
-    fn grounder(&mut self, _suite: &Suite) -> Result<(Box<dyn Grounder>, String), String> {
-        Err(PENDING.into())
+    fn grounder(&mut self, suite: &Suite) -> Result<(Box<dyn Grounder>, String), String> {
+        let (manifest, fp) = self.manifest(suite, Stage::Grounder)?;
+        let g = OnnxGrounder::from_manifest(self.runtime()?, &manifest, &self.session_config())
+            .map_err(|e| e.to_string())?;
+        self.note_provider(g.provider());
+        Ok((Box::new(g), fp))
     }
-    fn segmenter(&mut self, _suite: &Suite) -> Result<(Box<dyn Segmenter>, String), String> {
-        Err(PENDING.into())
+    fn segmenter(&mut self, suite: &Suite) -> Result<(Box<dyn Segmenter>, String), String> {
+        let (manifest, fp) = self.manifest(suite, Stage::Segmenter)?;
+        let s = OnnxSegmenter::from_manifest(self.runtime()?, &manifest, &self.session_config())
+            .map_err(|e| e.to_string())?;
+        self.note_provider(s.providers().0);
+        Ok((Box::new(s), fp))
     }
     fn execution_provider(&self) -> Option<String> {
         self.provider.clone()

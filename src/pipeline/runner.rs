@@ -805,52 +805,76 @@ pub fn run_suite(
     };
     let progress = opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
 
-    for v in &suite.file.variants {
+    // Tweet-major order: every variant of a tweet runs back to back, so a tweet's image is
+    // decoded by each stage instance at most once per tweet and stage instances shared by several
+    // variants (e.g. the segmenter's image embedding) reuse per-image work; the stage cache
+    // shares everything else.
+    let variants = &suite.file.variants;
+    for v in variants {
         pool.prepare(v)?;
-        let missing_before = recording
+    }
+    struct VariantState {
+        recs: Recorders,
+        skipped: Vec<SkippedItem>,
+        pred: Dataset,
+        replay_missing: usize,
+    }
+    let mut states: Vec<VariantState> = variants
+        .iter()
+        .map(|_| VariantState {
+            recs: Recorders::new(settings.warmup),
+            skipped: Vec::new(),
+            pred: Dataset::default(),
+            replay_missing: 0,
+        })
+        .collect();
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(gold.tweets.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} {bar:30} {pos}/{len} tweets {elapsed} (eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_prefix(format!("{} x {} variants", suite.file.name, variants.len()));
+        b
+    });
+    let missing_now = || {
+        recording
             .as_ref()
             .map(|r| r.missing.load(Ordering::Relaxed))
-            .unwrap_or(0);
-        let mut recs = Recorders::new(settings.warmup);
-        let mut skipped_items = Vec::new();
-        let mut pred = Dataset::default();
-        let bar = progress.then(|| {
-            let b = indicatif::ProgressBar::new(gold.tweets.len() as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix:>28} {bar:30} {pos}/{len} tweets {elapsed}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.set_prefix(v.name.clone());
-            b
-        });
-        for gt in &gold.tweets {
-            let input = Tweet {
-                id: gt.id.clone(),
-                image: gt.image.clone(),
-                tokens: gt.tokens.clone(),
-                entities: Vec::new(),
-            };
-            let cx = TweetContext {
-                tweet: &input,
-                images: images.as_deref(),
-                cache: &cache,
-                ve_threshold: settings.ve_threshold,
-                gold: &gold_index,
-            };
+            .unwrap_or(0)
+    };
+    for gt in &gold.tweets {
+        let input = Tweet {
+            id: gt.id.clone(),
+            image: gt.image.clone(),
+            tokens: gt.tokens.clone(),
+            entities: Vec::new(),
+        };
+        let cx = TweetContext {
+            tweet: &input,
+            images: images.as_deref(),
+            cache: &cache,
+            ve_threshold: settings.ve_threshold,
+            gold: &gold_index,
+        };
+        for (v, state) in variants.iter().zip(states.iter_mut()) {
+            let before = missing_now();
             let t0 = Instant::now();
-            let res = run_tweet(v, &mut pool, &cx, &mut recs);
-            recs.rec("pipeline")
+            let res = run_tweet(v, &mut pool, &cx, &mut state.recs);
+            state
+                .recs
+                .rec("pipeline")
                 .record(t0.elapsed().as_secs_f64() * 1000.0);
+            state.replay_missing += missing_now() - before;
             let entities = match res {
                 Ok(e) => e,
                 Err(e) if on_error == OnError::Skip => {
-                    let stage = stage_of(&e);
                     log::warn!("variant {}: skipping tweet {}: {e}", v.name, gt.id);
-                    skipped_items.push(SkippedItem {
+                    state.skipped.push(SkippedItem {
                         tweet_id: gt.id.clone(),
-                        stage,
+                        stage: stage_of(&e),
                         error: e.to_string(),
                     });
                     Vec::new()
@@ -862,35 +886,50 @@ pub fn run_suite(
                     })
                 }
             };
-            pred.tweets.push(Tweet { entities, ..input });
-            if let Some(b) = &bar {
-                b.inc(1);
-            }
+            state.pred.tweets.push(Tweet {
+                entities,
+                ..input.clone()
+            });
         }
-        if let Some(b) = bar {
-            b.finish_and_clear();
+        if let Some(b) = &bar {
+            b.inc(1);
         }
-        let replay_missing = recording
-            .as_ref()
-            .map(|r| r.missing.load(Ordering::Relaxed))
-            .unwrap_or(0)
-            - missing_before;
-        let mut variant = score_variant(v, &gold, &pred, &settings_eval(suite));
-        if replay_missing > 0 {
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(ep) = pool.factory.execution_provider() {
+        results.meta.execution_provider = ep;
+    }
+    for (v, state) in variants.iter().zip(states) {
+        let mut variant = score_variant(v, &gold, &state.pred, &settings_eval(suite));
+        if state.replay_missing > 0 {
             variant.description = format!(
                 "{} [{} replay look-ups (reformulation, VE, VG) found no recorded answer and got the negative one]",
-                variant.description, replay_missing
+                variant.description, state.replay_missing
             );
         }
-        variant.skipped = skipped_items.len();
-        variant.skipped_items = skipped_items;
-        variant.timings = recs
+        variant.skipped = state.skipped.len();
+        variant.skipped_items = state.skipped;
+        variant.timings = state
+            .recs
             .per_stage
             .iter()
-            .filter(|(_, r)| r.summary().count + r.summary().cached > 0)
             .map(|(k, r)| (k.to_string(), r.summary()))
+            .filter(|(_, t)| t.count + t.cached + t.warmup_excluded > 0)
             .collect();
-        variant.model_hashes = pool.factory.model_hashes();
+        // Only the models this variant ran (keys are `stage:manifest/role`).
+        variant.model_hashes = pool
+            .factory
+            .model_hashes()
+            .into_iter()
+            .filter(|(k, _)| {
+                let stage = k.split(':').next().unwrap_or("");
+                v.stages()
+                    .iter()
+                    .any(|(s, kind)| s.name() == stage && *kind == StageKind::Onnx)
+            })
+            .collect();
         let samples: BTreeMap<&str, &Vec<f64>> = variant
             .timings
             .iter()
@@ -902,19 +941,15 @@ pub fn run_suite(
         )?;
         write(
             &run_dir.join(&variant.predictions),
-            jsonl::to_jsonl(&pred).as_bytes(),
+            jsonl::to_jsonl(&state.pred).as_bytes(),
         )?;
-        let per_tweet = per_tweet_of(&variant);
         write_json(
             &run_dir.join("per_tweet").join(format!("{}.json", v.name)),
-            &per_tweet,
+            &per_tweet_of(&variant),
         )?;
-        if let Some(ep) = pool.factory.execution_provider() {
-            results.meta.execution_provider = ep;
-        }
         results.variants.push(variant);
-        write_json(&run_dir.join("results.json"), &results)?;
     }
+    write_json(&run_dir.join("results.json"), &results)?;
     Ok(RunOutput {
         results,
         run_dir,

@@ -7,4 +7,5 @@ mod eval;
 mod geometry;
 mod llm;
 mod report;
+mod smoke;
 mod stages;

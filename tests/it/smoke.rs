@@ -1,0 +1,252 @@
+//! The smoke suite end to end through the binary: every real stage (ort on the tiny models,
+//! tokenizers, the LLM over HTTP to the mock server the suite starts on 127.0.0.1), the stage
+//! cache (a re-run computes nothing; the 8-variant matrix costs at most 1.5x the model calls of
+//! one full run), and missing images under both error policies.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{bin, path_str, root};
+
+fn run_suite(suite: &Path, out: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut args = vec![
+        "run",
+        "--suite",
+        path_str(suite),
+        "--out",
+        path_str(out),
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let o = bin()
+        .args(&args)
+        .current_dir(root())
+        .output()
+        .expect("run riveg-bench");
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let json = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o.status.code().unwrap_or(-1), json, stderr)
+}
+
+/// A copy of the smoke suite with absolute paths, only the given variants, and edits.
+fn suite_variant(dir: &Path, keep: &[&str], images: Option<&Path>) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("suites/smoke.toml")).unwrap();
+    let mut v: toml::Value = toml::from_str(&text).unwrap();
+    let abs = |p: &str| root().join(p).to_string_lossy().into_owned();
+    let data = v["data"].as_table_mut().unwrap();
+    for key in ["gold", "replay"] {
+        let src = data[key].as_table_mut().unwrap();
+        let p = src["path"].as_str().unwrap().to_string();
+        src.insert("path".into(), abs(&p).into());
+    }
+    let img = images
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| abs("tests/fixtures/smoke/images"));
+    data.insert("images".into(), img.into());
+    for (_, p) in v["models"].as_table_mut().unwrap().iter_mut() {
+        *p = abs(p.as_str().unwrap()).into();
+    }
+    if !keep.is_empty() {
+        let variants = v["variant"].as_array_mut().unwrap();
+        variants.retain(|x| keep.contains(&x["name"].as_str().unwrap()));
+    }
+    let p = dir.join("suite.toml");
+    std::fs::write(&p, toml::to_string(&v).unwrap()).unwrap();
+    p
+}
+
+fn variant<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    r["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap()
+}
+
+/// Model and LLM calls actually executed (cache misses), summed over the stages that run models.
+fn executed_calls(r: &serde_json::Value) -> u64 {
+    let mut n = 0;
+    for v in r["variants"].as_array().unwrap() {
+        for (stage, t) in v["timings"].as_object().unwrap() {
+            let kind = v["stages"]
+                .get(stage)
+                .and_then(|k| k.as_str())
+                .unwrap_or("");
+            if kind == "onnx" || kind == "llm" {
+                n += t["count"].as_u64().unwrap() + t["warmup_excluded"].as_u64().unwrap();
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn smoke_suite_runs_every_real_stage_and_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("run1");
+    let (code, r, stderr) = run_suite(
+        &root().join("suites/smoke.toml"),
+        &out,
+        &["--cache-dir", path_str(&cache)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(r["suite"], "smoke");
+    assert_eq!(r["meta"]["execution_provider"], "cpu");
+    assert_eq!(r["variants"].as_array().unwrap().len(), 8);
+    let full = variant(&r, "full");
+    for (stage, kind) in [
+        ("tagger", "onnx"),
+        ("reformulator", "llm"),
+        ("entailer", "onnx"),
+        ("grounder", "onnx"),
+        ("segmenter", "onnx"),
+    ] {
+        assert_eq!(full["stages"][stage], kind);
+        assert!(
+            full["timings"][stage]["count"].as_u64().unwrap()
+                + full["timings"][stage]["warmup_excluded"].as_u64().unwrap()
+                > 0,
+            "{stage} ran"
+        );
+    }
+    assert!(full["model_hashes"].as_object().unwrap().len() >= 5);
+    // The tiny tagger tags every smoke entity; VE and VG decide GMNER.
+    let m = &full["metrics"]["riveg"];
+    assert_eq!(
+        (m["mner"]["correct"].as_u64(), m["mner"]["gold"].as_u64()),
+        (Some(15), Some(15))
+    );
+    assert!(m["gmner"]["f1"].as_f64().unwrap() > 0.5);
+    assert!(
+        full["metrics"]["span"]["gmner"]["f1"].is_number(),
+        "smoke data has spans"
+    );
+    // Oracle VE makes every decision right; the tiny grounder finds the bright boxes.
+    assert_eq!(
+        variant(&r, "oracle-ve")["metrics"]["riveg"]["gmner"]["f1"],
+        1.0
+    );
+    // Predictions carry LLM expansions in the paper's format.
+    let preds = std::fs::read_to_string(out.join("predictions/full.jsonl")).unwrap();
+    assert!(
+        preds.contains("\"expansion\":\"Angelina Jolie(PER)-"),
+        "{preds}"
+    );
+    assert!(out.join("summary.md").is_file() && out.join("ablation.png").is_file());
+
+    // Warm cache: the same suite again computes nothing with a model, and scores the same.
+    let (code, r2, stderr) = run_suite(
+        &root().join("suites/smoke.toml"),
+        &dir.path().join("run2"),
+        &["--cache-dir", path_str(&cache)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(executed_calls(&r2), 0, "everything came from the cache");
+    for (a, b) in r["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r2["variants"].as_array().unwrap())
+    {
+        assert_eq!(a["metrics"], b["metrics"], "{}", a["name"]);
+    }
+
+    // Cost of the matrix: model calls of all 8 variants (cold) vs the full variant alone (cold).
+    let only_full = suite_variant(dir.path(), &["full"], None);
+    let (code, rf, stderr) = run_suite(&only_full, &dir.path().join("full-only"), &["--no-cache"]);
+    assert_eq!(code, 0, "{stderr}");
+    // The expensive, query-independent work is shared: the LLM reformulates each entity once
+    // for the whole matrix. VE and VG run again where an ablation changes their input (no
+    // reformulation, no VE); wall-time ratios are measured in benches/pipeline.rs.
+    let calls = |r: &serde_json::Value, stage: &str| -> u64 {
+        r["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["stages"][stage] == "llm" || v["stages"][stage] == "onnx")
+            .map(|v| {
+                v["timings"][stage]["count"].as_u64().unwrap_or(0)
+                    + v["timings"][stage]["warmup_excluded"].as_u64().unwrap_or(0)
+            })
+            .sum()
+    };
+    assert_eq!(calls(&r, "reformulator"), calls(&rf, "reformulator"));
+    assert_eq!(calls(&r, "tagger"), calls(&rf, "tagger"));
+    let ratio = executed_calls(&r) as f64 / executed_calls(&rf) as f64;
+    eprintln!(
+        "matrix/full model calls: {} / {} = {ratio:.2}",
+        executed_calls(&r),
+        executed_calls(&rf)
+    );
+    assert!(
+        ratio < 2.0,
+        "8-variant matrix made {ratio:.2}x the model calls of one full run"
+    );
+}
+
+#[test]
+fn missing_image_fails_or_is_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for entry in std::fs::read_dir(root().join("tests/fixtures/smoke/images")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name().unwrap() != "s3.png" {
+            std::fs::copy(&p, images.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let suite = suite_variant(dir.path(), &["full", "replay"], Some(&images));
+    let (code, _, stderr) = run_suite(&suite, &dir.path().join("fail"), &["--no-cache"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("tweet s3") && stderr.contains("s3.png"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let (code, r, stderr) = run_suite(
+        &suite,
+        &dir.path().join("skip"),
+        &["--no-cache", "--on-error", "skip"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let full = variant(&r, "full");
+    assert_eq!(full["skipped"], 1);
+    assert_eq!(full["skipped_items"][0]["tweet_id"], "s3");
+    // The skipped tweet's gold entities count as missed, never dropped from the denominator.
+    assert_eq!(full["metrics"]["riveg"]["mner"]["gold"], 15);
+    assert_eq!(
+        variant(&r, "replay")["skipped"],
+        0,
+        "replay needs no pixels"
+    );
+}
+
+#[test]
+fn unreachable_llm_endpoint_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite_variant(dir.path(), &["full"], None);
+    // Point the LLM at a closed loopback port instead of the mock.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("start_mock = true", "start_mock = false")
+        .replace(
+            "http://127.0.0.1:8089/v1",
+            &format!("http://127.0.0.1:{port}/v1"),
+        );
+    std::fs::write(&suite, text).unwrap();
+    let (code, _, stderr) = run_suite(&suite, &dir.path().join("out"), &["--no-cache"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("mock-llm") || stderr.contains("unreachable") || stderr.contains("connect"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
