@@ -1,0 +1,65 @@
+//! End-to-end pipeline benches on the smoke suite (tiny ONNX models, synthetic images, the mock
+//! LLM on loopback): one full run vs the 8-variant ablation matrix (cold caches, to measure what
+//! the sharing between variants saves), and the stage cache cold vs warm.
+//! Run: `bash scripts/install-python-deps.sh && cargo bench --bench pipeline`. Figures: benches/README.md.
+
+use std::path::{Path, PathBuf};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use riveg_bench::pipeline::backends::DefaultBackends;
+use riveg_bench::pipeline::runner::{run_suite, DevicePreference, RunOptions};
+use riveg_bench::pipeline::suite::Suite;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn smoke(only: Option<&str>) -> Suite {
+    let mut suite = Suite::load(&root().join("suites/smoke.toml")).expect("suites/smoke.toml");
+    if let Some(name) = only {
+        suite.file.variants.retain(|v| v.name == name);
+    }
+    suite
+}
+
+fn run(suite: &Suite, out: &Path, cache: Option<&Path>) {
+    let opts = RunOptions {
+        out_dir: Some(out.to_path_buf()),
+        device: DevicePreference::Cpu,
+        cache_dir: cache.map(Path::to_path_buf),
+        no_disk_cache: cache.is_none(),
+        ..RunOptions::default()
+    };
+    let mut backends = DefaultBackends::new(DevicePreference::Cpu, cache.map(Path::to_path_buf));
+    run_suite(suite, &opts, &mut backends).expect("smoke run");
+}
+
+fn matrix(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = smoke(Some("full"));
+    let all = smoke(None);
+    let mut g = c.benchmark_group("pipeline");
+    g.sample_size(10);
+    g.bench_function("smoke_full_cold", |b| b.iter(|| run(&full, &tmp.path().join("full"), None)));
+    g.bench_function("smoke_matrix8_cold", |b| b.iter(|| run(&all, &tmp.path().join("all"), None)));
+    g.finish();
+
+    let mut g = c.benchmark_group("stage_cache");
+    g.sample_size(10);
+    let warm = tmp.path().join("warm-cache");
+    run(&all, &tmp.path().join("prime"), Some(&warm));
+    g.bench_function("smoke_matrix8_warm_disk_cache", |b| {
+        b.iter(|| run(&all, &tmp.path().join("warm"), Some(&warm)))
+    });
+    g.bench_function("smoke_matrix8_cold_disk_cache", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().unwrap(),
+            |cold| run(&all, &tmp.path().join("cold"), Some(cold.path())),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, matrix);
+criterion_main!(benches);
