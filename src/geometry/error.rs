@@ -52,3 +52,34 @@ pub enum MaskError {
     #[error("box {bbox:?} cannot be rasterised: {why}\n  hint: boxes are [x1, y1, x2, y2] in pixels with x1 <= x2 and y1 <= y2")]
     BadBox { bbox: [f64; 4], why: String },
 }
+
+impl MaskError {
+    /// The message and the hint separately (the `Display` form joins them with `\n  hint: `), for
+    /// callers that wrap the error in their own "where + what + hint" type.
+    pub fn what_and_hint(&self) -> (String, String) {
+        let text = self.to_string();
+        match text.split_once("\n  hint: ") {
+            Some((what, hint)) => (what.to_string(), hint.to_string()),
+            None => (text, String::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_has_a_hint() {
+        let e = MaskError::PolygonTooShort {
+            index: 2,
+            points: 1,
+        };
+        let (what, hint) = e.what_and_hint();
+        assert_eq!(
+            what,
+            "polygon #2 has 1 point(s); a polygon needs at least 3"
+        );
+        assert!(hint.starts_with("polygons are flat lists"), "{hint}");
+    }
+}
