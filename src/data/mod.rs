@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod readers;
+pub mod synth;
 pub mod jsonl;
 pub mod model;
 pub mod text;

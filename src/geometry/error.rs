@@ -49,6 +49,13 @@ pub enum MaskError {
         value: f64,
         limit: f64,
     },
+    #[error("foreground range [{start}, {end}) is out of order or past the mask (previous range ended at {previous_end}, mask has {pixels} pixels)\n  hint: ranges are column-major pixel indices (x * height + y), sorted and not overlapping")]
+    RangeOutOfOrder {
+        start: u64,
+        end: u64,
+        previous_end: u64,
+        pixels: u64,
+    },
     #[error("box {bbox:?} cannot be rasterised: {why}\n  hint: boxes are [x1, y1, x2, y2] in pixels with x1 <= x2 and y1 <= y2")]
     BadBox { bbox: [f64; 4], why: String },
 }

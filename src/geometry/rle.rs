@@ -128,6 +128,45 @@ impl Rle {
         }
     }
 
+    /// Builds a mask from foreground pixel ranges `[start, end)` in column-major order (sorted,
+    /// not overlapping; touching ranges are joined, empty ones skipped), e.g. one range per
+    /// column of a convex shape. The counts are canonical, as pycocotools `encode` would give.
+    pub fn from_column_major_ranges(
+        height: u32,
+        width: u32,
+        ranges: impl IntoIterator<Item = (u64, u64)>,
+    ) -> Result<Rle, MaskError> {
+        let pixels = pixel_count(height, width)?;
+        let mut counts: Vec<u32> = Vec::new();
+        let mut pos = 0u64;
+        for (start, end) in ranges {
+            if end <= start {
+                continue;
+            }
+            if start < pos || end > pixels {
+                return Err(MaskError::RangeOutOfOrder {
+                    start,
+                    end,
+                    previous_end: pos,
+                    pixels,
+                });
+            }
+            // Every value fits u32 because end <= pixels <= u32::MAX.
+            if start == pos && counts.len() % 2 == 0 && !counts.is_empty() {
+                // Touches the previous foreground run: extend it.
+                if let Some(last) = counts.last_mut() {
+                    *last += (end - start) as u32;
+                }
+            } else {
+                counts.push((start - pos) as u32);
+                counts.push((end - start) as u32);
+            }
+            pos = end;
+        }
+        counts.push((pixels - pos) as u32);
+        Ok(Rle::from_counts_unchecked(height, width, counts))
+    }
+
     /// An all-zero mask.
     pub fn empty(height: u32, width: u32) -> Result<Rle, MaskError> {
         let pixels = pixel_count(height, width)?;
@@ -683,6 +722,20 @@ mod tests {
         mask[1] = 1;
         let rle = Rle::encode_row_major(&mask, 4, 3).unwrap();
         assert_eq!(rle.to_bbox_xywh(), [0.0, 0.0, 2.0, 4.0]);
+    }
+
+    #[test]
+    fn from_ranges_joins_touching_runs() {
+        // 3x2: column 0 rows 1..3, column 1 rows 0..1 -> one run of 3 across the column break.
+        let rle = Rle::from_column_major_ranges(3, 2, [(1, 3), (3, 4), (5, 5)]).unwrap();
+        assert_eq!(rle.counts(), &[1, 3, 2]);
+        let mut row_major = vec![0u8; 6];
+        for (x, y) in [(0, 1), (0, 2), (1, 0)] {
+            row_major[y * 2 + x] = 1;
+        }
+        assert_eq!(rle, Rle::encode_row_major(&row_major, 3, 2).unwrap());
+        assert!(Rle::from_column_major_ranges(3, 2, [(2, 4), (3, 5)]).is_err());
+        assert!(Rle::from_column_major_ranges(3, 2, [(2, 7)]).is_err());
     }
 
     #[test]
