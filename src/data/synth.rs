@@ -220,6 +220,11 @@ mod tests {
                 for (mask, bbox) in e.masks.iter().zip(&e.boxes) {
                     let rle = mask.to_rle().unwrap();
                     assert!(rle.area() > 0, "{}: empty mask", tweet.id);
+                    // Canonical runs: what pycocotools' encode of the same pixels gives.
+                    let pixels = rle.decode_column_major();
+                    let reencoded =
+                        Rle::encode_column_major(&pixels, rle.height(), rle.width()).unwrap();
+                    assert_eq!(reencoded, rle);
                     let tight = rle.to_bbox();
                     assert!(tight.x1() >= bbox.x1().floor() && tight.x2() <= bbox.x2().ceil());
                     assert!(tight.y1() >= bbox.y1().floor() && tight.y2() <= bbox.y2().ceil());

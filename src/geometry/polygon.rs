@@ -102,7 +102,7 @@ pub(crate) fn rasterise_polygon(xy: &[f64], height: u32, width: u32) -> Rle {
             if u != pu {
                 let xd = f64::from(if u < pu { u } else { u - 1 });
                 let xd = (xd + 0.5) / SCALE - 0.5;
-                if xd.floor() == xd && xd >= 0.0 && xd <= w_max {
+                if xd.floor() == xd && (0.0..=w_max).contains(&xd) {
                     let yd = f64::from(if v < pv { v } else { pv });
                     let mut yd = (yd + 0.5) / SCALE - 0.5;
                     if yd < 0.0 {
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn repeated_vertex_and_outside_points_do_not_panic() {
-        let xy = vec![-3.0, -3.0, -3.0, -3.0, 9.0, 1.0, 9.0, 9.0, 1.0, 9.0];
+        let xy = [-3.0, -3.0, -3.0, -3.0, 9.0, 1.0, 9.0, 9.0, 1.0, 9.0];
         let rle = single_polygon_to_rle(&xy, 7, 5).unwrap();
         assert_eq!(rle.counts().iter().map(|&c| u64::from(c)).sum::<u64>(), 35);
     }
