@@ -40,8 +40,12 @@ fn matrix(c: &mut Criterion) {
     let all = smoke(None);
     let mut g = c.benchmark_group("pipeline");
     g.sample_size(10);
-    g.bench_function("smoke_full_cold", |b| b.iter(|| run(&full, &tmp.path().join("full"), None)));
-    g.bench_function("smoke_matrix8_cold", |b| b.iter(|| run(&all, &tmp.path().join("all"), None)));
+    g.bench_function("smoke_full_cold", |b| {
+        b.iter(|| run(&full, &tmp.path().join("full"), None))
+    });
+    g.bench_function("smoke_matrix8_cold", |b| {
+        b.iter(|| run(&all, &tmp.path().join("all"), None))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("stage_cache");

@@ -52,10 +52,40 @@ pub enum Command {
     Merge(MergeArgs),
     /// Serve a mock OpenAI-compatible LLM on loopback (dry runs of the reformulation stage).
     MockLlm(MockLlmArgs),
+    /// Build synthetic data sets for demos and tests.
+    #[command(subcommand)]
+    Synth(SynthCommand),
     /// (Re)write a run directory's summary.md and figures.
     Report(ReportArgs),
     /// Compare two runs, saved baselines or published results; exit 1 on a gated regression.
     Compare(CompareArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SynthCommand {
+    /// A clearly labelled SYNTHETIC SMNER set: masks inscribed in the GMNER boxes (seeded).
+    Smner {
+        /// Gold canonical JSONL with boxes (e.g. from `import gmner`).
+        #[arg(long)]
+        gold: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Image size HxW for every mask (default: each image sized from its boxes).
+        #[arg(long, value_parser = parse_size)]
+        size: Option<[u32; 2]>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+fn parse_size(s: &str) -> Result<[u32; 2], String> {
+    let (h, w) = s
+        .split_once(['x', 'X'])
+        .ok_or("expected HxW, e.g. 480x640")?;
+    Ok([
+        h.trim().parse().map_err(|_| "height is not a number")?,
+        w.trim().parse().map_err(|_| "width is not a number")?,
+    ])
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +244,21 @@ pub enum ImportCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// SMNER masks (LabelMe-style per-image JSON folder, or COCO annotation JSON) joined to a
+    /// GMNER-style text dataset: a mask attaches to the entity whose text equals its label.
+    Smner {
+        /// The text side: canonical JSONL (e.g. from `import gmner`).
+        #[arg(long)]
+        text: PathBuf,
+        /// A folder of `<image id>.json` LabelMe files.
+        #[arg(long, conflicts_with = "coco", required_unless_present = "coco")]
+        labelme: Option<PathBuf>,
+        /// A COCO-style annotation JSON.
+        #[arg(long)]
+        coco: Option<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// RiVEG gold labels (GMNER_finall_label.txt).
     RivegLabels {
         file: PathBuf,
@@ -261,6 +306,18 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Eval(args) => eval(args),
         Command::Run(args) => run_cmd(args),
         Command::Merge(args) => merge_cmd(args),
+        Command::Synth(SynthCommand::Smner {
+            gold,
+            seed,
+            size,
+            output,
+        }) => {
+            let g = jsonl::read_jsonl(&gold)?;
+            let synth = crate::data::synth::synth_smner(&g, seed, size)?;
+            eprintln!("{}", crate::data::synth::SYNTHETIC_SMNER_NOTE);
+            write_output(&synth, &output)?;
+            Ok(exit::OK)
+        }
         Command::Report(args) => {
             let results = RunResults::load(&args.run_dir)?;
             let written = write_report(&args.run_dir, &results, args.criterion_dir.clone())?;
@@ -334,6 +391,29 @@ fn import(cmd: ImportCommand) -> anyhow::Result<i32> {
             (
                 ReadOutput {
                     dataset: ada.pred,
+                    warnings: Vec::new(),
+                },
+                output,
+            )
+        }
+        ImportCommand::Smner {
+            text,
+            labelme,
+            coco,
+            output,
+        } => {
+            let text_ds = jsonl::read_jsonl(&text)?;
+            let read = match (labelme, coco) {
+                (Some(dir), _) => readers::smner::read_labelme_dir(&dir, &text_ds)?,
+                (None, Some(file)) => readers::smner::read_coco_json(&file, &text_ds)?,
+                (None, None) => anyhow::bail!("give --labelme DIR or --coco FILE"),
+            };
+            for w in &read.warnings {
+                eprintln!("warning: {w}");
+            }
+            (
+                ReadOutput {
+                    dataset: read.dataset,
                     warnings: Vec::new(),
                 },
                 output,

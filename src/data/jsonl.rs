@@ -46,6 +46,16 @@ pub fn validate_tweet(tweet: &Tweet, at: &Location) -> DataResult<()> {
                 )
             })?;
         }
+        for (k, m) in e.masks.iter().enumerate() {
+            m.validate().map_err(|why| {
+                let (what, hint) = why.what_and_hint();
+                DataError::invalid(
+                    at.clone(),
+                    format!("{}: mask #{}: {what}", name(), k + 1),
+                    hint,
+                )
+            })?;
+        }
         match (e.start, e.end) {
             (Some(s), Some(t)) => {
                 if s >= t {

@@ -5,6 +5,7 @@ pub mod error;
 pub mod jsonl;
 pub mod model;
 pub mod readers;
+pub mod synth;
 pub mod tags;
 pub mod text;
 pub mod warnings;

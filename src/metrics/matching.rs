@@ -113,7 +113,7 @@ pub fn best_mask_iou(g: &Entity, p: &Entity) -> f64 {
         Some(pm) => g
             .masks
             .iter()
-            .map(|gm| crate::geometry::rle::iou(gm, pm).unwrap_or(0.0))
+            .map(|gm| mask_iou_or_zero(gm, pm))
             .fold(0.0, f64::max),
     }
 }
@@ -174,4 +174,14 @@ pub fn match_tweet(protocol: Protocol, spec: TaskSpec, t: &AlignedTweet<'_>) -> 
     greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
         same_key(protocol, spec.types, g, p) && grounding_ok(spec.grounding, g, p)
     })
+}
+
+/// Mask IoU; masks that cannot be compared (malformed, or of different sizes) count as no
+/// overlap. Readers validate masks, so this only happens for sizes that differ between gold and
+/// prediction.
+fn mask_iou_or_zero(a: &crate::geometry::CocoRle, b: &crate::geometry::CocoRle) -> f64 {
+    match (a.to_rle(), b.to_rle()) {
+        (Ok(a), Ok(b)) => crate::geometry::rle::mask_iou(&a, &b).unwrap_or(0.0),
+        _ => 0.0,
+    }
 }

@@ -675,7 +675,14 @@ fn run_tweet(
 
 /// The filled box as a mask ("no segmentation" ablation).
 pub fn box_mask(b: &BBox, h: u32, w: u32) -> CocoRle {
-    crate::geometry::rle::from_bbox(b, h, w)
+    match crate::geometry::rle::Rle::from_bbox(b, h, w) {
+        Ok(rle) => rle.to_coco(),
+        // Boxes are validated upstream; an unrepresentable one is an empty mask.
+        Err(_) => CocoRle {
+            size: [h, w],
+            counts: crate::geometry::RleCounts::Runs(vec![u64::from(h) * u64::from(w)]),
+        },
+    }
 }
 
 /// Runs every variant of a suite.

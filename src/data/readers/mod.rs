@@ -7,3 +7,4 @@ pub mod conll;
 pub mod fmnerg;
 pub mod gmner;
 pub mod riveg;
+pub mod smner;
