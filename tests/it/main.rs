@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod compare;
 mod eval;
+mod fmnerg;
 mod geometry;
 mod llm;
 mod report;
