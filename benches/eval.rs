@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use riveg_bench::data::readers::{conll, gmner, riveg};
 use riveg_bench::data::tags::Scheme;
-use riveg_bench::metrics::{evaluate, EvalOptions, Protocol};
+use riveg_bench::metrics::matching::{align, match_tweet, Grounding, TaskSpec, TypeKey};
+use riveg_bench::metrics::{evaluate, EvalOptions, Prf, Protocol};
 
 fn shared(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -50,6 +51,21 @@ fn scoring(c: &mut Criterion) {
         .unwrap()
         .dataset;
     g.throughput(Throughput::Elements(2535));
+    // The scoring core of one task: align by tweet, greedy matching with the IoU test, counts.
+    g.bench_function("gmner_core_riveg_release", |b| {
+        b.iter(|| {
+            let spec = TaskSpec {
+                types: TypeKey::Coarse,
+                grounding: Grounding::Box { iou_threshold: 0.5 },
+            };
+            let tweets = align(black_box(&gold), black_box(&pred));
+            let correct: usize = tweets
+                .iter()
+                .map(|t| match_tweet(Protocol::Riveg, spec, t).iter().filter(|m| m.is_some()).count())
+                .sum();
+            Prf::from_counts(correct, pred.entity_count(), gold.entity_count())
+        })
+    });
     let riveg_opts = EvalOptions::default();
     g.bench_function("riveg_protocol_all_tasks_release", |b| {
         b.iter(|| evaluate(black_box(&gold), black_box(&pred), &riveg_opts).unwrap())
