@@ -61,7 +61,12 @@ fn scoring(c: &mut Criterion) {
             let tweets = align(black_box(&gold), black_box(&pred));
             let correct: usize = tweets
                 .iter()
-                .map(|t| match_tweet(Protocol::Riveg, spec, t).iter().filter(|m| m.is_some()).count())
+                .map(|t| {
+                    match_tweet(Protocol::Riveg, spec, t)
+                        .iter()
+                        .filter(|m| m.is_some())
+                        .count()
+                })
                 .sum();
             Prf::from_counts(correct, pred.entity_count(), gold.entity_count())
         })

@@ -65,5 +65,41 @@ fn matrix(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, matrix);
+/// Your own suite (real models, images, endpoint): `RIVEG_BENCH_SUITE=suites/mine.toml
+/// cargo bench --features real-models --bench pipeline -- real_suite`. Device from
+/// `RIVEG_BENCH_DEVICE` (cpu, cuda, auto; default auto).
+#[cfg(feature = "real-models")]
+fn real_suite(c: &mut Criterion) {
+    let Ok(path) = std::env::var("RIVEG_BENCH_SUITE") else {
+        eprintln!("real_suite: set RIVEG_BENCH_SUITE to a suite file; skipped");
+        return;
+    };
+    let suite = Suite::load(Path::new(&path)).expect("RIVEG_BENCH_SUITE");
+    let device = match std::env::var("RIVEG_BENCH_DEVICE").as_deref() {
+        Ok("cpu") => DevicePreference::Cpu,
+        Ok("cuda") => DevicePreference::Cuda,
+        _ => DevicePreference::Auto,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("real_suite");
+    g.sample_size(10);
+    g.bench_function(suite.file.name.clone(), |b| {
+        b.iter(|| {
+            let opts = RunOptions {
+                out_dir: Some(tmp.path().join("run")),
+                device,
+                no_disk_cache: true,
+                ..RunOptions::default()
+            };
+            let mut backends = DefaultBackends::new(device, None);
+            run_suite(&suite, &opts, &mut backends).expect("suite run")
+        })
+    });
+    g.finish();
+}
+
+#[cfg(not(feature = "real-models"))]
+fn real_suite(_: &mut Criterion) {}
+
+criterion_group!(benches, matrix, real_suite);
 criterion_main!(benches);

@@ -6,6 +6,18 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, then rename, so
 /// a reader never sees a half-written file and a crash leaves the old content in place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_impl(path, bytes, true)
+}
+
+/// Like [`write_atomic`] without the fsync: still all-or-nothing for readers and for a crashed
+/// process (rename is atomic), but a power loss may leave the file empty or old. For cache
+/// entries, where a bad entry is a miss, and bulk outputs whose summary is written with
+/// [`write_atomic`]; the fsync per file would otherwise dominate small writes.
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_impl(path, bytes, false)
+}
+
+fn write_atomic_impl(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -19,7 +31,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);

@@ -5,7 +5,7 @@
 //! name, the prompt template's name and version, the rendered messages, the temperature and
 //! max_tokens (a shorter budget can cut a reply). The endpoint's URL and the API key are not part
 //! of it: the same model behind another port or key gives the same answer. One JSON file per key,
-//! `<dir>/<first 2 hex>/<hex>.json`, written atomically with [`crate::io_util::write_atomic`].
+//! `<dir>/<first 2 hex>/<hex>.json`, written atomically with [`crate::io_util::write_atomic_unsynced`] (a bad entry is a miss).
 //! The raw reply is stored, not the normalised expansion, so that a change in parsing needs no
 //! new requests.
 //!
@@ -161,7 +161,7 @@ impl ResponseCache {
     /// Stores a reply (atomically; replaces a previous entry).
     pub fn put(&self, key: &CacheKey, entry: &CachedReply) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
-        crate::io_util::write_atomic(&self.path_for(key), &bytes)
+        crate::io_util::write_atomic_unsynced(&self.path_for(key), &bytes)
     }
 }
 

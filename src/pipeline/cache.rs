@@ -84,7 +84,7 @@ impl StageCache {
     pub fn put<T: Serialize>(&self, stage: Stage, key: &str, value: &T) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
         if let Some(p) = self.path(stage, key) {
-            crate::io_util::write_atomic(&p, &bytes)?;
+            crate::io_util::write_atomic_unsynced(&p, &bytes)?;
         }
         self.mem
             .lock()

@@ -9,7 +9,9 @@ use crate::data::jsonl;
 use crate::data::model::Dataset;
 use crate::results::RunResults;
 
-use super::runner::{per_tweet_of, score_variant, settings_eval, write_json, RunError};
+use super::runner::{
+    per_tweet_of, score_variant, settings_eval, write_json, write_results, RunError,
+};
 use super::shard::ShardSpec;
 use super::suite::Suite;
 
@@ -108,7 +110,7 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunResults
         source: e,
     })?;
     let write = |p: PathBuf, bytes: &[u8]| {
-        crate::io_util::write_atomic(&p, bytes).map_err(|e| RunError::Io {
+        crate::io_util::write_atomic_unsynced(&p, bytes).map_err(|e| RunError::Io {
             path: p.display().to_string(),
             source: e,
         })
@@ -203,6 +205,6 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunResults
         )?;
         merged.variants.push(v);
     }
-    write_json(&out_dir.join("results.json"), &merged)?;
+    write_results(&out_dir.join("results.json"), &merged)?;
     Ok(merged)
 }

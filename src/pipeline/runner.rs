@@ -9,8 +9,9 @@
 //!                  per_tweet/<variant>.json per-tweet counts for paired bootstrap
 //!                  latency/<variant>.json   raw per-call latencies (for plots and `merge`)
 //! ```
-//! results.json is rewritten after every variant, so an interrupted run leaves a valid report;
-//! a re-run resumes from the stage cache. Must not format output for people.
+//! Tweets run in the outer loop and variants in the inner one (tweet-major), so per-image work is
+//! shared between variants. results.json is written, atomically, once every variant finished; a
+//! killed run leaves the stage cache behind, and re-running the same command resumes from it. Must not format output for people.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -956,7 +957,7 @@ pub fn run_suite(
         )?;
         results.variants.push(variant);
     }
-    write_json(&run_dir.join("results.json"), &results)?;
+    write_results(&run_dir.join("results.json"), &results)?;
     Ok(RunOutput {
         results,
         run_dir,
@@ -1035,8 +1036,20 @@ pub fn per_tweet_of(v: &VariantResult) -> VariantPerTweet {
     }
 }
 
+/// Bulk outputs (predictions, per-tweet counts, latencies) are renamed into place without an
+/// fsync each; `results.json`, written last, is synced (see [`write_results`]).
 fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    crate::io_util::write_atomic(path, bytes).map_err(io_err(path))
+    crate::io_util::write_atomic_unsynced(path, bytes).map_err(io_err(path))
+}
+
+/// Writes results.json atomically and durably.
+pub(crate) fn write_results(path: &Path, results: &RunResults) -> Result<(), RunError> {
+    let mut text = serde_json::to_string_pretty(results).map_err(|e| RunError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    text.push('\n');
+    crate::io_util::write_atomic(path, text.as_bytes()).map_err(io_err(path))
 }
 
 pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RunError> {

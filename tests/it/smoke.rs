@@ -125,7 +125,10 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
     );
     // SMNER: the tiny SAM's masks of the bright rectangles match the gold masks.
     assert_eq!(m["smner"]["correct"], m["gmner"]["correct"]);
-    assert_eq!(variant(&r, "no-segmentation")["metrics"]["riveg"]["smner"]["correct"], m["gmner"]["correct"]);
+    assert_eq!(
+        variant(&r, "no-segmentation")["metrics"]["riveg"]["smner"]["correct"],
+        m["gmner"]["correct"]
+    );
     // Oracle VE makes every decision right; the tiny grounder finds the bright boxes.
     assert_eq!(
         variant(&r, "oracle-ve")["metrics"]["riveg"]["gmner"]["f1"],
