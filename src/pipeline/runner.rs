@@ -83,9 +83,10 @@ pub enum RunError {
     Suite(#[from] SuiteError),
     #[error(transparent)]
     Data(#[from] DataError),
-    #[error("variant {variant}: {source}")]
+    #[error("variant {variant}, {} stage: {source}", stage.name())]
     Stage {
         variant: String,
+        stage: Stage,
         #[source]
         source: Box<StageError>,
     },
@@ -368,16 +369,23 @@ impl LazyImage<'_> {
     }
 }
 
+/// A stage that failed on one tweet.
+struct Failed {
+    stage: Stage,
+    error: StageError,
+}
+
 /// Runs the cached, per-entity part of a stage: looks each item up, calls `compute` once with the
 /// misses (one batch per tweet), stores the answers. Returns outputs in item order.
 fn cached_batch<T, F>(
     cache: &StageCache,
+    tweet_id: &str,
     stage: Stage,
     keys: Option<Vec<String>>,
     n: usize,
     rec: &mut LatencyRecorder,
     compute: F,
-) -> Result<Vec<T>, StageError>
+) -> Result<Vec<T>, Failed>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Clone,
     F: FnOnce(&[usize]) -> Result<Vec<T>, StageError>,
@@ -399,7 +407,7 @@ where
         None => misses = (0..n).collect(),
     }
     if !misses.is_empty() {
-        let fresh = timed(rec, || compute(&misses))?;
+        let fresh = timed(rec, || compute(&misses)).map_err(|error| Failed { stage, error })?;
         for (slot, (i, v)) in misses.iter().zip(fresh).enumerate() {
             let _ = slot;
             if let Some(keys) = &keys {
@@ -415,13 +423,14 @@ where
     out.into_iter()
         .enumerate()
         .map(|(i, v)| {
-            v.ok_or_else(|| {
-                StageError::item(
-                    "?",
+            v.ok_or_else(|| Failed {
+                stage,
+                error: StageError::item(
+                    tweet_id,
                     None,
                     format!("{} returned too few outputs (item {i})", stage.name()),
                     "a stage must answer every item it is given",
-                )
+                ),
             })
         })
         .collect()
@@ -458,7 +467,7 @@ fn run_tweet(
     pool: &mut StagePool<'_>,
     cx: &TweetContext<'_>,
     recs: &mut Recorders,
-) -> Result<Vec<Entity>, StageError> {
+) -> Result<Vec<Entity>, Failed> {
     let tweet = cx.tweet;
     let tokens_json = serde_json::to_string(&tweet.tokens).unwrap_or_default();
     let mut image = LazyImage {
@@ -477,12 +486,17 @@ fn run_tweet(
             &tokens_json,
         ])]
     });
-    let mut entities: Vec<Entity> =
-        cached_batch(cx.cache, Stage::Tagger, key, 1, recs.rec("tagger"), |_| {
-            Ok(vec![tagger.stage.tag(tweet)?])
-        })?
-        .pop()
-        .unwrap_or_default();
+    let mut entities: Vec<Entity> = cached_batch(
+        cx.cache,
+        &tweet.id,
+        Stage::Tagger,
+        key,
+        1,
+        recs.rec("tagger"),
+        |_| Ok(vec![tagger.stage.tag(tweet)?]),
+    )?
+    .pop()
+    .unwrap_or_default();
 
     // 2. Reformulation (per entity); off: the bare entity text is the query.
     let queries: Vec<String> = match pool.reformulators.get_mut(&v.reformulator) {
@@ -505,6 +519,7 @@ fn run_tweet(
             });
             let q = cached_batch(
                 cx.cache,
+                &tweet.id,
                 Stage::Reformulator,
                 keys,
                 entities.len(),
@@ -539,6 +554,7 @@ fn run_tweet(
             let needs_pixels = ve.stage.needs_pixels();
             cached_batch(
                 cx.cache,
+                &tweet.id,
                 Stage::Entailer,
                 keys,
                 entities.len(),
@@ -583,6 +599,7 @@ fn run_tweet(
         let needs_pixels = vg.stage.needs_pixels();
         let boxes = cached_batch(
             cx.cache,
+            &tweet.id,
             Stage::Grounder,
             keys,
             grounded.len(),
@@ -646,6 +663,7 @@ fn run_tweet(
             });
             let masks: Vec<CocoRle> = cached_batch(
                 cx.cache,
+                &tweet.id,
                 Stage::Segmenter,
                 keys,
                 boxed.len(),
@@ -878,19 +896,26 @@ pub fn run_suite(
             state.replay_missing += missing_now() - before;
             let entities = match res {
                 Ok(e) => e,
-                Err(e) if on_error == OnError::Skip => {
-                    log::warn!("variant {}: skipping tweet {}: {e}", v.name, gt.id);
+                Err(f) if on_error == OnError::Skip => {
+                    log::warn!(
+                        "variant {}: {}: skipping tweet {}: {}",
+                        v.name,
+                        f.stage.name(),
+                        gt.id,
+                        f.error
+                    );
                     state.skipped.push(SkippedItem {
                         tweet_id: gt.id.clone(),
-                        stage: stage_of(&e),
-                        error: e.to_string(),
+                        stage: f.stage,
+                        error: f.error.to_string(),
                     });
                     Vec::new()
                 }
-                Err(e) => {
+                Err(f) => {
                     return Err(RunError::Stage {
                         variant: v.name.clone(),
-                        source: Box::new(e),
+                        stage: f.stage,
+                        source: Box::new(f.error),
                     })
                 }
             };
@@ -963,14 +988,6 @@ pub fn run_suite(
         run_dir,
         warnings,
     })
-}
-
-fn stage_of(e: &StageError) -> Stage {
-    match e {
-        StageError::Llm(_) => Stage::Reformulator,
-        StageError::Image { .. } => Stage::Entailer,
-        _ => Stage::Tagger,
-    }
 }
 
 /// Eval options from a suite's settings (protocol set per call).

@@ -222,6 +222,10 @@ fn missing_image_fails_or_is_skipped_and_counted() {
     let full = variant(&r, "full");
     assert_eq!(full["skipped"], 1);
     assert_eq!(full["skipped_items"][0]["tweet_id"], "s3");
+    assert_eq!(
+        full["skipped_items"][0]["stage"], "entailer",
+        "the first stage that reads pixels"
+    );
     // The skipped tweet's gold entities count as missed, never dropped from the denominator.
     assert_eq!(full["metrics"]["riveg"]["mner"]["gold"], 15);
     assert_eq!(
