@@ -15,3 +15,4 @@ pub mod pipeline;
 pub mod report;
 pub mod results;
 pub mod runtime;
+pub mod util;

@@ -12,36 +12,10 @@
 
 use crate::data::model::Dataset;
 use crate::geometry::{polygon_to_rle, BBox, MaskError, Rle};
+pub use crate::util::SplitMix64;
 
 /// The line to print with anything computed from [`synth_smner`]'s output.
 pub const SYNTHETIC_SMNER_NOTE: &str = "SYNTHETIC SMNER: masks are random ellipses/polygons drawn inside the gold GMNER boxes, not real segmentations";
-
-/// splitmix64 (Steele, Lea, Flood 2014): small, fast, and identical everywhere.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1), 53 random bits.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in [lo, hi).
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-}
 
 /// FNV-1a of the tweet id, to give each tweet its own stream.
 fn fnv1a(text: &str) -> u64 {

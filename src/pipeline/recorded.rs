@@ -67,6 +67,38 @@ impl EntityIndex {
     }
 }
 
+impl EntityIndex {
+    /// The replay answer for each entity: `answer(recorded counterpart)` when the recording has
+    /// one that answers, else per `missing` an error naming the entity or `negative(entity)`
+    /// (counted in [`EntityIndex::missing`]).
+    pub fn replay<T>(
+        &self,
+        stage: &str,
+        tweet_id: &str,
+        entities: &[Entity],
+        missing: ReplayMissing,
+        answer: impl Fn(&Entity) -> Option<T>,
+        negative: impl Fn(&Entity) -> T,
+    ) -> Result<Vec<T>, StageError> {
+        let recorded = self.tweet(tweet_id);
+        let pairs = self.pair(tweet_id, entities);
+        entities
+            .iter()
+            .zip(pairs)
+            .map(|(e, p)| match p.and_then(|i| answer(&recorded[i])) {
+                Some(x) => Ok(x),
+                None => match missing {
+                    ReplayMissing::Error => Err(missing_error(stage, tweet_id, e)),
+                    ReplayMissing::Negative => {
+                        self.missing.fetch_add(1, Ordering::Relaxed);
+                        Ok(negative(e))
+                    }
+                },
+            })
+            .collect()
+    }
+}
+
 fn missing_error(stage: &str, tweet: &str, e: &Entity) -> StageError {
     StageError::item(
         tweet,
@@ -121,24 +153,14 @@ impl Reformulator for ReplayReformulator {
         tweet: &Tweet,
         entities: &[Entity],
     ) -> Result<Vec<String>, StageError> {
-        let recorded = self.recording.tweet(&tweet.id);
-        let pairs = self.recording.pair(&tweet.id, entities);
-        entities
-            .iter()
-            .zip(pairs)
-            .map(
-                |(e, p)| match p.and_then(|i| recorded[i].expansion.clone()) {
-                    Some(x) => Ok(x),
-                    None => match self.missing {
-                        ReplayMissing::Error => Err(missing_error("reformulation", &tweet.id, e)),
-                        ReplayMissing::Negative => {
-                            self.recording.missing.fetch_add(1, Ordering::Relaxed);
-                            Ok(e.text.clone())
-                        }
-                    },
-                },
-            )
-            .collect()
+        self.recording.replay(
+            "reformulation",
+            &tweet.id,
+            entities,
+            self.missing,
+            |r| r.expansion.clone(),
+            |e| e.text.clone(),
+        )
     }
 }
 
@@ -161,23 +183,14 @@ impl Entailer for ReplayEntailer {
         entities: &[Entity],
         _queries: &[String],
     ) -> Result<Vec<f32>, StageError> {
-        let id = &input.tweet.id;
-        let recorded = self.recording.tweet(id);
-        let pairs = self.recording.pair(id, entities);
-        entities
-            .iter()
-            .zip(pairs)
-            .map(|(e, p)| match p {
-                Some(i) => Ok(if recorded[i].groundable { 1.0 } else { 0.0 }),
-                None => match self.missing {
-                    ReplayMissing::Error => Err(missing_error("VE", id, e)),
-                    ReplayMissing::Negative => {
-                        self.recording.missing.fetch_add(1, Ordering::Relaxed);
-                        Ok(0.0)
-                    }
-                },
-            })
-            .collect()
+        self.recording.replay(
+            "VE",
+            &input.tweet.id,
+            entities,
+            self.missing,
+            |r| Some(if r.groundable { 1.0 } else { 0.0 }),
+            |_| 0.0,
+        )
     }
 }
 
@@ -200,31 +213,22 @@ impl Grounder for ReplayGrounder {
         entities: &[Entity],
         _queries: &[String],
     ) -> Result<Vec<Grounding>, StageError> {
-        let id = &input.tweet.id;
-        let recorded = self.recording.tweet(id);
-        let pairs = self.recording.pair(id, entities);
-        entities
-            .iter()
-            .zip(pairs)
-            .map(
-                |(e, p)| match p.and_then(|i| recorded[i].boxes.first().copied()) {
-                    Some(b) => Ok(Grounding {
-                        bbox: b,
-                        score: 1.0,
-                    }),
-                    None => match self.missing {
-                        ReplayMissing::Error => Err(missing_error("VG", id, e)),
-                        ReplayMissing::Negative => {
-                            self.recording.missing.fetch_add(1, Ordering::Relaxed);
-                            Ok(Grounding {
-                                bbox: BBox::new(0.0, 0.0, 0.0, 0.0),
-                                score: 0.0,
-                            })
-                        }
-                    },
-                },
-            )
-            .collect()
+        self.recording.replay(
+            "VG",
+            &input.tweet.id,
+            entities,
+            self.missing,
+            |r| {
+                r.boxes.first().map(|b| Grounding {
+                    bbox: *b,
+                    score: 1.0,
+                })
+            },
+            |_| Grounding {
+                bbox: BBox::new(0.0, 0.0, 0.0, 0.0),
+                score: 0.0,
+            },
+        )
     }
 }
 

@@ -152,161 +152,131 @@ struct StagePool<'f> {
     segmenters: HashMap<StageKind, Built<dyn Segmenter>>,
 }
 
-fn recorded_fp(kind: StageKind) -> String {
-    format!("{kind:?}")
+/// Builds a stage instance for `kind` unless the pool has one: recorded (replay / oracle) kinds
+/// from `recorded`, which returns `None` for the kinds it does not build, real ones (onnx, llm)
+/// from `real`, whose outputs are cached under the fingerprint it returns.
+fn ensure<T: ?Sized>(
+    pool: &mut HashMap<StageKind, Built<T>>,
+    kind: StageKind,
+    stage: Stage,
+    variant: &str,
+    recorded: impl FnOnce() -> Result<Option<Box<T>>, RunError>,
+    real: impl FnOnce() -> Result<(Box<T>, String), String>,
+) -> Result<(), RunError> {
+    if kind == StageKind::Off || kind == StageKind::Box || pool.contains_key(&kind) {
+        return Ok(());
+    }
+    let built = match recorded()? {
+        Some(stage) => Built {
+            stage,
+            fingerprint: format!("{kind:?}"),
+            cached: false,
+        },
+        None => {
+            let (stage_impl, fingerprint) = real().map_err(|what| RunError::Setup {
+                variant: variant.into(),
+                what: format!("cannot build the {} stage: {what}", stage.name()),
+                hint: "check the model manifest / [llm] section the suite names".into(),
+            })?;
+            Built {
+                stage: stage_impl,
+                fingerprint,
+                cached: true,
+            }
+        }
+    };
+    pool.insert(kind, built);
+    Ok(())
 }
 
 impl StagePool<'_> {
-    fn recording(&self, variant: &str) -> Result<Arc<EntityIndex>, RunError> {
-        self.recording.clone().ok_or_else(|| RunError::Setup {
-            variant: variant.into(),
-            what: "a replay stage needs [data.replay]".into(),
-            hint: "point [data.replay] at recorded outputs".into(),
-        })
-    }
-
-    fn setup_err(variant: &str, stage: Stage, what: String) -> RunError {
-        RunError::Setup {
-            variant: variant.into(),
-            what: format!("cannot build the {} stage: {what}", stage.name()),
-            hint: "check the model manifest / [llm] section the suite names".into(),
-        }
-    }
-
+    /// Builds every stage instance a variant needs (shared with earlier variants of the same kind).
     fn prepare(&mut self, v: &VariantSpec) -> Result<(), RunError> {
         let missing = self.suite.file.settings.replay_missing;
         let name = v.name.as_str();
-        if !self.taggers.contains_key(&v.tagger) {
-            let built: Built<dyn Tagger> = match v.tagger {
-                StageKind::Replay => Built {
-                    stage: Box::new(ReplayTagger {
-                        recording: self.recording(name)?,
-                    }),
-                    fingerprint: recorded_fp(v.tagger),
-                    cached: false,
-                },
-                StageKind::Oracle => Built {
-                    stage: Box::new(OracleTagger {
-                        gold: self.gold.clone(),
-                    }),
-                    fingerprint: recorded_fp(v.tagger),
-                    cached: false,
-                },
-                _ => {
-                    let (stage, fingerprint) = self
-                        .factory
-                        .tagger(&self.suite)
-                        .map_err(|e| Self::setup_err(name, Stage::Tagger, e))?;
-                    Built {
-                        stage,
-                        fingerprint,
-                        cached: true,
-                    }
-                }
-            };
-            self.taggers.insert(v.tagger, built);
-        }
-        if v.reformulator != StageKind::Off && !self.reformulators.contains_key(&v.reformulator) {
-            let built: Built<dyn Reformulator> = match v.reformulator {
-                StageKind::Replay => Built {
-                    stage: Box::new(ReplayReformulator {
-                        recording: self.recording(name)?,
+        let recording = || {
+            self.recording.clone().ok_or_else(|| RunError::Setup {
+                variant: name.into(),
+                what: "a replay stage needs [data.replay]".into(),
+                hint: "point [data.replay] at recorded outputs".into(),
+            })
+        };
+        let gold = &self.gold;
+        let (factory, suite) = (&mut *self.factory, &self.suite);
+        ensure(
+            &mut self.taggers,
+            v.tagger,
+            Stage::Tagger,
+            name,
+            || {
+                Ok(match v.tagger {
+                    StageKind::Replay => Some(Box::new(ReplayTagger {
+                        recording: recording()?,
+                    }) as Box<dyn Tagger>),
+                    StageKind::Oracle => Some(Box::new(OracleTagger { gold: gold.clone() })),
+                    _ => None,
+                })
+            },
+            || factory.tagger(suite),
+        )?;
+        ensure(
+            &mut self.reformulators,
+            v.reformulator,
+            Stage::Reformulator,
+            name,
+            || {
+                Ok(match v.reformulator {
+                    StageKind::Replay => Some(Box::new(ReplayReformulator {
+                        recording: recording()?,
                         missing,
-                    }),
-                    fingerprint: recorded_fp(v.reformulator),
-                    cached: false,
-                },
-                _ => {
-                    let (stage, fingerprint) = self
-                        .factory
-                        .reformulator(&self.suite)
-                        .map_err(|e| Self::setup_err(name, Stage::Reformulator, e))?;
-                    Built {
-                        stage,
-                        fingerprint,
-                        cached: true,
-                    }
-                }
-            };
-            self.reformulators.insert(v.reformulator, built);
-        }
-        if v.entailer != StageKind::Off && !self.entailers.contains_key(&v.entailer) {
-            let built: Built<dyn Entailer> = match v.entailer {
-                StageKind::Replay => Built {
-                    stage: Box::new(ReplayEntailer {
-                        recording: self.recording(name)?,
+                    }) as Box<dyn Reformulator>),
+                    _ => None,
+                })
+            },
+            || factory.reformulator(suite),
+        )?;
+        ensure(
+            &mut self.entailers,
+            v.entailer,
+            Stage::Entailer,
+            name,
+            || {
+                Ok(match v.entailer {
+                    StageKind::Replay => Some(Box::new(ReplayEntailer {
+                        recording: recording()?,
                         missing,
-                    }),
-                    fingerprint: recorded_fp(v.entailer),
-                    cached: false,
-                },
-                StageKind::Oracle => Built {
-                    stage: Box::new(OracleEntailer {
-                        gold: self.gold.clone(),
-                    }),
-                    fingerprint: recorded_fp(v.entailer),
-                    cached: false,
-                },
-                _ => {
-                    let (stage, fingerprint) = self
-                        .factory
-                        .entailer(&self.suite)
-                        .map_err(|e| Self::setup_err(name, Stage::Entailer, e))?;
-                    Built {
-                        stage,
-                        fingerprint,
-                        cached: true,
-                    }
-                }
-            };
-            self.entailers.insert(v.entailer, built);
-        }
-        if v.grounder != StageKind::Off && !self.grounders.contains_key(&v.grounder) {
-            let built: Built<dyn Grounder> = match v.grounder {
-                StageKind::Replay => Built {
-                    stage: Box::new(ReplayGrounder {
-                        recording: self.recording(name)?,
+                    }) as Box<dyn Entailer>),
+                    StageKind::Oracle => Some(Box::new(OracleEntailer { gold: gold.clone() })),
+                    _ => None,
+                })
+            },
+            || factory.entailer(suite),
+        )?;
+        ensure(
+            &mut self.grounders,
+            v.grounder,
+            Stage::Grounder,
+            name,
+            || {
+                Ok(match v.grounder {
+                    StageKind::Replay => Some(Box::new(ReplayGrounder {
+                        recording: recording()?,
                         missing,
-                    }),
-                    fingerprint: recorded_fp(v.grounder),
-                    cached: false,
-                },
-                StageKind::Oracle => Built {
-                    stage: Box::new(OracleGrounder {
-                        gold: self.gold.clone(),
-                    }),
-                    fingerprint: recorded_fp(v.grounder),
-                    cached: false,
-                },
-                _ => {
-                    let (stage, fingerprint) = self
-                        .factory
-                        .grounder(&self.suite)
-                        .map_err(|e| Self::setup_err(name, Stage::Grounder, e))?;
-                    Built {
-                        stage,
-                        fingerprint,
-                        cached: true,
-                    }
-                }
-            };
-            self.grounders.insert(v.grounder, built);
-        }
-        if v.segmenter == StageKind::Onnx && !self.segmenters.contains_key(&v.segmenter) {
-            let (stage, fingerprint) = self
-                .factory
-                .segmenter(&self.suite)
-                .map_err(|e| Self::setup_err(name, Stage::Segmenter, e))?;
-            self.segmenters.insert(
-                v.segmenter,
-                Built {
-                    stage,
-                    fingerprint,
-                    cached: true,
-                },
-            );
-        }
-        Ok(())
+                    }) as Box<dyn Grounder>),
+                    StageKind::Oracle => Some(Box::new(OracleGrounder { gold: gold.clone() })),
+                    _ => None,
+                })
+            },
+            || factory.grounder(suite),
+        )?;
+        ensure(
+            &mut self.segmenters,
+            v.segmenter,
+            Stage::Segmenter,
+            name,
+            || Ok(None),
+            || factory.segmenter(suite),
+        )
     }
 }
 
@@ -1099,24 +1069,8 @@ fn cpu_model() -> Option<String> {
 
 /// `YYYYmmdd-HHMMSS` (UTC) from Unix seconds.
 pub fn timestamp(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    let (y, m, d, hh, mm, ss) = crate::util::utc_parts(unix);
+    format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}")
 }
 
 #[cfg(test)]
