@@ -162,6 +162,9 @@ pub struct RunArgs {
     /// Keep the stage cache in memory only.
     #[arg(long)]
     pub no_cache: bool,
+    /// The ONNX Runtime shared library (default: $ORT_DYLIB_PATH, else the one in .venv).
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
     /// Save this run as a named baseline (baselines/saved/NAME, or $RIVEG_BENCH_BASELINE_DIR).
@@ -598,6 +601,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|| PathBuf::from(".riveg-cache"))
     });
     let mut backends = DefaultBackends::new(args.device, cache_dir);
+    backends.ort_library = args.ort_lib.clone();
     let out = run_suite(&suite, &opts, &mut backends)?;
     for w in &out.warnings {
         eprintln!("{w}");

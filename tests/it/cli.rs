@@ -437,3 +437,172 @@ fn default_suite_runs_and_shards_merge_to_the_same_results() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("missing: 2/3"), "{}", out.stderr);
 }
+
+#[test]
+fn synth_smner_then_eval_scores_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let gold = dir.path().join("gold.jsonl");
+    let smner = dir.path().join("smner.jsonl");
+    let v2 = shared("twitter-gmner/v2.0");
+    assert_eq!(
+        run(&[
+            "import",
+            "gmner",
+            "--dataset",
+            path_str(&v2),
+            "-o",
+            path_str(&gold)
+        ])
+        .code,
+        0
+    );
+    let out = run(&[
+        "synth",
+        "smner",
+        "--gold",
+        path_str(&gold),
+        "--seed",
+        "3",
+        "-o",
+        path_str(&smner),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("SYNTHETIC SMNER"),
+        "clearly labelled: {}",
+        out.stderr
+    );
+    // Masks against themselves: SMNER is perfect; against box-only predictions only the
+    // ungroundable entities (no mask on either side) match.
+    let out = run(&[
+        "eval",
+        "--gold",
+        path_str(&smner),
+        "--pred",
+        path_str(&smner),
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["smner"]["f1"], 1.0);
+    let out = run(&[
+        "eval",
+        "--gold",
+        path_str(&smner),
+        "--pred",
+        path_str(&gold),
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["smner"]["correct"], 2543 - 1046);
+    // A mask whose counts do not sum to h*w is refused with the record named.
+    let text = std::fs::read_to_string(&smner).unwrap();
+    let broken = dir.path().join("broken.jsonl");
+    let line = text.lines().position(|l| l.contains("\"masks\"")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[line] = lines[line].replacen("\"size\":[", "\"size\":[9", 1);
+    std::fs::write(&broken, lines.join("\n")).unwrap();
+    let out = run(&[
+        "eval",
+        "--gold",
+        path_str(&broken),
+        "--pred",
+        path_str(&smner),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("broken.jsonl:{}:", line + 1))
+            && out.stderr.contains("mask #1"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn eval_baselines_and_compare_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let gold = dir.path().join("gold.jsonl");
+    let pred = dir.path().join("pred.jsonl");
+    let worse = dir.path().join("worse.jsonl");
+    let v2 = shared("twitter-gmner/v2.0");
+    assert_eq!(
+        run(&[
+            "import",
+            "gmner",
+            "--dataset",
+            path_str(&v2),
+            "-o",
+            path_str(&gold)
+        ])
+        .code,
+        0
+    );
+    // Predictions: the v2.0 gold itself (with boxes), and a copy that drops every 5th entity.
+    std::fs::copy(&gold, &pred).unwrap();
+    let mut n = 0;
+    let degraded: Vec<String> = std::fs::read_to_string(&gold)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut t: serde_json::Value = serde_json::from_str(l).unwrap();
+            let ents = t["entities"].as_array_mut().unwrap();
+            ents.retain(|_| {
+                n += 1;
+                n % 5 != 0
+            });
+            t.to_string()
+        })
+        .collect();
+    std::fs::write(&worse, degraded.join("\n")).unwrap();
+    let eval_save = |p: &PathBuf, name: &str| {
+        let o = bin()
+            .env("RIVEG_BENCH_BASELINE_DIR", &store)
+            .args([
+                "eval",
+                "--gold",
+                path_str(&gold),
+                "--pred",
+                path_str(p),
+                "--format",
+                "json",
+                "--save-baseline",
+                name,
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    eval_save(&pred, "good");
+    eval_save(&worse, "worse");
+    let compare = |base: &str, new: &str| {
+        bin()
+            .env("RIVEG_BENCH_BASELINE_DIR", &store)
+            .args(["compare", base, new, "--format", "json", "--samples", "200"])
+            .output()
+            .unwrap()
+    };
+    let same = compare("good", "good");
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    let regressed = compare("good", "worse");
+    assert_eq!(
+        regressed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&regressed.stderr)
+    );
+    let improved = compare("worse", "good");
+    assert_eq!(improved.status.code(), Some(0));
+    let missing = compare("good", "no-such-baseline");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("save-baseline"),
+        "hint"
+    );
+}
