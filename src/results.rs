@@ -127,6 +127,30 @@ impl RunResults {
         })
     }
 
+    /// Loads a run directory's results and puts the raw latencies of `latency/<variant>.json`
+    /// back into the timings (results.json keeps only their summary), so a report rewritten
+    /// later draws the same distributions as the one `run` wrote. Missing latency files are
+    /// fine (the report then draws the summary).
+    pub fn load_with_samples(run_dir: &Path) -> Result<RunResults, ResultsError> {
+        let mut results = RunResults::load(run_dir)?;
+        for v in &mut results.variants {
+            let path = run_dir.join("latency").join(format!("{}.json", v.name));
+            let samples: BTreeMap<String, Vec<f64>> = match std::fs::read_to_string(&path) {
+                Ok(text) => serde_json::from_str(&text).map_err(|e| ResultsError::Json {
+                    path: path.display().to_string(),
+                    source: e,
+                })?,
+                Err(_) => continue,
+            };
+            for (stage, timing) in &mut v.timings {
+                if let Some(s) = samples.get(stage) {
+                    timing.samples_ms = s.clone();
+                }
+            }
+        }
+        Ok(results)
+    }
+
     pub fn variant(&self, name: &str) -> Option<&VariantResult> {
         self.variants.iter().find(|v| v.name == name)
     }

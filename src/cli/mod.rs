@@ -322,7 +322,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         Command::Report(args) => {
-            let results = RunResults::load(&args.run_dir)?;
+            let results = RunResults::load_with_samples(&args.run_dir)?;
             let written = write_report(&args.run_dir, &results, args.criterion_dir.clone())?;
             for p in written {
                 eprintln!("wrote {}", p.display());

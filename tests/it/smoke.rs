@@ -141,6 +141,22 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
         "{preds}"
     );
     assert!(out.join("summary.md").is_file() && out.join("ablation.png").is_file());
+    // `report` rewrites the same bytes from the run directory (latency samples included).
+    let before: Vec<Vec<u8>> = ["summary.md", "latency.png", "ablation.png"]
+        .iter()
+        .map(|f| std::fs::read(out.join(f)).unwrap())
+        .collect();
+    let o = bin().args(["report", path_str(&out)]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (f, b) in ["summary.md", "latency.png", "ablation.png"]
+        .iter()
+        .zip(before)
+    {
+        assert!(
+            std::fs::read(out.join(f)).unwrap() == b,
+            "{f} differs after `report`"
+        );
+    }
 
     // Warm cache: the same suite again computes nothing with a model, and scores the same.
     let (code, r2, stderr) = run_suite(
