@@ -5,17 +5,12 @@
 
 use std::path::Path;
 
-use ndarray::{Array4, Axis};
-
-use super::text::TextEncoder;
-use super::{
-    check_pairs, f32_tensor, int_tensor, require_f32_output, require_image, run_f32, run_failed,
-};
+use super::query_image::QueryImageInputs;
+use super::{require_f32_output, run_f32, run_failed};
 use crate::data::model::Entity;
 use crate::pipeline::stages::{Entailer, Stage, StageError, StageKind, TweetInput};
 use crate::runtime::{
-    image_to_tensor, DType, LoadedSession, ModelManifest, OrtRuntime, PreprocessSpec, Provider,
-    RuntimeError, SessionConfig,
+    LoadedSession, ModelManifest, OrtRuntime, Provider, RuntimeError, SessionConfig,
 };
 
 enum EntailOutput {
@@ -26,13 +21,7 @@ enum EntailOutput {
 /// A VE model described by a `stage = "entailer"` manifest.
 pub struct OnnxEntailer {
     session: LoadedSession,
-    text: TextEncoder,
-    preprocess: PreprocessSpec,
-    pixel_values: String,
-    /// Repeat the image per query (pixel input batch is not fixed to 1).
-    repeat_image: bool,
-    input_ids: (String, DType),
-    attention_mask: Option<(String, DType)>,
+    inputs: QueryImageInputs,
     output: EntailOutput,
 }
 
@@ -60,21 +49,7 @@ impl OnnxEntailer {
             ));
         }
         let spec = manifest.model("main")?;
-        let preprocess = manifest.require_preprocess()?.clone();
-        let pixel = spec.input("pixel_values").ok_or_else(|| {
-            manifest.invalid(
-                "the entailer model has no input with role \"pixel_values\"",
-                "set role = \"pixel_values\" on the image input",
-            )
-        })?;
-        let repeat_image = pixel.shape.first().and_then(|d| d.fixed()) != Some(1);
-        let input = |role: &str| spec.input(role).map(|t| (t.name.clone(), t.dtype));
-        let input_ids = input("input_ids").ok_or_else(|| {
-            manifest.invalid(
-                "the entailer model has no input with role \"input_ids\"",
-                "set role = \"input_ids\" on the token-id input",
-            )
-        })?;
+        let inputs = QueryImageInputs::from_manifest(manifest, spec, "the entailer model")?;
         let positive_index = manifest.entailment.map_or(1, |e| e.positive_index);
         let output = if let Some(t) = spec.output("logits") {
             EntailOutput::Logits {
@@ -93,16 +68,10 @@ impl OnnxEntailer {
         };
         require_f32_output(manifest, spec, "logits")?;
         require_f32_output(manifest, spec, "probability")?;
-        let text = TextEncoder::from_manifest(manifest)?;
         let session = runtime.load_session(manifest, "main", config)?;
         Ok(OnnxEntailer {
             session,
-            text,
-            preprocess,
-            pixel_values: pixel.name.clone(),
-            repeat_image,
-            attention_mask: input("attention_mask"),
-            input_ids,
+            inputs,
             output,
         })
     }
@@ -110,15 +79,6 @@ impl OnnxEntailer {
     pub fn provider(&self) -> Provider {
         self.session.provider
     }
-}
-
-/// The image tensor, repeated `n` times along the batch axis when asked.
-pub(crate) fn batch_image(image: Array4<f32>, n: usize, repeat: bool) -> Array4<f32> {
-    if !repeat || n <= 1 {
-        return image;
-    }
-    let views: Vec<_> = (0..n).map(|_| image.view()).collect();
-    ndarray::concatenate(Axis(0), &views).unwrap_or(image)
 }
 
 impl Entailer for OnnxEntailer {
@@ -137,37 +97,10 @@ impl Entailer for OnnxEntailer {
         queries: &[String],
     ) -> Result<Vec<f32>, StageError> {
         let tweet = input.tweet;
-        check_pairs(tweet, entities.len(), queries.len())?;
-        if queries.is_empty() {
+        let Some(batch) = self.inputs.build(input, entities, queries, "entailer")? else {
             return Ok(Vec::new());
-        }
-        let image = require_image(input, "entailer")?;
-        let names: Vec<&str> = entities.iter().map(|e| e.text.as_str()).collect();
-        let (ids, mask) = self.text.encode_queries(&tweet.id, &names, queries)?;
-        let n = queries.len();
-        let (pixels, _) = image_to_tensor(image, &self.preprocess);
-        let pixels = batch_image(pixels, n, self.repeat_image);
-        let tensor_err = |e: ort::Error| {
-            StageError::item(
-                &tweet.id,
-                None,
-                format!("building input tensors: {e}"),
-                "internal error",
-            )
         };
-        let mut inputs = vec![
-            (
-                self.pixel_values.clone(),
-                f32_tensor(pixels).map_err(tensor_err)?,
-            ),
-            (
-                self.input_ids.0.clone(),
-                int_tensor(ids, self.input_ids.1).map_err(tensor_err)?,
-            ),
-        ];
-        if let Some((name, dtype)) = &self.attention_mask {
-            inputs.push((name.clone(), int_tensor(mask, *dtype).map_err(tensor_err)?));
-        }
+        let (inputs, n) = (batch.inputs, queries.len());
         let name = match &self.output {
             EntailOutput::Logits { name, .. } | EntailOutput::Probability { name } => name.clone(),
         };

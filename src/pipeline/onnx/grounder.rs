@@ -18,19 +18,15 @@ use std::path::Path;
 
 use ndarray::{Array2, ArrayD, Axis};
 
-use super::entailer::batch_image;
-use super::text::TextEncoder;
-use super::{
-    check_pairs, f32_tensor, int_tensor, require_f32_output, require_image, run_f32, run_failed,
-    tensor_name,
-};
+use super::query_image::QueryImageInputs;
+use super::{f32_tensor, int_tensor, require_f32_output, run_f32, run_failed, tensor_name};
 use crate::data::model::Entity;
 use crate::geometry::BBox;
 use crate::pipeline::stages::{Grounder, Grounding, Stage, StageError, StageKind, TweetInput};
 use crate::runtime::manifest::LocationTokenSpec;
 use crate::runtime::{
-    image_to_tensor, BoxFormat, BoxSpec, BoxUnits, DType, ImageTransform, LoadedSession,
-    ModelManifest, OrtRuntime, PreprocessSpec, Provider, RuntimeError, SessionConfig,
+    BoxFormat, BoxSpec, BoxUnits, DType, ImageTransform, LoadedSession, ModelManifest, OrtRuntime,
+    Provider, RuntimeError, SessionConfig,
 };
 
 /// How the model produces its box.
@@ -125,12 +121,7 @@ pub(crate) fn to_original_box(raw: [f64; 4], format: BoxSpec, transform: &ImageT
 /// `[boxes]`) or OFA-style (`[models.encoder]` + `[models.decoder]` + `[location_tokens]`).
 pub struct OnnxGrounder {
     sessions: Sessions,
-    text: TextEncoder,
-    preprocess: PreprocessSpec,
-    pixel_values: String,
-    repeat_image: bool,
-    input_ids: (String, DType),
-    attention_mask: Option<(String, DType)>,
+    inputs: QueryImageInputs,
     head: GrounderHead,
 }
 
@@ -157,7 +148,6 @@ impl OnnxGrounder {
                 "pass a grounder manifest to the grounder",
             ));
         }
-        let preprocess = manifest.require_preprocess()?.clone();
         // The model that takes the image and the query.
         let vision_role = if manifest.location_tokens.is_some() {
             "encoder"
@@ -165,24 +155,11 @@ impl OnnxGrounder {
             "main"
         };
         let spec = manifest.model(vision_role)?;
-        let pixel = spec.input("pixel_values").ok_or_else(|| {
-            manifest.invalid(
-                format!(
-                    "the grounder's {vision_role} model has no input with role \"pixel_values\""
-                ),
-                "set role = \"pixel_values\" on the image input",
-            )
-        })?;
-        let repeat_image = pixel.shape.first().and_then(|d| d.fixed()) != Some(1);
-        let input = |role: &str| spec.input(role).map(|t| (t.name.clone(), t.dtype));
-        let input_ids = input("input_ids").ok_or_else(|| {
-            manifest.invalid(
-                format!("the grounder's {vision_role} model has no input with role \"input_ids\""),
-                "set role = \"input_ids\" on the token-id input",
-            )
-        })?;
-        let attention_mask = input("attention_mask");
-        let text = TextEncoder::from_manifest(manifest)?;
+        let inputs = QueryImageInputs::from_manifest(
+            manifest,
+            spec,
+            &format!("the grounder's {vision_role} model"),
+        )?;
         let (sessions, head) = match manifest.location_tokens {
             None => {
                 let format = *manifest.require_boxes()?;
@@ -247,12 +224,7 @@ impl OnnxGrounder {
         };
         Ok(OnnxGrounder {
             sessions,
-            text,
-            preprocess,
-            pixel_values: pixel.name.clone(),
-            repeat_image,
-            attention_mask,
-            input_ids,
+            inputs,
             head,
         })
     }
@@ -372,40 +344,11 @@ impl Grounder for OnnxGrounder {
         queries: &[String],
     ) -> Result<Vec<Grounding>, StageError> {
         let tweet = input.tweet;
-        check_pairs(tweet, entities.len(), queries.len())?;
-        if queries.is_empty() {
+        let Some(batch) = self.inputs.build(input, entities, queries, "grounder")? else {
             return Ok(Vec::new());
-        }
-        let image = require_image(input, "grounder")?;
-        let names: Vec<&str> = entities.iter().map(|e| e.text.as_str()).collect();
-        let (ids, mask) = self.text.encode_queries(&tweet.id, &names, queries)?;
-        let n = queries.len();
-        let (pixels, transform) = image_to_tensor(image, &self.preprocess);
-        let pixels = batch_image(pixels, n, self.repeat_image);
-        let tensor_err = |e: ort::Error| {
-            StageError::item(
-                &tweet.id,
-                None,
-                format!("building input tensors: {e}"),
-                "internal error",
-            )
         };
-        let mut inputs = vec![
-            (
-                self.pixel_values.clone(),
-                f32_tensor(pixels).map_err(tensor_err)?,
-            ),
-            (
-                self.input_ids.0.clone(),
-                int_tensor(ids, self.input_ids.1).map_err(tensor_err)?,
-            ),
-        ];
-        if let Some((name, dtype)) = &self.attention_mask {
-            inputs.push((
-                name.clone(),
-                int_tensor(mask.clone(), *dtype).map_err(tensor_err)?,
-            ));
-        }
+        let (inputs, transform, mask, n) =
+            (batch.inputs, batch.transform, batch.mask, queries.len());
         let shape_error = |what: String| {
             StageError::item(
                 &tweet.id,

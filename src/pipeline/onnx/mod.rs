@@ -16,6 +16,7 @@
 
 mod entailer;
 mod grounder;
+mod query_image;
 mod segmenter;
 mod tagger;
 pub mod tagging;
