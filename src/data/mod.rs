@@ -2,6 +2,7 @@
 //! data warnings. Must not know about models, metrics or reports.
 
 pub mod error;
+pub mod fmnerg_types;
 pub mod jsonl;
 pub mod model;
 pub mod readers;

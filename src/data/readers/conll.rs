@@ -63,7 +63,23 @@ pub(crate) fn attach_fine_types(
     for e in entities.iter_mut() {
         let f = fine.iter().find(|f| f.start == e.start && f.end == e.end);
         match f {
-            Some(f) => e.fine_type = Some(f.entity_type.clone()),
+            Some(f) => {
+                if let Some(parent) = crate::data::fmnerg_types::coarse_of(&f.entity_type) {
+                    if crate::data::fmnerg_types::is_fmnerg_coarse(&e.entity_type)
+                        && parent != e.entity_type
+                    {
+                        return Err(DataError::invalid(
+                            Location::line(path, s.lines[e.start.unwrap_or(0)]),
+                            format!(
+                                "fine type {:?} belongs under coarse type {parent:?}, but the coarse column says {:?} (entity {:?})",
+                                f.entity_type, e.entity_type, e.text
+                            ),
+                            "coarse and fine columns must agree with the FMNERG type tree (src/data/fmnerg_types.rs)",
+                        ));
+                    }
+                }
+                e.fine_type = Some(f.entity_type.clone());
+            }
             None => {
                 let line = s.lines[e.start.unwrap_or(0)];
                 return Err(DataError::invalid(
@@ -134,6 +150,19 @@ mod tests {
             (e.entity_type.as_str(), e.fine_type.as_deref()),
             ("location", Some("park"))
         );
+    }
+
+    #[test]
+    fn fine_type_under_the_wrong_coarse_type_is_an_error() {
+        let (_d, p) = write("IMGID:1\nx\tO\tO\nGarfield\tB-person\tB-park\n");
+        let err = read_conll(&p, Scheme::Auto).unwrap_err().to_string();
+        assert!(
+            err.contains("pred.txt:3: fine type \"park\" belongs under coarse type \"location\""),
+            "{err}"
+        );
+        // GMNER coarse names with fine types are not checked against the FMNERG tree.
+        let (_d, p) = write("IMGID:1\nGarfield\tB-LOC\tB-park\n");
+        assert!(read_conll(&p, Scheme::Auto).is_ok());
     }
 
     #[test]
