@@ -228,16 +228,16 @@ pub fn evaluate(
             },
         );
         fmnerg = Some(c.prf());
-        fine_matches = Some(m);
         fmnerg_coarse = Some(gmner_c.prf());
-        let (c, _) = run(
+        let (fc, fm) = run(
             "fmner",
             TaskSpec {
                 types: TypeKey::Fine,
                 grounding: Grounding::Ignore,
             },
         );
-        fmner = Some(c.prf());
+        fmner = Some(fc.prf());
+        fine_matches = Some((fm, m));
     }
     let (mut smner, mut mask_iou_threshold) = (None, None);
     if gold.has_masks() {
@@ -255,23 +255,10 @@ pub fn evaluate(
     }
 
     let per_type = per_type_scores(&tweets, &mner_m, &gmner_m, |e| Some(e.entity_type.as_str()));
+    // Per fine type: MNER at fine level and FMNERG.
     let per_fine_type = match &fine_matches {
-        Some(fm) => {
-            // FMNERG per fine type: MNER at fine level is approximated by the fine matches' text part.
-            let fmner_m: Vec<Vec<Option<usize>>> = tweets
-                .iter()
-                .map(|t| {
-                    match_tweet(
-                        protocol,
-                        TaskSpec {
-                            types: TypeKey::Fine,
-                            grounding: Grounding::Ignore,
-                        },
-                        t,
-                    )
-                })
-                .collect();
-            per_type_scores(&tweets, &fmner_m, fm, |e| e.fine_type.as_deref())
+        Some((fmner_m, fmnerg_m)) => {
+            per_type_scores(&tweets, fmner_m, fmnerg_m, |e| e.fine_type.as_deref())
         }
         None => BTreeMap::new(),
     };
