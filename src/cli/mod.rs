@@ -448,6 +448,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
     }
     let gold = jsonl::read_jsonl(&args.gold)?;
     let pred = jsonl::read_jsonl(&args.pred)?;
+    warn_unaligned(&gold, &pred, &args.pred);
     let opts = EvalOptions {
         protocol: args.protocol,
         iou_threshold: args.iou_threshold,
@@ -519,6 +520,27 @@ fn save_eval_baseline(
     let saved = crate::compare::save_baseline(&tmp, name)?;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(saved)
+}
+
+/// Warns when predicted tweets have ids the gold lacks: their entities all count as spurious, and
+/// a mismatch usually means the files use different ids (e.g. AdaSeq's `#N` without --ids-from).
+fn warn_unaligned(gold: &Dataset, pred: &Dataset, pred_path: &Path) {
+    let ids: std::collections::HashSet<&str> = gold.tweets.iter().map(|t| t.id.as_str()).collect();
+    let unknown: Vec<&str> = pred
+        .tweets
+        .iter()
+        .map(|t| t.id.as_str())
+        .filter(|id| !ids.contains(id))
+        .collect();
+    if !unknown.is_empty() {
+        eprintln!(
+            "warning: {}: {} of {} predicted tweets have ids not in the gold (first: {:?}); their entities count as spurious\n  hint: import both sides with the same ids (e.g. `import adaseq --ids-from gold.jsonl`)",
+            pred_path.display(),
+            unknown.len(),
+            pred.tweets.len(),
+            unknown[0]
+        );
+    }
 }
 
 fn write_report(

@@ -606,3 +606,45 @@ fn eval_baselines_and_compare_exit_codes() {
         "hint"
     );
 }
+
+#[test]
+fn eval_warns_when_prediction_ids_do_not_match_the_gold() {
+    let dir = tempfile::tempdir().unwrap();
+    let gold = dir.path().join("gold.jsonl");
+    let pred = dir.path().join("pred.jsonl");
+    let v2 = shared("twitter-gmner/v2.0");
+    let ada = shared("riveg-release/adaseq_test_pred.txt");
+    assert_eq!(
+        run(&[
+            "import",
+            "gmner",
+            "--dataset",
+            path_str(&v2),
+            "-o",
+            path_str(&gold)
+        ])
+        .code,
+        0
+    );
+    assert_eq!(
+        run(&["import", "adaseq", path_str(&ada), "-o", path_str(&pred)]).code,
+        0
+    );
+    let out = run(&[
+        "eval",
+        "--gold",
+        path_str(&gold),
+        "--pred",
+        path_str(&pred),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("1500 of 1500 predicted tweets have ids not in the gold"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--ids-from"), "{}", out.stderr);
+}
