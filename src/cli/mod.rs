@@ -162,6 +162,9 @@ pub struct RunArgs {
     /// Keep the stage cache in memory only.
     #[arg(long)]
     pub no_cache: bool,
+    /// Run only these variants of the suite (repeatable; default: all).
+    #[arg(long = "variant")]
+    pub variants: Vec<String>,
     /// The ONNX Runtime shared library (default: $ORT_DYLIB_PATH, else the one in .venv).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
@@ -597,10 +600,29 @@ fn print_results(
 }
 
 fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
-    let suite = match &args.suite {
+    let mut suite = match &args.suite {
         Some(p) => Suite::load(p)?,
         None => Suite::default_suite()?,
     };
+    if !args.variants.is_empty() {
+        let known: Vec<&str> = suite
+            .file
+            .variants
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        if let Some(bad) = args.variants.iter().find(|n| !known.contains(&n.as_str())) {
+            anyhow::bail!(
+                "no variant named {bad:?} in suite {:?}\n  hint: it has: {}",
+                suite.file.name,
+                known.join(", ")
+            );
+        }
+        suite
+            .file
+            .variants
+            .retain(|v| args.variants.contains(&v.name));
+    }
     let opts = RunOptions {
         out_dir: args.out.clone(),
         shard: args.shard,

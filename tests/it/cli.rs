@@ -648,3 +648,36 @@ fn eval_warns_when_prediction_ids_do_not_match_the_gold() {
     );
     assert!(out.stderr.contains("--ids-from"), "{}", out.stderr);
 }
+
+#[test]
+fn run_selects_variants_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "run",
+        "--variant",
+        "replay",
+        "--out",
+        path_str(&out),
+        "--no-cache",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let r: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(r["variants"].as_array().unwrap().len(), 1);
+    let o = run(&[
+        "run",
+        "--variant",
+        "nope",
+        "--out",
+        path_str(&out),
+        "--no-cache",
+    ]);
+    assert_eq!(o.code, 2);
+    assert!(
+        o.stderr.contains("no variant named \"nope\"") && o.stderr.contains("replay-oracle-vg"),
+        "{}",
+        o.stderr
+    );
+}
