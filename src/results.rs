@@ -155,10 +155,3 @@ impl RunResults {
         self.variants.iter().find(|v| v.name == name)
     }
 }
-
-impl VariantPerTweet {
-    pub fn load(run_dir: &Path, variant: &str) -> Option<VariantPerTweet> {
-        let p = run_dir.join("per_tweet").join(format!("{variant}.json"));
-        serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
-    }
-}

@@ -638,13 +638,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         suite.origin,
         suite.file.variants.len()
     );
-    let cache_dir = (!args.no_cache).then(|| {
-        args.cache_dir
-            .clone()
-            .or_else(|| suite.file.settings.cache_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(".riveg-cache"))
-    });
-    let mut backends = DefaultBackends::new(args.device, cache_dir);
+    let mut backends = DefaultBackends::new(args.device, opts.disk_cache_dir(&suite));
     backends.ort_library = args.ort_lib.clone();
     let out = run_suite(&suite, &opts, &mut backends)?;
     for w in &out.warnings {

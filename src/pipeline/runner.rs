@@ -77,6 +77,19 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
+impl RunOptions {
+    /// The on-disk stage cache folder: the flag, else the suite's `settings.cache_dir`, else
+    /// `.riveg-cache`; `None` with `no_disk_cache`.
+    pub fn disk_cache_dir(&self, suite: &Suite) -> Option<PathBuf> {
+        (!self.no_disk_cache).then(|| {
+            self.cache_dir
+                .clone()
+                .or_else(|| suite.file.settings.cache_dir.clone())
+                .unwrap_or_else(|| PathBuf::from(".riveg-cache"))
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -722,17 +735,7 @@ pub fn run_suite(
     }
     let gold_index = Arc::new(EntityIndex::new(&gold));
     let images = suite.file.data.images.as_ref().map(|p| suite.resolve(p));
-    let cache_dir = if opts.no_disk_cache {
-        None
-    } else {
-        Some(
-            opts.cache_dir
-                .clone()
-                .or_else(|| settings.cache_dir.clone())
-                .unwrap_or_else(|| PathBuf::from(".riveg-cache")),
-        )
-    };
-    let cache = StageCache::new(cache_dir);
+    let cache = StageCache::new(opts.disk_cache_dir(suite));
 
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

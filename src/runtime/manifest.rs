@@ -358,6 +358,23 @@ impl ModelManifest {
         })
     }
 
+    /// Refuses a manifest written for another stage (e.g. a grounder manifest given to the tagger).
+    pub fn require_stage(&self, stage: Stage) -> Result<(), RuntimeError> {
+        if self.stage == stage {
+            return Ok(());
+        }
+        let name = stage.name();
+        let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        Err(self.invalid(
+            format!("stage is {:?}, expected {name:?}", self.stage.name()),
+            format!("pass {article} {name} manifest to the {name}"),
+        ))
+    }
+
     pub fn require_tokenizer(&self) -> Result<&TokenizerSpec, RuntimeError> {
         self.tokenizer
             .as_ref()

@@ -39,15 +39,7 @@ impl OnnxEntailer {
         manifest: &ModelManifest,
         config: &SessionConfig,
     ) -> Result<Self, RuntimeError> {
-        if manifest.stage != Stage::Entailer {
-            return Err(manifest.invalid(
-                format!(
-                    "stage is {:?}, expected \"entailer\"",
-                    manifest.stage.name()
-                ),
-                "pass an entailer manifest to the entailer",
-            ));
-        }
+        manifest.require_stage(Stage::Entailer)?;
         let spec = manifest.model("main")?;
         let inputs = QueryImageInputs::from_manifest(manifest, spec, "the entailer model")?;
         let positive_index = manifest.entailment.map_or(1, |e| e.positive_index);

@@ -139,15 +139,7 @@ impl OnnxGrounder {
         manifest: &ModelManifest,
         config: &SessionConfig,
     ) -> Result<Self, RuntimeError> {
-        if manifest.stage != Stage::Grounder {
-            return Err(manifest.invalid(
-                format!(
-                    "stage is {:?}, expected \"grounder\"",
-                    manifest.stage.name()
-                ),
-                "pass a grounder manifest to the grounder",
-            ));
-        }
+        manifest.require_stage(Stage::Grounder)?;
         // The model that takes the image and the query.
         let vision_role = if manifest.location_tokens.is_some() {
             "encoder"

@@ -65,15 +65,7 @@ impl OnnxSegmenter {
         manifest: &ModelManifest,
         config: &SessionConfig,
     ) -> Result<Self, RuntimeError> {
-        if manifest.stage != Stage::Segmenter {
-            return Err(manifest.invalid(
-                format!(
-                    "stage is {:?}, expected \"segmenter\"",
-                    manifest.stage.name()
-                ),
-                "pass a segmenter manifest to the segmenter",
-            ));
-        }
+        manifest.require_stage(Stage::Segmenter)?;
         let encoder_spec = manifest.model("encoder")?;
         let decoder_spec = manifest.model("decoder")?;
         let preprocess = manifest.require_preprocess()?.clone();

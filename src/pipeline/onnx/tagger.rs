@@ -45,12 +45,7 @@ impl OnnxTagger {
         manifest: &ModelManifest,
         config: &SessionConfig,
     ) -> Result<Self, RuntimeError> {
-        if manifest.stage != Stage::Tagger {
-            return Err(manifest.invalid(
-                format!("stage is {:?}, expected \"tagger\"", manifest.stage.name()),
-                "pass a tagger manifest to the tagger",
-            ));
-        }
+        manifest.require_stage(Stage::Tagger)?;
         let spec = manifest.model("main")?;
         let labels = manifest.require_labels()?.clone();
         let logits = tensor_name(manifest, spec, "output", "logits")?;
