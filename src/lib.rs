@@ -14,5 +14,8 @@ pub mod metrics;
 pub mod pipeline;
 pub mod report;
 pub mod results;
+pub mod run;
 pub mod runtime;
+pub mod stage;
+pub mod task;
 pub mod util;

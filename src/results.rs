@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bench::StageTiming;
 use crate::metrics::eval::{EvalReport, PerTweet};
-use crate::pipeline::stages::{Stage, StageKind};
+use crate::stage::{Stage, StageKind};
 
 /// Where and how a run happened.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Scoring: protocols (RiVEG seed greedy, span), tasks (MNER, EEG, GMNER, FMNERG, SMNER),
 //! breakdowns and stage diagnostics, and the polars tables built from them. Pure: no file IO.
 
+mod by_task;
 pub mod eval;
 pub mod matching;
 pub mod prf;

@@ -8,54 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::model::{Entity, Tweet};
 use crate::geometry::{BBox, CocoRle};
-
-/// The five stages, in pipeline order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    Tagger,
-    Reformulator,
-    Entailer,
-    Grounder,
-    Segmenter,
-}
-
-impl Stage {
-    pub const ALL: [Stage; 5] = [
-        Stage::Tagger,
-        Stage::Reformulator,
-        Stage::Entailer,
-        Stage::Grounder,
-        Stage::Segmenter,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Tagger => "tagger",
-            Stage::Reformulator => "reformulator",
-            Stage::Entailer => "entailer",
-            Stage::Grounder => "grounder",
-            Stage::Segmenter => "segmenter",
-        }
-    }
-}
-
-/// Which implementation a stage runs (the `stages` object of results.json).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StageKind {
-    /// A real ONNX model through ort.
-    Onnx,
-    /// A real LLM behind an OpenAI-compatible endpoint.
-    Llm,
-    /// Outputs recorded in files (e.g. the seed's released VE file).
-    Replay,
-    /// Derived from gold (upper bounds).
-    Oracle,
-    /// Switched off (ablation).
-    Off,
-    /// Segmenter only: the filled box is the mask.
-    Box,
-}
+pub use crate::stage::{Stage, StageKind};
 
 /// What a stage sees of one tweet: the canonical record and, for stages that need pixels, the
 /// decoded RGB image (the runner loads it once per tweet).

@@ -288,7 +288,7 @@ impl SessionConfig {
 
 /// A session checked against its manifest entry, and the provider it runs on.
 pub struct LoadedSession {
-    pub session: Session,
+    pub(super) session: Session,
     pub provider: Provider,
     /// The model file (for error messages).
     pub path: PathBuf,

@@ -62,7 +62,7 @@ use sha2::{Digest, Sha256};
 
 use super::preprocess::PreprocessSpec;
 use super::RuntimeError;
-use crate::pipeline::stages::Stage;
+use crate::stage::Stage;
 
 /// One manifest, with the path it was read from.
 #[derive(Debug, Clone, Deserialize)]

@@ -10,11 +10,13 @@
 //! - [`preprocess`][]: RGB image → normalised NCHW `f32` tensor, and the coordinate transform back.
 //!
 //! This module must not know about tweets or entities: stages turn its errors into
-//! [`StageError`](crate::pipeline::stages::StageError)s naming the item.
+//! errors naming the item. Only this module names `ort` types: stages build
+//! [`Input`]s and call [`LoadedSession::run_f32`] ([`tensor`]).
 
 pub mod env;
 pub mod manifest;
 pub mod preprocess;
+pub mod tensor;
 
 use std::path::PathBuf;
 
@@ -25,6 +27,7 @@ pub use env::{
 pub use manifest::{
     BoxFormat, BoxSpec, BoxUnits, Crf, DType, Dim, ModelManifest, ModelSpec, TagScheme, TensorSpec,
 };
+pub use tensor::Input;
 pub use preprocess::{image_to_tensor, ImageTransform, PreprocessSpec, ResizeFilter, ResizeMode};
 
 /// Errors of the model runtime: each names the model or file and gives a hint.

@@ -251,7 +251,6 @@ fn decode_locations(
     transform: &ImageTransform,
 ) -> Result<Vec<DecodedBox>, RuntimeError> {
     let path = decoder.path.clone();
-    let err = |e: ort::Error| RuntimeError::run(&path, e);
     let n = hidden.shape().first().copied().unwrap_or(0);
     let mut tokens: Vec<Vec<i64>> = vec![vec![spec.decoder_start_id]; n];
     let mut probability_sum = vec![0.0f32; n];
@@ -262,15 +261,15 @@ fn decode_locations(
         let mut inputs = vec![
             (
                 decoder_ids.0.clone(),
-                int_tensor(ids, decoder_ids.1).map_err(err)?,
+                int_tensor(ids, decoder_ids.1),
             ),
             (
                 hidden_in.to_string(),
-                f32_tensor(hidden.clone()).map_err(err)?,
+                f32_tensor(hidden.clone()),
             ),
         ];
         if let Some(((name, dtype), mask)) = encoder_mask {
-            inputs.push((name.clone(), int_tensor(mask.clone(), *dtype).map_err(err)?));
+            inputs.push((name.clone(), int_tensor(mask.clone(), *dtype)));
         }
         let logits = run_f32(decoder, inputs, &[logits_name])?.remove(0);
         let shape = logits.shape().to_vec();

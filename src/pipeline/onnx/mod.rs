@@ -19,14 +19,13 @@ mod grounder;
 mod query_image;
 mod segmenter;
 mod tagger;
-pub mod tagging;
+pub mod crf;
 mod text;
 
 use std::path::Path;
 
 use image::RgbImage;
 use ndarray::ArrayD;
-use ort::value::{DynValue, Tensor};
 
 pub use entailer::OnnxEntailer;
 pub use grounder::{location_bins_to_box, GrounderHead, OnnxGrounder};
@@ -36,7 +35,7 @@ pub use text::TextEncoder;
 
 use super::stages::{StageError, TweetInput};
 use crate::data::model::Tweet;
-use crate::runtime::{DType, LoadedSession, ModelManifest, ModelSpec, RuntimeError};
+use crate::runtime::{DType, Input, LoadedSession, ModelManifest, ModelSpec, RuntimeError};
 
 /// Decodes `image_dir/<tweet image>` into RGB; a missing or undecodable file is a
 /// [`StageError::Image`] naming the tweet and the path, never a panic.
@@ -131,45 +130,21 @@ pub(crate) fn require_f32_output(
 }
 
 /// An integer tensor in the dtype the model declares (int64, or int32 for some exports).
-pub(crate) fn int_tensor(
-    values: ndarray::Array2<i64>,
-    dtype: DType,
-) -> Result<DynValue, ort::Error> {
-    Ok(match dtype {
-        DType::Int32 => Tensor::from_array(values.mapv(|v| v as i32))?.into_dyn(),
-        _ => Tensor::from_array(values)?.into_dyn(),
-    })
+pub(crate) fn int_tensor(values: ndarray::Array2<i64>, dtype: DType) -> Input {
+    Input::int(values, dtype)
 }
 
-pub(crate) fn f32_tensor<D: ndarray::Dimension + 'static>(
-    values: ndarray::Array<f32, D>,
-) -> Result<DynValue, ort::Error> {
-    Ok(Tensor::from_array(values)?.into_dyn())
+pub(crate) fn f32_tensor<D: ndarray::Dimension>(values: ndarray::Array<f32, D>) -> Input {
+    Input::f32(values)
 }
 
 /// Runs `session` and copies out the named float32 outputs.
 pub(crate) fn run_f32(
     loaded: &mut LoadedSession,
-    inputs: Vec<(String, DynValue)>,
+    inputs: Vec<(String, Input)>,
     outputs: &[&str],
 ) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
-    let path = loaded.path.clone();
-    let results = loaded
-        .session
-        .run(inputs)
-        .map_err(|e| RuntimeError::run(&path, e))?;
-    outputs
-        .iter()
-        .map(|name| {
-            let value = results.get(*name).ok_or_else(|| {
-                RuntimeError::run(&path, format!("output {name:?} missing from the results"))
-            })?;
-            let view = value
-                .try_extract_array::<f32>()
-                .map_err(|e| RuntimeError::run(&path, format!("output {name:?}: {e}")))?;
-            Ok(view.to_owned())
-        })
-        .collect()
+    loaded.run_f32(inputs, outputs)
 }
 
 /// A per-tweet error from a run failure.

@@ -3,7 +3,6 @@
 //! of a tweet's queries in one run.
 
 use ndarray::{Array2, Array4, Axis};
-use ort::value::DynValue;
 
 use super::text::TextEncoder;
 use super::{check_pairs, f32_tensor, int_tensor, require_image};
@@ -28,7 +27,7 @@ pub(crate) struct QueryImageInputs {
 /// One tweet's batch: the named input tensors, the image transform (model input ↔ original
 /// pixels) and the attention mask (for decoders that need it again).
 pub(crate) struct QueryBatch {
-    pub inputs: Vec<(String, DynValue)>,
+    pub inputs: Vec<(String, crate::runtime::Input)>,
     pub transform: ImageTransform,
     pub mask: Array2<i64>,
 }
@@ -82,28 +81,20 @@ impl QueryImageInputs {
         let (ids, mask) = self.text.encode_queries(&tweet.id, &names, queries)?;
         let (pixels, transform) = image_to_tensor(image, &self.preprocess);
         let pixels = batch_image(pixels, queries.len(), self.repeat_image);
-        let tensor_err = |e: ort::Error| {
-            StageError::item(
-                &tweet.id,
-                None,
-                format!("building input tensors: {e}"),
-                "internal error",
-            )
-        };
         let mut inputs = vec![
             (
                 self.pixel_values.clone(),
-                f32_tensor(pixels).map_err(tensor_err)?,
+                f32_tensor(pixels),
             ),
             (
                 self.input_ids.0.clone(),
-                int_tensor(ids, self.input_ids.1).map_err(tensor_err)?,
+                int_tensor(ids, self.input_ids.1),
             ),
         ];
         if let Some((name, dtype)) = &self.attention_mask {
             inputs.push((
                 name.clone(),
-                int_tensor(mask.clone(), *dtype).map_err(tensor_err)?,
+                int_tensor(mask.clone(), *dtype),
             ));
         }
         Ok(Some(QueryBatch {

@@ -145,13 +145,12 @@ impl OnnxSegmenter {
         transform: &ImageTransform,
     ) -> Result<ArrayD<f32>, RuntimeError> {
         let path = self.decoder.path.clone();
-        let err = |e: ort::Error| RuntimeError::run(&path, e);
         let (x1, y1) = transform.to_input(bbox.x1(), bbox.y1());
         let (x2, y2) = transform.to_input(bbox.x2(), bbox.y2());
         let corners = [x1, y1, x2, y2].map(|v| v as f32);
         let mut inputs = vec![(
             self.embeddings_in.clone(),
-            f32_tensor(embeddings.clone()).map_err(err)?,
+            f32_tensor(embeddings.clone()),
         )];
         match &self.prompt {
             Prompt::CornerPoints { coords, labels } => {
@@ -159,25 +158,25 @@ impl OnnxSegmenter {
                     .map_err(|e| RuntimeError::run(&path, e))?;
                 let l = Array2::from_shape_vec((1, 2), vec![2.0f32, 3.0])
                     .map_err(|e| RuntimeError::run(&path, e))?;
-                inputs.push((coords.clone(), f32_tensor(c).map_err(err)?));
-                inputs.push((labels.clone(), f32_tensor(l).map_err(err)?));
+                inputs.push((coords.clone(), f32_tensor(c)));
+                inputs.push((labels.clone(), f32_tensor(l)));
             }
             Prompt::Box { name } => {
                 let b = Array2::from_shape_vec((1, 4), corners.to_vec())
                     .map_err(|e| RuntimeError::run(&path, e))?;
-                inputs.push((name.clone(), f32_tensor(b).map_err(err)?));
+                inputs.push((name.clone(), f32_tensor(b)));
             }
         }
         if let Some((name, dims)) = &self.mask_input {
             inputs.push((
                 name.clone(),
-                f32_tensor(ArrayD::<f32>::zeros(dims.as_slice())).map_err(err)?,
+                f32_tensor(ArrayD::<f32>::zeros(dims.as_slice())),
             ));
         }
         if let Some(name) = &self.has_mask_input {
             inputs.push((
                 name.clone(),
-                f32_tensor(ndarray::arr1(&[0.0f32])).map_err(err)?,
+                f32_tensor(ndarray::arr1(&[0.0f32])),
             ));
         }
         if let Some(name) = &self.orig_im_size {
@@ -185,7 +184,7 @@ impl OnnxSegmenter {
                 transform.original_height as f32,
                 transform.original_width as f32,
             ]);
-            inputs.push((name.clone(), f32_tensor(size).map_err(err)?));
+            inputs.push((name.clone(), f32_tensor(size)));
         }
         let masks = self.masks.clone();
         Ok(run_f32(&mut self.decoder, inputs, &[&masks])?.remove(0))
@@ -273,9 +272,7 @@ impl Segmenter for OnnxSegmenter {
         if !reusable {
             let (pixels, transform) = image_to_tensor(image, &self.preprocess);
             let embeddings = {
-                let path = self.encoder.path.clone();
-                let tensor = f32_tensor(pixels)
-                    .map_err(|e| run_failed(tweet, RuntimeError::run(&path, e)))?;
+                let tensor = f32_tensor(pixels);
                 let name = self.embeddings_out.clone();
                 run_f32(
                     &mut self.encoder,

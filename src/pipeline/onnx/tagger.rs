@@ -6,7 +6,8 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use super::tagging::{decode_spans, viterbi};
+use super::crf::viterbi;
+use crate::data::tags::decode_chunks;
 use super::text::TextEncoder;
 use super::{int_tensor, require_f32_output, run_f32, run_failed, tensor_name};
 use crate::data::model::{Entity, Tweet};
@@ -111,28 +112,20 @@ impl OnnxTagger {
         let ids = Array2::from_shape_vec((1, len), encoding.ids.clone()).map_err(|e| {
             StageError::item(&tweet.id, None, e.to_string(), "internal shape error")
         })?;
-        let tensor_err = |e: ort::Error| {
-            StageError::item(
-                &tweet.id,
-                None,
-                format!("building input tensors: {e}"),
-                "internal error",
-            )
-        };
         let mut inputs = vec![(
             self.input_ids.0.clone(),
-            int_tensor(ids, self.input_ids.1).map_err(tensor_err)?,
+            int_tensor(ids, self.input_ids.1),
         )];
         if let Some((name, dtype)) = &self.attention_mask {
             inputs.push((
                 name.clone(),
-                int_tensor(Array2::ones((1, len)), *dtype).map_err(tensor_err)?,
+                int_tensor(Array2::ones((1, len)), *dtype),
             ));
         }
         if let Some((name, dtype)) = &self.token_type_ids {
             inputs.push((
                 name.clone(),
-                int_tensor(Array2::zeros((1, len)), *dtype).map_err(tensor_err)?,
+                int_tensor(Array2::zeros((1, len)), *dtype),
             ));
         }
         let logits = run_f32(&mut self.session, inputs, &[&self.logits])
@@ -200,7 +193,7 @@ impl Tagger for OnnxTagger {
             ));
         };
         let labels = self.tag_words(tweet, words)?;
-        Ok(decode_spans(&labels)
+        Ok(decode_chunks(&labels)
             .into_iter()
             .map(|span| Entity {
                 text: words[span.start..span.end].join(" "),

@@ -1,0 +1,54 @@
+//! The ground floor of the pipeline's vocabulary: which stages exist ([`Stage`]) and which
+//! implementation a variant runs for each ([`StageKind`]). These names are a contract (suites,
+//! `results.json`'s `stages` object), and every module may import them; this module must not
+//! import anything above it.
+
+use serde::{Deserialize, Serialize};
+
+/// The five stages, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Tagger,
+    Reformulator,
+    Entailer,
+    Grounder,
+    Segmenter,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Tagger,
+        Stage::Reformulator,
+        Stage::Entailer,
+        Stage::Grounder,
+        Stage::Segmenter,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Tagger => "tagger",
+            Stage::Reformulator => "reformulator",
+            Stage::Entailer => "entailer",
+            Stage::Grounder => "grounder",
+            Stage::Segmenter => "segmenter",
+        }
+    }
+}
+
+/// Which implementation a stage runs (the `stages` object of results.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageKind {
+    /// A real ONNX model through ort.
+    Onnx,
+    /// A real LLM behind an OpenAI-compatible endpoint.
+    Llm,
+    /// Outputs recorded in files (e.g. the seed's released VE file).
+    Replay,
+    /// Derived from gold (upper bounds).
+    Oracle,
+    /// Switched off (ablation).
+    Off,
+    /// Segmenter only: the filled box is the mask.
+    Box,
+}
