@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use riveg_bench::pipeline::backends::DefaultBackends;
-use riveg_bench::pipeline::runner::{run_suite, DevicePreference, RunOptions};
-use riveg_bench::pipeline::suite::Suite;
+use riveg_bench::pipeline::DevicePreference;
+use riveg_bench::run::{run_plan, RunPlan, RunRequest, Suite};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -22,16 +22,24 @@ fn smoke(only: Option<&str>) -> Suite {
     suite
 }
 
-fn run(suite: &Suite, out: &Path, cache: Option<&Path>) {
-    let opts = RunOptions {
+/// One run of `suite` (results.json, predictions and summary.md written; no figures, which the
+/// CLI's `report` renders and which are not pipeline work).
+fn run_with(suite: &Suite, out: &Path, cache: Option<&Path>, device: DevicePreference) {
+    let req = RunRequest {
         out_dir: Some(out.to_path_buf()),
-        device: DevicePreference::Cpu,
+        device,
         cache_dir: cache.map(Path::to_path_buf),
         no_disk_cache: cache.is_none(),
-        ..RunOptions::default()
+        ..RunRequest::default()
     };
-    let mut backends = DefaultBackends::new(DevicePreference::Cpu, cache.map(Path::to_path_buf));
-    run_suite(suite, &opts, &mut backends).expect("smoke run");
+    let mut plan = RunPlan::for_suite(suite.clone(), req).expect("plan");
+    plan.report.figures = false;
+    let mut backends = DefaultBackends::new(plan.backend_config());
+    run_plan(&plan, &mut backends).expect("suite run");
+}
+
+fn run(suite: &Suite, out: &Path, cache: Option<&Path>) {
+    run_with(suite, out, cache, DevicePreference::Cpu)
 }
 
 fn matrix(c: &mut Criterion) {
@@ -84,16 +92,7 @@ fn real_suite(c: &mut Criterion) {
     let mut g = c.benchmark_group("real_suite");
     g.sample_size(10);
     g.bench_function(suite.file.name.clone(), |b| {
-        b.iter(|| {
-            let opts = RunOptions {
-                out_dir: Some(tmp.path().join("run")),
-                device,
-                no_disk_cache: true,
-                ..RunOptions::default()
-            };
-            let mut backends = DefaultBackends::new(device, None);
-            run_suite(&suite, &opts, &mut backends).expect("suite run")
-        })
+        b.iter(|| run_with(&suite, &tmp.path().join("run"), None, device))
     });
     g.finish();
 }

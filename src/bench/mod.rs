@@ -58,12 +58,6 @@ impl LatencyRecorder {
         self.cached += 1;
     }
 
-    pub fn merge(&mut self, other: &LatencyRecorder) {
-        self.seen += other.seen;
-        self.cached += other.cached;
-        self.samples_ms.extend_from_slice(&other.samples_ms);
-    }
-
     pub fn summary(&self) -> StageTiming {
         let mut s = summarize(&self.samples_ms);
         s.cached = self.cached;

@@ -13,10 +13,9 @@ use crate::data::tags::Scheme;
 use crate::data::{jsonl, Dataset, ReadOutput};
 use crate::metrics::{evaluate, EvalOptions, Protocol};
 use crate::pipeline::backends::DefaultBackends;
-use crate::pipeline::runner::{run_suite, DevicePreference, RunOptions};
-use crate::pipeline::shard::ShardSpec;
-use crate::pipeline::suite::{OnError, Suite};
-use crate::results::RunResults;
+use crate::pipeline::{DevicePreference, OnError};
+use crate::results::{RunDir, RunResults};
+use crate::run::{RunPlan, RunRequest, ShardSpec};
 
 /// Exit codes (documented in the README).
 pub mod exit {
@@ -325,8 +324,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         Command::Report(args) => {
-            let results = RunResults::load_with_samples(&args.run_dir)?;
-            let written = write_report(&args.run_dir, &results, args.criterion_dir.clone())?;
+            let run_dir = RunDir::open(&args.run_dir);
+            let results = run_dir.load_results_with_samples()?;
+            let written = write_report(&run_dir, &results, args.criterion_dir.clone())?;
             for p in written {
                 eprintln!("wrote {}", p.display());
             }
@@ -484,45 +484,24 @@ fn save_eval_baseline(
     args: &EvalArgs,
     name: &str,
 ) -> anyhow::Result<PathBuf> {
-    use crate::pipeline::runner::{per_tweet_of, score_variant};
-    use crate::pipeline::stages::StageKind;
-    use crate::pipeline::suite::VariantSpec;
-    let spec = VariantSpec {
-        name: "eval".into(),
-        description: format!(
+    let (results, per_tweet) = crate::run::eval_run(
+        gold,
+        pred,
+        opts,
+        format!(
             "eval of {} against {}",
             args.pred.display(),
             args.gold.display()
         ),
-        tagger: StageKind::Replay,
-        reformulator: StageKind::Replay,
-        entailer: StageKind::Replay,
-        grounder: StageKind::Replay,
-        segmenter: StageKind::Off,
-    };
-    let variant = score_variant(&spec, gold, pred, opts);
-    let tmp = std::env::temp_dir().join(format!("riveg-bench-eval-{}", std::process::id()));
-    let results = RunResults {
-        suite: "eval".into(),
-        run_id: format!("eval-{name}"),
-        meta: crate::results::RunMeta {
-            tool_version: env!("CARGO_PKG_VERSION").into(),
-            gold: vec![args.gold.display().to_string()],
-            ..Default::default()
-        },
-        variants: vec![variant.clone()],
-    };
-    crate::io_util::write_atomic(
-        &tmp.join("results.json"),
-        serde_json::to_string_pretty(&results)?.as_bytes(),
-    )?;
-    crate::io_util::write_atomic(
-        &tmp.join("per_tweet/eval.json"),
-        serde_json::to_string(&per_tweet_of(&variant))?.as_bytes(),
-    )?;
-    let saved = crate::compare::save_baseline(&tmp, name)?;
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(saved)
+        args.gold.display().to_string(),
+        format!("eval-{name}"),
+    );
+    Ok(crate::compare::saved::save_results(
+        name,
+        &results,
+        &per_tweet,
+        &format!("eval --pred {}", args.pred.display()),
+    )?)
 }
 
 /// Warns when predicted tweets have ids the gold lacks: their entities all count as spurious, and
@@ -547,7 +526,7 @@ fn warn_unaligned(gold: &Dataset, pred: &Dataset, pred_path: &Path) {
 }
 
 fn write_report(
-    run_dir: &Path,
+    run_dir: &RunDir,
     results: &RunResults,
     criterion_dir: Option<PathBuf>,
 ) -> anyhow::Result<Vec<PathBuf>> {
@@ -555,7 +534,8 @@ fn write_report(
         criterion_dir,
         ..Default::default()
     };
-    Ok(crate::report::write_run_report(run_dir, results, &opts)?)
+    let files = crate::report::render_run_report(results, &opts)?;
+    Ok(run_dir.write_files(files)?)
 }
 
 fn compare_cmd(args: CompareArgs) -> anyhow::Result<i32> {
@@ -600,60 +580,39 @@ fn print_results(
 }
 
 fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
-    let mut suite = match &args.suite {
-        Some(p) => Suite::load(p)?,
-        None => Suite::default_suite()?,
-    };
-    if !args.variants.is_empty() {
-        let known: Vec<&str> = suite
-            .file
-            .variants
-            .iter()
-            .map(|v| v.name.as_str())
-            .collect();
-        if let Some(bad) = args.variants.iter().find(|n| !known.contains(&n.as_str())) {
-            anyhow::bail!(
-                "no variant named {bad:?} in suite {:?}\n  hint: it has: {}",
-                suite.file.name,
-                known.join(", ")
-            );
-        }
-        suite
-            .file
-            .variants
-            .retain(|v| args.variants.contains(&v.name));
-    }
-    let opts = RunOptions {
+    let plan = RunPlan::resolve(RunRequest {
+        suite: args.suite.clone(),
+        variants: args.variants.clone(),
         out_dir: args.out.clone(),
         shard: args.shard,
         device: args.device,
         on_error: args.on_error,
         cache_dir: args.cache_dir.clone(),
         no_disk_cache: args.no_cache,
+        ort_library: args.ort_lib.clone(),
         progress: true,
-    };
+        criterion_dir: args.criterion_dir.clone(),
+    })?;
     eprintln!(
         "running suite {:?} ({}), {} variants",
-        suite.file.name,
-        suite.origin,
-        suite.file.variants.len()
+        plan.suite.file.name,
+        plan.suite.origin,
+        plan.suite.file.variants.len()
     );
-    let mut backends = DefaultBackends::new(args.device, opts.disk_cache_dir(&suite));
-    backends.ort_library = args.ort_lib.clone();
-    let out = run_suite(&suite, &opts, &mut backends)?;
+    let mut backends = DefaultBackends::new(plan.backend_config());
+    let out = crate::run::run_plan(&plan, &mut backends)?;
     for w in &out.warnings {
         eprintln!("{w}");
     }
-    write_report(&out.run_dir, &out.results, args.criterion_dir.clone())?;
-    print_results(&out.results, &out.run_dir, args.format)?;
+    print_results(&out.results, out.run_dir.path(), args.format)?;
     if let Some(name) = &args.save_baseline {
-        let dir = crate::compare::save_baseline(&out.run_dir, name)?;
+        let dir = crate::compare::save_baseline(out.run_dir.path(), name)?;
         eprintln!("saved baseline {name:?} in {}", dir.display());
     }
     if let Some(name) = &args.baseline {
         use crate::compare::{compare, render, CompareOptions, Side};
         let base = Side::saved(name)?;
-        let new = Side::from_run_dir(&out.run_dir)?;
+        let new = Side::from_results(out.run_dir.path(), out.results, out.per_tweet);
         let c = compare(&base, &new, &CompareOptions::default())?;
         eprint!("{}", render::render_human(&c));
         return Ok(c.exit_code);
@@ -662,8 +621,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 fn merge_cmd(args: MergeArgs) -> anyhow::Result<i32> {
-    let merged = crate::pipeline::merge::merge_shards(&args.shard_dirs, &args.out)?;
-    write_report(&args.out, &merged, None)?;
-    print_results(&merged, &args.out, args.format)?;
+    let merged = crate::run::merge::merge_shards(&args.shard_dirs, &args.out)?;
+    print_results(&merged.results, &args.out, args.format)?;
     Ok(exit::OK)
 }

@@ -53,4 +53,7 @@ pub enum CompareError {
 
     #[error("{what}\n  hint: {hint}")]
     Invalid { what: String, hint: String },
+
+    #[error(transparent)]
+    RunDir(#[from] crate::results::RunDirError),
 }

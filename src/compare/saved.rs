@@ -3,6 +3,7 @@
 //! plus `baseline.json` saying where it came from. Like criterion's `--save-baseline`: saving the
 //! same name again replaces it. This module must not compare anything.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::error::CompareError;
 use super::side::{load_per_tweet, load_results, RunOrigin, RunSide, Side};
 use crate::io_util::write_atomic;
+use crate::results::{RunDir, RunResults, VariantPerTweet};
 
 /// Environment variable that moves the saved-baseline directory.
 pub const BASELINE_DIR_ENV: &str = "RIVEG_BENCH_BASELINE_DIR";
@@ -63,54 +65,92 @@ pub fn save_baseline_in(root: &Path, run_dir: &Path, name: &str) -> Result<PathB
     check_name(name)?;
     let results = load_results(run_dir, &format!("run {}", run_dir.display()))?;
     let per_tweet = load_per_tweet(run_dir, &results)?;
-    let dest = root.join(name);
-    let io = |p: &Path, e: std::io::Error| CompareError::Io {
+    // results.json is copied byte for byte: fields this version does not know survive.
+    let src = RunDir::open(run_dir).results_path();
+    let bytes = std::fs::read(&src).map_err(|e| io_error(root, &src, e))?;
+    write_baseline(
+        root,
+        name,
+        &bytes,
+        &results,
+        &per_tweet,
+        &run_dir.display().to_string(),
+    )
+}
+
+/// Saves results held in memory (e.g. `eval --save-baseline`) as baseline `name` under `root`.
+pub fn save_results_in(
+    root: &Path,
+    name: &str,
+    results: &RunResults,
+    per_tweet: &BTreeMap<String, VariantPerTweet>,
+    saved_from: &str,
+) -> Result<PathBuf, CompareError> {
+    check_name(name)?;
+    let mut json = serde_json::to_string_pretty(results).map_err(|e| CompareError::Invalid {
+        what: format!("cannot serialise results.json: {e}"),
+        hint: "this is a bug; please report it".into(),
+    })?;
+    json.push('\n');
+    write_baseline(root, name, json.as_bytes(), results, per_tweet, saved_from)
+}
+
+/// [`save_results_in`] under [`saved_root`].
+pub fn save_results(
+    name: &str,
+    results: &RunResults,
+    per_tweet: &BTreeMap<String, VariantPerTweet>,
+    saved_from: &str,
+) -> Result<PathBuf, CompareError> {
+    save_results_in(&saved_root(), name, results, per_tweet, saved_from)
+}
+
+fn io_error(root: &Path, p: &Path, e: std::io::Error) -> CompareError {
+    CompareError::Io {
         path: p.display().to_string(),
         why: e.to_string(),
         hint: format!(
             "check that {} is writable, or set {BASELINE_DIR_ENV}",
             root.display()
         ),
-    };
+    }
+}
+
+/// Writes a baseline folder: results.json (these bytes), per_tweet/<variant>.json, baseline.json.
+fn write_baseline(
+    root: &Path,
+    name: &str,
+    results_bytes: &[u8],
+    results: &RunResults,
+    per_tweet: &BTreeMap<String, VariantPerTweet>,
+    saved_from: &str,
+) -> Result<PathBuf, CompareError> {
+    let dest = RunDir::new(root.join(name));
+    let io = |p: &Path, e: std::io::Error| io_error(root, p, e);
     // Stale per-tweet files of an earlier save under the same name would pair with the wrong run.
-    let pt_dir = dest.join("per_tweet");
+    let pt_dir = dest.path().join("per_tweet");
     if pt_dir.is_dir() {
         std::fs::remove_dir_all(&pt_dir).map_err(|e| io(&pt_dir, e))?;
     }
-    // results.json is copied byte for byte: fields this version does not know survive.
-    let src = if run_dir.is_dir() {
-        run_dir.join("results.json")
-    } else {
-        run_dir.to_path_buf()
-    };
-    let bytes = std::fs::read(&src).map_err(|e| io(&src, e))?;
-    let results_path = dest.join("results.json");
-    write_atomic(&results_path, &bytes).map_err(|e| io(&results_path, e))?;
-    let src_dir = if run_dir.is_dir() {
-        run_dir
-    } else {
-        run_dir.parent().unwrap_or(Path::new("."))
-    };
-    for variant in per_tweet.keys() {
-        let from = src_dir.join("per_tweet").join(format!("{variant}.json"));
-        let to = pt_dir.join(format!("{variant}.json"));
-        let b = std::fs::read(&from).map_err(|e| io(&from, e))?;
-        write_atomic(&to, &b).map_err(|e| io(&to, e))?;
+    let results_path = dest.results_path();
+    write_atomic(&results_path, results_bytes).map_err(|e| io(&results_path, e))?;
+    for (variant, pt) in per_tweet {
+        dest.write_per_tweet(variant, pt)?;
     }
     let info = SavedBaselineInfo {
         name: name.to_string(),
-        saved_from: run_dir.display().to_string(),
+        saved_from: saved_from.to_string(),
         suite: results.suite.clone(),
         run_id: results.run_id.clone(),
         variants_with_per_tweet: per_tweet.keys().cloned().collect(),
     };
-    let info_path = dest.join("baseline.json");
+    let info_path = dest.path().join("baseline.json");
     let json = serde_json::to_string_pretty(&info).map_err(|e| CompareError::Invalid {
         what: format!("cannot serialise baseline.json: {e}"),
         hint: "this is a bug; please report it".into(),
     })?;
     write_atomic(&info_path, json.as_bytes()).map_err(|e| io(&info_path, e))?;
-    Ok(dest)
+    Ok(dest.path().to_path_buf())
 }
 
 /// Loads saved baseline `name` from [`saved_root`].
@@ -143,17 +183,4 @@ pub fn load_saved_in(root: &Path, name: &str) -> Result<Side, CompareError> {
         results,
         per_tweet,
     })))
-}
-
-/// Names of the saved baselines under `root`, sorted.
-pub fn list_saved_in(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("results.json").is_file())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::baselines::{find_published, published_slugs, PublishedRow, PublishedTable};
 use super::error::CompareError;
 use super::saved;
-use crate::results::{RunResults, VariantPerTweet};
+use crate::results::{RunDir, RunResults, VariantPerTweet};
 
 /// Where a run side came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,6 +45,21 @@ pub enum Side {
 }
 
 impl Side {
+    /// A run held in memory (e.g. the run `run --baseline` just made), without re-reading it.
+    pub fn from_results(
+        dir: &Path,
+        results: RunResults,
+        per_tweet: BTreeMap<String, VariantPerTweet>,
+    ) -> Side {
+        Side::Run(Box::new(RunSide {
+            origin: RunOrigin::Run {
+                dir: dir.to_path_buf(),
+            },
+            results,
+            per_tweet,
+        }))
+    }
+
     /// Loads `results.json` and every `per_tweet/<variant>.json` of a run directory.
     pub fn from_run_dir(dir: &Path) -> Result<Side, CompareError> {
         let results = load_results(dir, &format!("run {}", dir.display()))?;
@@ -141,31 +156,17 @@ pub(crate) fn load_results(dir: &Path, what: &str) -> Result<RunResults, Compare
 }
 
 /// `per_tweet/<variant>.json` of every variant: a missing file means "no paired test" (a note
-/// later); an unreadable one is an error.
+/// later); an unreadable one is an error (the [`RunDir`] policy).
 pub(crate) fn load_per_tweet(
     dir: &Path,
     results: &RunResults,
 ) -> Result<BTreeMap<String, VariantPerTweet>, CompareError> {
+    let run = RunDir::open(dir);
     let mut out = BTreeMap::new();
     for v in &results.variants {
-        let p = dir.join("per_tweet").join(format!("{}.json", v.name));
-        let text = match std::fs::read_to_string(&p) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(CompareError::Io {
-                    path: p.display().to_string(),
-                    why: e.to_string(),
-                    hint: "check the file's permissions".into(),
-                })
-            }
-        };
-        let pt: VariantPerTweet = serde_json::from_str(&text).map_err(|e| CompareError::Io {
-            path: p.display().to_string(),
-            why: format!("not per-tweet counts: {e}"),
-            hint: "per_tweet/<variant>.json is written by `riveg-bench run`; delete it to compare without a significance test".into(),
-        })?;
-        out.insert(v.name.clone(), pt);
+        if let Some(pt) = run.load_per_tweet(&v.name)? {
+            out.insert(v.name.clone(), pt);
+        }
     }
     Ok(out)
 }

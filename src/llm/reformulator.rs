@@ -16,7 +16,6 @@ use super::client::{ChatMessage, LlmClient, LlmConfig, LlmStats};
 use super::error::{Item, LlmError};
 use super::prompt::{parse_expansion, tweet_text, PromptTemplate};
 use crate::data::model::{Entity, Tweet};
-use crate::pipeline::stages::{Reformulator, StageError, StageKind};
 
 /// One entity's request.
 struct Job<'a> {
@@ -247,19 +246,5 @@ impl LlmReformulator {
             replies[slot] = Some(reply);
         }
         replies
-    }
-}
-
-impl Reformulator for LlmReformulator {
-    fn kind(&self) -> StageKind {
-        StageKind::Llm
-    }
-
-    fn reformulate(
-        &mut self,
-        tweet: &Tweet,
-        entities: &[Entity],
-    ) -> Result<Vec<String>, StageError> {
-        Ok(self.reformulate_entities(tweet, entities)?)
     }
 }

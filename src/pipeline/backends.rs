@@ -1,25 +1,36 @@
 //! The default [`BackendFactory`]: ONNX stages through `crate::runtime` and the LLM reformulator
-//! through `crate::llm`, built from the suite's `[models]` manifests and `[llm]` section.
+//! through `crate::llm`, built from the manifests and `[llm]` section a plan resolved
+//! ([`BackendConfig`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::llm::{Behaviour, LlmConfig, LlmReformulator, MockServer, PromptTemplate};
 use crate::pipeline::onnx::{OnnxEntailer, OnnxGrounder, OnnxSegmenter, OnnxTagger};
-use crate::pipeline::stages::Stage;
-use crate::runtime::{self, Device, ModelManifest, OrtRuntime, SessionConfig};
+use crate::runtime::{self, Device, ModelManifest, OrtRuntime, RuntimeError, SessionConfig};
+use crate::stage::{Stage, StageKind};
 
-use super::runner::{BackendFactory, DevicePreference};
-use super::stages::{Entailer, Grounder, Reformulator, Segmenter, Tagger};
-use super::suite::Suite;
+use super::config::{DevicePreference, LlmSection};
+use super::slots::{AnyStage, BackendFactory, BuildError};
 
-/// Builds real stages on demand.
-pub struct DefaultBackends {
+/// What the real stages are built from (paths already resolved by the plan).
+#[derive(Debug, Clone, Default)]
+pub struct BackendConfig {
     pub device: DevicePreference,
     /// An explicit ONNX Runtime library (`--ort-lib`); else ORT_DYLIB_PATH or .venv.
     pub ort_library: Option<PathBuf>,
     /// Folder for the LLM response cache (`<cache>/llm`); `None`: no response cache.
     pub cache_dir: Option<PathBuf>,
+    /// Stage → model manifest.
+    pub models: BTreeMap<Stage, PathBuf>,
+    pub llm: Option<LlmSection>,
+    /// Where a prompt given as a relative path resolves from (the suite's base folder).
+    pub base_dir: PathBuf,
+}
+
+/// Builds real stages on demand.
+pub struct DefaultBackends {
+    config: BackendConfig,
     provider: Option<String>,
     hashes: BTreeMap<String, String>,
     /// The mock LLM server a suite with `start_mock = true` runs against (stopped on drop).
@@ -27,24 +38,23 @@ pub struct DefaultBackends {
 }
 
 impl DefaultBackends {
-    pub fn new(device: DevicePreference, cache_dir: Option<PathBuf>) -> Self {
+    pub fn new(config: BackendConfig) -> Self {
         DefaultBackends {
-            device,
-            ort_library: None,
-            cache_dir,
+            config,
             provider: None,
             hashes: BTreeMap::new(),
             mock: None,
         }
     }
 
-    fn runtime(&self) -> Result<&'static OrtRuntime, String> {
-        runtime::init(self.ort_library.as_deref()).map_err(|e| e.to_string())
+    fn runtime(&self, stage: Stage) -> Result<&'static OrtRuntime, BuildError> {
+        runtime::init(self.config.ort_library.as_deref())
+            .map_err(|source| BuildError::Runtime { stage, source })
     }
 
     fn session_config(&self) -> SessionConfig {
         SessionConfig {
-            device: match self.device {
+            device: match self.config.device {
                 DevicePreference::Cpu => Device::Cpu,
                 DevicePreference::Cuda => Device::Cuda,
                 DevicePreference::Auto => Device::Auto,
@@ -56,15 +66,25 @@ impl DefaultBackends {
     /// Loads a stage's manifest (hashes verified), records its model hashes and returns it with
     /// the cache fingerprint: the sha256 of the manifest text, which names every model's sha256
     /// and all preprocessing and label settings.
-    fn manifest(&mut self, suite: &Suite, stage: Stage) -> Result<(ModelManifest, String), String> {
-        let path = suite
-            .file
+    fn manifest(&mut self, stage: Stage) -> Result<(ModelManifest, String), BuildError> {
+        let path = self
+            .config
             .models
             .get(&stage)
-            .map(|p| suite.resolve(p))
-            .ok_or_else(|| format!("[models] has no {} manifest", stage.name()))?;
-        let manifest = ModelManifest::load(&path).map_err(|e| e.to_string())?;
-        let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            .cloned()
+            .ok_or(BuildError::NoManifest {
+                stage,
+                kind: StageKind::Onnx,
+            })?;
+        let runtime_err = |source| BuildError::Runtime { stage, source };
+        let manifest = ModelManifest::load(&path).map_err(runtime_err)?;
+        let text = std::fs::read(&path).map_err(|e| {
+            runtime_err(RuntimeError::ManifestRead {
+                path: path.clone(),
+                why: e.to_string(),
+                hint: "check the [models] path of the suite".into(),
+            })
+        })?;
         let fingerprint = format!(
             "onnx|{}",
             super::cache::hex(&<sha2::Sha256 as sha2::Digest>::digest(&text))
@@ -90,13 +110,13 @@ impl DefaultBackends {
         }
     }
 
-    /// The LLM client configuration of a suite (starting the mock server when it asks for one).
-    fn llm_config(&mut self, suite: &Suite) -> Result<LlmConfig, String> {
-        let section = suite
-            .file
-            .llm
-            .as_ref()
-            .ok_or("the suite has no [llm] section")?;
+    /// The LLM client configuration (starting the mock server when the suite asks for one).
+    fn llm_config(&mut self, stage: Stage) -> Result<LlmConfig, BuildError> {
+        let section = self.config.llm.clone().ok_or_else(|| BuildError::Config {
+            stage,
+            what: "the suite has no [llm] section".into(),
+            hint: "add [llm] with base_url and model (or start_mock = true for a dry run)".into(),
+        })?;
         let mut config = LlmConfig::for_base_url(section.base_url.clone());
         config.model = section.model.clone();
         config.api_key_env = section.api_key_env.clone();
@@ -111,8 +131,13 @@ impl DefaultBackends {
         }
         if section.start_mock {
             if self.mock.is_none() {
-                let server = MockServer::start(Behaviour::Echo)
-                    .map_err(|e| format!("cannot start the mock LLM server: {e}"))?;
+                let server =
+                    MockServer::start(Behaviour::Echo).map_err(|e| BuildError::Config {
+                        stage,
+                        what: format!("cannot start the mock LLM server: {e}"),
+                        hint: "the mock listens on a free loopback port; check that loopback works"
+                            .into(),
+                    })?;
                 log::info!("mock LLM server on {}", server.base_url());
                 self.mock = Some(server);
             }
@@ -124,28 +149,23 @@ impl DefaultBackends {
         }
         Ok(config)
     }
-}
 
-impl BackendFactory for DefaultBackends {
-    fn tagger(&mut self, suite: &Suite) -> Result<(Box<dyn Tagger>, String), String> {
-        let (manifest, fp) = self.manifest(suite, Stage::Tagger)?;
-        let t = OnnxTagger::from_manifest(self.runtime()?, &manifest, &self.session_config())
-            .map_err(|e| e.to_string())?;
-        self.note_provider(t.provider());
-        Ok((Box::new(t), fp))
-    }
-    fn reformulator(&mut self, suite: &Suite) -> Result<(Box<dyn Reformulator>, String), String> {
-        let config = self.llm_config(suite)?;
-        let prompt = suite
-            .file
+    fn reformulator(&mut self) -> Result<(AnyStage, String), BuildError> {
+        let stage = Stage::Reformulator;
+        let config = self.llm_config(stage)?;
+        let prompt = self
+            .config
             .llm
             .as_ref()
             .and_then(|l| l.prompt.clone())
             .unwrap_or_else(|| "reformulate-v1".to_string());
-        let prompt_path = suite.resolve(std::path::Path::new(&prompt));
         let template = match PromptTemplate::builtin(&prompt) {
             Some(t) => t,
-            None => PromptTemplate::from_file(&prompt_path).map_err(|e| e.to_string())?,
+            None => {
+                let path = resolve(&self.config.base_dir, Path::new(&prompt));
+                PromptTemplate::from_file(&path)
+                    .map_err(|source| BuildError::Llm { stage, source })?
+            }
         };
         let fingerprint = format!(
             "llm|{}|{}|{}|{}",
@@ -154,31 +174,69 @@ impl BackendFactory for DefaultBackends {
             config.temperature,
             config.max_tokens
         );
-        let cache = self.cache_dir.as_ref().map(|d| d.join("llm"));
-        let r =
-            LlmReformulator::new(config, template, cache.as_deref()).map_err(|e| e.to_string())?;
-        Ok((Box::new(r), fingerprint))
+        let cache = self.config.cache_dir.as_ref().map(|d| d.join("llm"));
+        let r = LlmReformulator::new(config, template, cache.as_deref())
+            .map_err(|source| BuildError::Llm { stage, source })?;
+        Ok((AnyStage::Reformulator(Box::new(r)), fingerprint))
     }
-    fn entailer(&mut self, suite: &Suite) -> Result<(Box<dyn Entailer>, String), String> {
-        let (manifest, fp) = self.manifest(suite, Stage::Entailer)?;
-        let e = OnnxEntailer::from_manifest(self.runtime()?, &manifest, &self.session_config())
-            .map_err(|e| e.to_string())?;
-        self.note_provider(e.provider());
-        Ok((Box::new(e), fp))
+
+    fn onnx(&mut self, stage: Stage) -> Result<(AnyStage, String), BuildError> {
+        let (manifest, fp) = self.manifest(stage)?;
+        let rt = self.runtime(stage)?;
+        let config = self.session_config();
+        let err = |source| BuildError::Runtime { stage, source };
+        let built = match stage {
+            Stage::Tagger => {
+                let t = OnnxTagger::from_manifest(rt, &manifest, &config).map_err(err)?;
+                self.note_provider(t.provider());
+                AnyStage::Tagger(Box::new(t))
+            }
+            Stage::Entailer => {
+                let e = OnnxEntailer::from_manifest(rt, &manifest, &config).map_err(err)?;
+                self.note_provider(e.provider());
+                AnyStage::Entailer(Box::new(e))
+            }
+            Stage::Grounder => {
+                let g = OnnxGrounder::from_manifest(rt, &manifest, &config).map_err(err)?;
+                self.note_provider(g.provider());
+                AnyStage::Grounder(Box::new(g))
+            }
+            Stage::Segmenter => {
+                let s = OnnxSegmenter::from_manifest(rt, &manifest, &config).map_err(err)?;
+                self.note_provider(s.providers().0);
+                AnyStage::Segmenter(Box::new(s))
+            }
+            Stage::Reformulator => {
+                return Err(BuildError::Unsupported {
+                    stage,
+                    kind: StageKind::Onnx,
+                    hint: "the reformulator is an LLM: use llm, replay or off".into(),
+                })
+            }
+        };
+        Ok((built, fp))
     }
-    fn grounder(&mut self, suite: &Suite) -> Result<(Box<dyn Grounder>, String), String> {
-        let (manifest, fp) = self.manifest(suite, Stage::Grounder)?;
-        let g = OnnxGrounder::from_manifest(self.runtime()?, &manifest, &self.session_config())
-            .map_err(|e| e.to_string())?;
-        self.note_provider(g.provider());
-        Ok((Box::new(g), fp))
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
     }
-    fn segmenter(&mut self, suite: &Suite) -> Result<(Box<dyn Segmenter>, String), String> {
-        let (manifest, fp) = self.manifest(suite, Stage::Segmenter)?;
-        let s = OnnxSegmenter::from_manifest(self.runtime()?, &manifest, &self.session_config())
-            .map_err(|e| e.to_string())?;
-        self.note_provider(s.providers().0);
-        Ok((Box::new(s), fp))
+}
+
+impl BackendFactory for DefaultBackends {
+    fn build(&mut self, stage: Stage, kind: StageKind) -> Result<(AnyStage, String), BuildError> {
+        match (stage, kind) {
+            (Stage::Reformulator, StageKind::Llm) => self.reformulator(),
+            (_, StageKind::Onnx) => self.onnx(stage),
+            _ => Err(BuildError::Unsupported {
+                stage,
+                kind,
+                hint: "the default backends build onnx stages and the llm reformulator".into(),
+            }),
+        }
     }
     fn execution_provider(&self) -> Option<String> {
         self.provider.clone()

@@ -1,14 +1,19 @@
-//! The RiVEG pipeline: stage traits and their implementations, suites, the variant matrix, the
-//! stage cache and shards. Must not score or format output (the runner calls the metrics core
-//! and hands results to the report writer).
+//! The RiVEG pipeline: one trait per stage ([`stages`]) and their implementations (ONNX in
+//! [`onnx`], LLM adapters in [`llm_stages`], replay / oracle in [`recorded`]), the generic stage
+//! slots ([`slots`]), the stage cache ([`cache`]) and the executor ([`execute`]) that runs a
+//! variant matrix over tweets. Must not score, format output or write run directories: that is
+//! `crate::run`.
 
 pub mod backends;
 pub mod cache;
-pub mod merge;
+pub mod config;
+pub mod execute;
+pub mod llm_stages;
 pub mod onnx;
 pub mod recorded;
-pub mod runner;
-pub mod shard;
-pub mod sources;
+pub mod slots;
 pub mod stages;
-pub mod suite;
+
+pub use config::{DevicePreference, LlmSection, OnError, ReplayMissing, VariantSpec};
+pub use execute::{execute, ExecError, ExecObserver, ExecSettings, VariantOutput};
+pub use slots::{AnyStage, BackendFactory, BuildError, Recordings, StageSet};

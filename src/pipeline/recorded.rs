@@ -10,10 +10,12 @@ use std::sync::Arc;
 use crate::data::model::{Dataset, Entity, Tweet};
 use crate::geometry::{BBox, CocoRle};
 
+use super::config::ReplayMissing;
+use super::slots::{AnyStage, BuildError, Recordings};
 use super::stages::{
     Entailer, Grounder, Grounding, Reformulator, StageError, StageKind, Tagger, TweetInput,
 };
-use super::suite::ReplayMissing;
+use crate::stage::Stage;
 
 /// Entities of a dataset by tweet id, in order.
 #[derive(Debug, Default)]
@@ -345,4 +347,51 @@ pub fn gold_mask_size(gold: &EntityIndex, tweet_id: &str) -> Option<[u32; 2]> {
         .flat_map(|e| e.masks.iter())
         .map(|m: &CocoRle| m.size)
         .next()
+}
+
+/// Builds the recorded implementation of `stage` for `kind` (replay from the recording, oracle
+/// from gold); `None` when `kind` is not a recorded kind, or this stage has no recorded form.
+pub fn build_recorded(
+    stage: Stage,
+    kind: StageKind,
+    from: &Recordings,
+) -> Option<Result<AnyStage, BuildError>> {
+    let missing = from.replay_missing;
+    let gold = || from.gold.clone();
+    let recording = || {
+        from.recording
+            .clone()
+            .ok_or(BuildError::NoRecording { stage })
+    };
+    let built = match (stage, kind) {
+        (Stage::Tagger, StageKind::Replay) => {
+            recording().map(|recording| AnyStage::Tagger(Box::new(ReplayTagger { recording })))
+        }
+        (Stage::Tagger, StageKind::Oracle) => {
+            Ok(AnyStage::Tagger(Box::new(OracleTagger { gold: gold() })))
+        }
+        (Stage::Reformulator, StageKind::Replay) => recording().map(|recording| {
+            AnyStage::Reformulator(Box::new(ReplayReformulator { recording, missing }))
+        }),
+        (Stage::Entailer, StageKind::Replay) => recording()
+            .map(|recording| AnyStage::Entailer(Box::new(ReplayEntailer { recording, missing }))),
+        (Stage::Entailer, StageKind::Oracle) => Ok(AnyStage::Entailer(Box::new(OracleEntailer {
+            gold: gold(),
+        }))),
+        (Stage::Grounder, StageKind::Replay) => recording()
+            .map(|recording| AnyStage::Grounder(Box::new(ReplayGrounder { recording, missing }))),
+        (Stage::Grounder, StageKind::Oracle) => Ok(AnyStage::Grounder(Box::new(OracleGrounder {
+            gold: gold(),
+        }))),
+        (_, StageKind::Replay | StageKind::Oracle) => Err(BuildError::Unsupported {
+            stage,
+            kind,
+            hint: format!(
+                "{} has no recorded form; use onnx, box or off",
+                stage.name()
+            ),
+        }),
+        _ => return None,
+    };
+    Some(built)
 }

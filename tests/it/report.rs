@@ -115,6 +115,7 @@ pub fn variant(
         skipped: 0,
         skipped_items: Vec::new(),
         model_hashes: BTreeMap::new(),
+        replay_missing: 0,
         predictions: format!("predictions/{name}.jsonl"),
         tweets: report.per_tweet.ids.len(),
     }
@@ -124,6 +125,7 @@ pub fn meta() -> RunMeta {
     RunMeta {
         tool_version: "0.1.0".into(),
         git_commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        build_features: Vec::new(),
         started_unix: 1_795_000_000,
         hostname: Some("build-host-17".into()),
         os: "linux x86_64".into(),

@@ -259,14 +259,8 @@ fn decode_locations(
         let flat: Vec<i64> = tokens.iter().flatten().copied().collect();
         let ids = Array2::from_shape_vec((n, t), flat).map_err(|e| RuntimeError::run(&path, e))?;
         let mut inputs = vec![
-            (
-                decoder_ids.0.clone(),
-                int_tensor(ids, decoder_ids.1),
-            ),
-            (
-                hidden_in.to_string(),
-                f32_tensor(hidden.clone()),
-            ),
+            (decoder_ids.0.clone(), int_tensor(ids, decoder_ids.1)),
+            (hidden_in.to_string(), f32_tensor(hidden.clone())),
         ];
         if let Some(((name, dtype), mask)) = encoder_mask {
             inputs.push((name.clone(), int_tensor(mask.clone(), *dtype)));

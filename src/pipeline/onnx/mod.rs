@@ -14,12 +14,12 @@
 //! [`StageError`]s naming the tweet (and entity); load-time failures are
 //! [`RuntimeError`]s naming the file. This module must not score or format output.
 
+pub mod crf;
 mod entailer;
 mod grounder;
 mod query_image;
 mod segmenter;
 mod tagger;
-pub mod crf;
 mod text;
 
 use std::path::Path;

@@ -82,20 +82,11 @@ impl QueryImageInputs {
         let (pixels, transform) = image_to_tensor(image, &self.preprocess);
         let pixels = batch_image(pixels, queries.len(), self.repeat_image);
         let mut inputs = vec![
-            (
-                self.pixel_values.clone(),
-                f32_tensor(pixels),
-            ),
-            (
-                self.input_ids.0.clone(),
-                int_tensor(ids, self.input_ids.1),
-            ),
+            (self.pixel_values.clone(), f32_tensor(pixels)),
+            (self.input_ids.0.clone(), int_tensor(ids, self.input_ids.1)),
         ];
         if let Some((name, dtype)) = &self.attention_mask {
-            inputs.push((
-                name.clone(),
-                int_tensor(mask.clone(), *dtype),
-            ));
+            inputs.push((name.clone(), int_tensor(mask.clone(), *dtype)));
         }
         Ok(Some(QueryBatch {
             inputs,

@@ -148,10 +148,7 @@ impl OnnxSegmenter {
         let (x1, y1) = transform.to_input(bbox.x1(), bbox.y1());
         let (x2, y2) = transform.to_input(bbox.x2(), bbox.y2());
         let corners = [x1, y1, x2, y2].map(|v| v as f32);
-        let mut inputs = vec![(
-            self.embeddings_in.clone(),
-            f32_tensor(embeddings.clone()),
-        )];
+        let mut inputs = vec![(self.embeddings_in.clone(), f32_tensor(embeddings.clone()))];
         match &self.prompt {
             Prompt::CornerPoints { coords, labels } => {
                 let c = Array3::from_shape_vec((1, 2, 2), corners.to_vec())
@@ -174,10 +171,7 @@ impl OnnxSegmenter {
             ));
         }
         if let Some(name) = &self.has_mask_input {
-            inputs.push((
-                name.clone(),
-                f32_tensor(ndarray::arr1(&[0.0f32])),
-            ));
+            inputs.push((name.clone(), f32_tensor(ndarray::arr1(&[0.0f32]))));
         }
         if let Some(name) = &self.orig_im_size {
             let size = ndarray::arr1(&[

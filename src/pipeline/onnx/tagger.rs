@@ -7,10 +7,10 @@ use std::path::Path;
 use ndarray::Array2;
 
 use super::crf::viterbi;
-use crate::data::tags::decode_chunks;
 use super::text::TextEncoder;
 use super::{int_tensor, require_f32_output, run_f32, run_failed, tensor_name};
 use crate::data::model::{Entity, Tweet};
+use crate::data::tags::decode_chunks;
 use crate::pipeline::stages::{Stage, StageError, StageKind, Tagger};
 use crate::runtime::{
     Crf, DType, LoadedSession, ModelManifest, OrtRuntime, Provider, RuntimeError, SessionConfig,
@@ -112,21 +112,12 @@ impl OnnxTagger {
         let ids = Array2::from_shape_vec((1, len), encoding.ids.clone()).map_err(|e| {
             StageError::item(&tweet.id, None, e.to_string(), "internal shape error")
         })?;
-        let mut inputs = vec![(
-            self.input_ids.0.clone(),
-            int_tensor(ids, self.input_ids.1),
-        )];
+        let mut inputs = vec![(self.input_ids.0.clone(), int_tensor(ids, self.input_ids.1))];
         if let Some((name, dtype)) = &self.attention_mask {
-            inputs.push((
-                name.clone(),
-                int_tensor(Array2::ones((1, len)), *dtype),
-            ));
+            inputs.push((name.clone(), int_tensor(Array2::ones((1, len)), *dtype)));
         }
         if let Some((name, dtype)) = &self.token_type_ids {
-            inputs.push((
-                name.clone(),
-                int_tensor(Array2::zeros((1, len)), *dtype),
-            ));
+            inputs.push((name.clone(), int_tensor(Array2::zeros((1, len)), *dtype)));
         }
         let logits = run_f32(&mut self.session, inputs, &[&self.logits])
             .map_err(|e| run_failed(tweet, e))?

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::stages::{Stage, StageKind};
+use crate::pipeline::config::{LlmSection, OnError, ReplayMissing, VariantSpec};
+use crate::stage::{Stage, StageKind};
 
 /// The compiled-in default suite (replays RiVEG's released outputs; no models, images or network).
 pub const DEFAULT_SUITE: &str = include_str!("../../suites/default.toml");
@@ -61,29 +62,6 @@ pub struct DataSection {
     pub limit: Option<usize>,
 }
 
-/// LLM endpoint for the `llm` reformulator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LlmSection {
-    pub base_url: String,
-    pub model: String,
-    /// Name of the environment variable holding the API key (never the key itself).
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Built-in template name (e.g. `reformulate-v1`) or a path to a template file.
-    #[serde(default)]
-    pub prompt: Option<String>,
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    #[serde(default)]
-    pub max_retries: Option<u32>,
-    #[serde(default)]
-    pub max_concurrency: Option<usize>,
-    /// Start `riveg-bench mock-llm` on this loopback address for the run (dry runs, smoke tests).
-    #[serde(default)]
-    pub start_mock: bool,
-}
-
 /// Run-wide settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,48 +106,6 @@ impl Default for Settings {
             warmup: 1,
             replay_missing: ReplayMissing::Error,
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    #[default]
-    Fail,
-    Skip,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReplayMissing {
-    #[default]
-    Error,
-    Negative,
-}
-
-/// One row of the variant matrix as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VariantSpec {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    pub tagger: StageKind,
-    pub reformulator: StageKind,
-    pub entailer: StageKind,
-    pub grounder: StageKind,
-    pub segmenter: StageKind,
-}
-
-impl VariantSpec {
-    pub fn stages(&self) -> BTreeMap<Stage, StageKind> {
-        BTreeMap::from([
-            (Stage::Tagger, self.tagger),
-            (Stage::Reformulator, self.reformulator),
-            (Stage::Entailer, self.entailer),
-            (Stage::Grounder, self.grounder),
-            (Stage::Segmenter, self.segmenter),
-        ])
     }
 }
 
@@ -263,6 +199,13 @@ impl Suite {
     fn validate(&self) -> Result<(), SuiteError> {
         let f = &self.file;
         let o = &self.origin;
+        if !is_plain_name(&f.name) {
+            return Err(invalid(
+                o,
+                format!("suite name {:?} is not a plain name", f.name),
+                "use letters, digits, '-', '_' and '.' (the name becomes part of the run folder's name)",
+            ));
+        }
         if f.variants.is_empty() {
             return Err(invalid(
                 o,
@@ -279,12 +222,7 @@ impl Suite {
                     "variant names must be unique",
                 ));
             }
-            if v.name.is_empty()
-                || !v
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
+            if !is_plain_name(&v.name) {
                 return Err(invalid(
                     o,
                     format!("variant name {:?} is not a plain name", v.name),
@@ -405,6 +343,16 @@ impl Suite {
     }
 }
 
+/// Letters, digits, `-`, `_`, `.`; not empty and not `.`/`..` (safe as a file name).
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,5 +405,33 @@ segmenter = "off"
             .unwrap_err()
             .to_string();
         assert!(err.contains("reformulator cannot be Onnx"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn a_suite_name_that_could_leave_reports_is_rejected() {
+        let text = r#"
+name = "../../etc"
+[data]
+gold = { format = "jsonl", path = "g.jsonl" }
+[[variant]]
+name = "full"
+tagger = "oracle"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+"#;
+        let err = Suite::parse(text, "x.toml".into(), PathBuf::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("suite name \"../../etc\" is not a plain name"),
+            "{err}"
+        );
     }
 }

@@ -12,6 +12,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub mod run_dir;
+pub use run_dir::{LatencySamples, RunDir, RunDirError};
+
 use crate::bench::StageTiming;
 use crate::metrics::eval::{EvalReport, PerTweet};
 use crate::stage::{Stage, StageKind};
@@ -20,8 +23,11 @@ use crate::stage::{Stage, StageKind};
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RunMeta {
     pub tool_version: String,
-    /// `git rev-parse HEAD` of the checkout, when available.
+    /// The git commit the binary was built from (recorded at build time), when known.
     pub git_commit: Option<String>,
+    /// Cargo features the binary was built with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_features: Vec<String>,
     /// Seconds since the Unix epoch at the start of the run.
     pub started_unix: u64,
     pub hostname: Option<String>,
@@ -70,6 +76,10 @@ pub struct VariantResult {
     /// Model id → sha256 of every model file this variant ran.
     #[serde(default)]
     pub model_hashes: BTreeMap<String, String>,
+    /// Replay look-ups (reformulation, VE, VG) that found no recorded answer and got the
+    /// negative one (`settings.replay_missing = "negative"`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replay_missing: usize,
     /// Predictions file, relative to the run directory.
     pub predictions: String,
     /// Tweets scored.
@@ -127,31 +137,11 @@ impl RunResults {
         })
     }
 
-    /// Loads a run directory's results and puts the raw latencies of `latency/<variant>.json`
-    /// back into the timings (results.json keeps only their summary), so a report rewritten
-    /// later draws the same distributions as the one `run` wrote. Missing latency files are
-    /// fine (the report then draws the summary).
-    pub fn load_with_samples(run_dir: &Path) -> Result<RunResults, ResultsError> {
-        let mut results = RunResults::load(run_dir)?;
-        for v in &mut results.variants {
-            let path = run_dir.join("latency").join(format!("{}.json", v.name));
-            let samples: BTreeMap<String, Vec<f64>> = match std::fs::read_to_string(&path) {
-                Ok(text) => serde_json::from_str(&text).map_err(|e| ResultsError::Json {
-                    path: path.display().to_string(),
-                    source: e,
-                })?,
-                Err(_) => continue,
-            };
-            for (stage, timing) in &mut v.timings {
-                if let Some(s) = samples.get(stage) {
-                    timing.samples_ms = s.clone();
-                }
-            }
-        }
-        Ok(results)
-    }
-
     pub fn variant(&self, name: &str) -> Option<&VariantResult> {
         self.variants.iter().find(|v| v.name == name)
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
