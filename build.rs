@@ -12,7 +12,7 @@ fn main() {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|c| !c.is_empty());
-    if let Some(c) = commit {
+    if let Some(c) = &commit {
         println!("cargo:rustc-env=RIVEG_BENCH_GIT_COMMIT={c}");
     }
     let mut features: Vec<String> = std::env::vars()

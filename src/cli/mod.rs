@@ -2,6 +2,7 @@
 //! and output in human or JSON form. Logic a test would want to call lives in the library.
 
 pub mod human;
+pub mod logging;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -29,13 +30,19 @@ pub mod exit {
 #[derive(Debug, Parser)]
 #[command(
     name = "riveg-bench",
-    version,
+    version = crate::run::meta::VERSION_LINE,
     about = "Evaluation and benchmarking harness for grounded multimodal NER (RiVEG pipeline)",
     after_help = "Exit codes: 0 ok, 1 regression found by `compare`, 2 usage or input error."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// More log lines on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Fewer log lines (-q errors only, -qq nothing but the exit code and output).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,6 +313,7 @@ pub struct EvalArgs {
 
 /// Runs a parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    logging::init(cli.verbose, cli.quiet);
     match cli.command {
         Command::Import(cmd) => import(cmd),
         Command::Eval(args) => eval(args),
@@ -443,11 +451,14 @@ fn import(cmd: ImportCommand) -> anyhow::Result<i32> {
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<i32> {
-    if !(args.iou_threshold > 0.0 && args.iou_threshold <= 1.0) {
-        anyhow::bail!(
-            "--iou {} is outside (0, 1]\n  hint: the published protocols use 0.5",
-            args.iou_threshold
-        );
+    use crate::run::suite::Threshold;
+    for (name, value) in [
+        ("--iou", args.iou_threshold),
+        ("--mask-iou", args.mask_iou_threshold),
+    ] {
+        Threshold::Iou
+            .check(name, value)
+            .map_err(|(what, hint)| anyhow::anyhow!("{what}\n  hint: {hint}"))?;
     }
     let gold = jsonl::read_jsonl(&args.gold)?;
     let pred = jsonl::read_jsonl(&args.pred)?;
@@ -624,4 +635,20 @@ fn merge_cmd(args: MergeArgs) -> anyhow::Result<i32> {
     let merged = crate::run::merge::merge_shards(&args.shard_dirs, &args.out)?;
     print_results(&merged.results, &args.out, args.format)?;
     Ok(exit::OK)
+}
+
+/// The error text for people: the error and its causes, each cause once (our errors already
+/// embed their source in their message, so anyhow's `{:#}` chain would print it twice).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if !text.contains(&msg) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&msg);
+        }
+    }
+    text
 }

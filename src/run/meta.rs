@@ -9,21 +9,8 @@ pub const GIT_COMMIT: Option<&str> = option_env!("RIVEG_BENCH_GIT_COMMIT");
 /// The cargo features the binary was built with, comma-separated.
 pub const FEATURES: &str = env!("RIVEG_BENCH_FEATURES");
 
-/// `riveg-bench 0.1.0 (commit abc1234, features: https)`: the `--version` line.
-pub fn version_line() -> String {
-    let commit = GIT_COMMIT
-        .map(|c| &c[..c.len().min(12)])
-        .unwrap_or("unknown");
-    format!(
-        "{} (commit {commit}, features: {})",
-        env!("CARGO_PKG_VERSION"),
-        if FEATURES.is_empty() {
-            "none"
-        } else {
-            FEATURES
-        }
-    )
-}
+/// `0.1.0 (commit 0123456789ab, features: https)`: the `--version` line (made by `build.rs`).
+pub const VERSION_LINE: &str = env!("RIVEG_BENCH_VERSION_LINE");
 
 /// Metadata of a run starting now (the execution provider is filled in once models loaded).
 pub fn run_meta(started_unix: u64, shard: Option<String>, gold: Vec<String>) -> RunMeta {
@@ -77,7 +64,7 @@ mod tests {
 
     #[test]
     fn version_names_the_build() {
-        let v = version_line();
+        let v = VERSION_LINE;
         assert!(v.starts_with(env!("CARGO_PKG_VERSION")), "{v}");
         assert!(v.contains("features: "), "{v}");
     }

@@ -317,18 +317,17 @@ impl Suite {
                 }
             }
         }
-        for (name, thr) in [
-            ("ve_threshold", f.settings.ve_threshold),
-            ("iou", f.settings.iou),
-            ("mask_iou", f.settings.mask_iou),
+        for (name, kind, value) in [
+            (
+                "settings.ve_threshold",
+                Threshold::Probability,
+                f.settings.ve_threshold,
+            ),
+            ("settings.iou", Threshold::Iou, f.settings.iou),
+            ("settings.mask_iou", Threshold::Iou, f.settings.mask_iou),
         ] {
-            if !(0.0..=1.0).contains(&thr) {
-                return Err(invalid(
-                    o,
-                    format!("settings.{name} = {thr} is outside [0, 1]"),
-                    "thresholds are fractions",
-                ));
-            }
+            kind.check(name, value)
+                .map_err(|(what, hint)| invalid(o, what, hint))?;
         }
         Ok(())
     }
@@ -340,6 +339,38 @@ impl Suite {
                 || v.grounder == StageKind::Onnx
                 || v.segmenter == StageKind::Onnx
         })
+    }
+}
+
+/// The kinds of threshold a user sets, each checked the same way wherever it is set (suite
+/// settings, `eval --iou/--mask-iou`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threshold {
+    /// An IoU a match needs: in (0, 1] (at 0 any two boxes would match, even disjoint ones).
+    Iou,
+    /// A probability cut (VE): in [0, 1].
+    Probability,
+}
+
+impl Threshold {
+    /// `Ok(value)` or `(what is wrong, hint)`; `name` is how the user set it (`--iou`,
+    /// `settings.iou`).
+    pub fn check(self, name: &str, value: f64) -> Result<f64, (String, String)> {
+        let ok = match self {
+            Threshold::Iou => value > 0.0 && value <= 1.0,
+            Threshold::Probability => (0.0..=1.0).contains(&value),
+        };
+        if ok {
+            return Ok(value);
+        }
+        let range = match self {
+            Threshold::Iou => "(0, 1]",
+            Threshold::Probability => "[0, 1]",
+        };
+        Err((
+            format!("{name} = {value} is outside {range}"),
+            "thresholds are fractions (the published protocols use 0.5), not percentages".into(),
+        ))
     }
 }
 
@@ -411,6 +442,18 @@ segmenter = "off"
 #[cfg(test)]
 mod name_tests {
     use super::*;
+
+    #[test]
+    fn thresholds_are_checked_one_way() {
+        assert_eq!(Threshold::Iou.check("--iou", 0.5), Ok(0.5));
+        assert!(Threshold::Iou.check("--iou", 0.0).is_err());
+        assert!(Threshold::Iou.check("--mask-iou", 50.0).is_err());
+        assert!(Threshold::Iou.check("--mask-iou", f64::NAN).is_err());
+        assert_eq!(Threshold::Probability.check("ve", 0.0), Ok(0.0));
+        assert!(Threshold::Probability.check("ve", f64::NAN).is_err());
+        let (what, _) = Threshold::Iou.check("settings.iou", 0.0).unwrap_err();
+        assert_eq!(what, "settings.iou = 0 is outside (0, 1]");
+    }
 
     #[test]
     fn a_suite_name_that_could_leave_reports_is_rejected() {
