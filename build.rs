@@ -24,6 +24,20 @@ fn main() {
         "cargo:rustc-env=RIVEG_BENCH_FEATURES={}",
         features.join(",")
     );
+    // The `--version` line: `0.1.0 (commit 0123456789ab, features: https)`.
+    let short = commit
+        .as_deref()
+        .map(|c| &c[..c.len().min(12)])
+        .unwrap_or("unknown");
+    let features = if features.is_empty() {
+        "none".to_string()
+    } else {
+        features.join(",")
+    };
+    println!(
+        "cargo:rustc-env=RIVEG_BENCH_VERSION_LINE={} (commit {short}, features: {features})",
+        std::env::var("CARGO_PKG_VERSION").unwrap_or_default()
+    );
     // Re-run when HEAD moves (a commit or a checkout), not on every source change.
     for path in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
         if std::path::Path::new(path).exists() {

@@ -18,6 +18,26 @@ use crate::pipeline::{DevicePreference, OnError};
 use crate::results::{RunDir, RunResults};
 use crate::run::{RunPlan, RunRequest, ShardSpec};
 
+/// `-q` count: status lines and data warnings go to stderr only when it is 0.
+static QUIET: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// A status or warning line on stderr, unless `-q`.
+fn note(line: impl std::fmt::Display) {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        eprintln!("{line}");
+    }
+}
+
+/// Writes command output to stdout; a closed pipe (`| head`) ends quietly instead of panicking.
+fn out(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match write!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 /// Exit codes (documented in the README).
 pub mod exit {
     pub const OK: i32 = 0;
@@ -314,6 +334,7 @@ pub struct EvalArgs {
 /// Runs a parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     logging::init(cli.verbose, cli.quiet);
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         Command::Import(cmd) => import(cmd),
         Command::Eval(args) => eval(args),
@@ -327,7 +348,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }) => {
             let g = jsonl::read_jsonl(&gold)?;
             let synth = crate::data::synth::synth_smner(&g, seed, size)?;
-            eprintln!("{}", crate::data::synth::SYNTHETIC_SMNER_NOTE);
+            note(crate::data::synth::SYNTHETIC_SMNER_NOTE);
             write_output(&synth, &output)?;
             Ok(exit::OK)
         }
@@ -336,7 +357,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let results = run_dir.load_results_with_samples()?;
             let written = write_report(&run_dir, &results, args.criterion_dir.clone())?;
             for p in written {
-                eprintln!("wrote {}", p.display());
+                note(format!("wrote {}", p.display()));
             }
             Ok(exit::OK)
         }
@@ -355,18 +376,18 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn print_warnings(out: &ReadOutput) {
     for w in &out.warnings {
-        eprintln!("{w}");
+        note(format!("{w}"));
     }
 }
 
 fn write_output(dataset: &Dataset, path: &Path) -> anyhow::Result<()> {
     jsonl::write_jsonl(dataset, path)?;
-    eprintln!(
+    note(format!(
         "wrote {} tweets, {} entities to {}",
         dataset.tweets.len(),
         dataset.entity_count(),
         path.display()
-    );
+    ));
     Ok(())
 }
 
@@ -423,7 +444,7 @@ fn import(cmd: ImportCommand) -> anyhow::Result<i32> {
                 (None, None) => anyhow::bail!("give --labelme DIR or --coco FILE"),
             };
             for w in &read.warnings {
-                eprintln!("warning: {w}");
+                note(format!("warning: {w}"));
             }
             (
                 ReadOutput {
@@ -477,12 +498,12 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
         )
     })?;
     match resolve_format(args.format) {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Human => print!("{}", human::render_eval(&report)),
+        OutputFormat::Json => out(format!("{}\n", serde_json::to_string_pretty(&report)?))?,
+        OutputFormat::Human => out(human::render_eval(&report))?,
     }
     if let Some(name) = &args.save_baseline {
         let dir = save_eval_baseline(&gold, &pred, &opts, &args, name)?;
-        eprintln!("saved baseline {name:?} in {}", dir.display());
+        note(format!("saved baseline {name:?} in {}", dir.display()));
     }
     Ok(exit::OK)
 }
@@ -526,13 +547,13 @@ fn warn_unaligned(gold: &Dataset, pred: &Dataset, pred_path: &Path) {
         .filter(|id| !ids.contains(id))
         .collect();
     if !unknown.is_empty() {
-        eprintln!(
+        note(format!(
             "warning: {}: {} of {} predicted tweets have ids not in the gold (first: {:?}); their entities count as spurious\n  hint: import both sides with the same ids (e.g. `import adaseq --ids-from gold.jsonl`)",
             pred_path.display(),
             unknown.len(),
             pred.tweets.len(),
             unknown[0]
-        );
+        ));
     }
 }
 
@@ -564,12 +585,12 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<i32> {
     };
     let c = compare(&base, &new, &opts)?;
     match resolve_format(args.format) {
-        OutputFormat::Json => println!("{}", render::render_json(&c)),
-        OutputFormat::Human => print!("{}", render::render_human(&c)),
+        OutputFormat::Json => out(format!("{}\n", render::render_json(&c)))?,
+        OutputFormat::Human => out(render::render_human(&c))?,
     }
     if let Some(dir) = &args.report {
         for p in crate::report::write_compare_report(dir, &c, 1200)? {
-            eprintln!("wrote {}", p.display());
+            note(format!("wrote {}", p.display()));
         }
     }
     Ok(c.exit_code)
@@ -581,10 +602,10 @@ fn print_results(
     format: Option<OutputFormat>,
 ) -> anyhow::Result<()> {
     match resolve_format(format) {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(results)?),
+        OutputFormat::Json => out(format!("{}\n", serde_json::to_string_pretty(results)?))?,
         OutputFormat::Human => {
-            print!("{}", human::render_run(results));
-            println!("run directory: {}", run_dir.display());
+            out(human::render_run(results))?;
+            out(format!("run directory: {}\n", run_dir.display()))?;
         }
     }
     Ok(())
@@ -604,21 +625,21 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         progress: true,
         criterion_dir: args.criterion_dir.clone(),
     })?;
-    eprintln!(
+    note(format!(
         "running suite {:?} ({}), {} variants",
         plan.suite.file.name,
         plan.suite.origin,
         plan.suite.file.variants.len()
-    );
+    ));
     let mut backends = DefaultBackends::new(plan.backend_config());
     let out = crate::run::run_plan(&plan, &mut backends)?;
     for w in &out.warnings {
-        eprintln!("{w}");
+        note(format!("{w}"));
     }
     print_results(&out.results, out.run_dir.path(), args.format)?;
     if let Some(name) = &args.save_baseline {
         let dir = crate::compare::save_baseline(out.run_dir.path(), name)?;
-        eprintln!("saved baseline {name:?} in {}", dir.display());
+        note(format!("saved baseline {name:?} in {}", dir.display()));
     }
     if let Some(name) = &args.baseline {
         use crate::compare::{compare, render, CompareOptions, Side};

@@ -72,7 +72,7 @@ pub enum ExecError {
         variant: String,
         stage: Stage,
         #[source]
-        source: BuildError,
+        source: Box<BuildError>,
     },
     #[error("variant {variant}, {} stage: {source}", stage.name())]
     Stage {
@@ -96,7 +96,7 @@ pub fn execute(
             .map_err(|(stage, source)| ExecError::Build {
                 variant: v.name.clone(),
                 stage,
-                source,
+                source: Box::new(source),
             })?;
     }
     let recording = stages.recordings().recording.clone();

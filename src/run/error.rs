@@ -15,7 +15,7 @@ pub enum RunError {
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
-    Exec(#[from] ExecError),
+    Exec(Box<ExecError>),
     #[error(transparent)]
     RunDir(#[from] RunDirError),
     #[error(transparent)]
@@ -24,4 +24,10 @@ pub enum RunError {
     Plan { what: String, hint: String },
     #[error("merge: {what}\n  hint: {hint}")]
     Merge { what: String, hint: String },
+}
+
+impl From<ExecError> for RunError {
+    fn from(e: ExecError) -> Self {
+        RunError::Exec(Box::new(e))
+    }
 }

@@ -8,5 +8,6 @@ mod fmnerg;
 mod geometry;
 mod llm;
 mod report;
+mod run_layer;
 mod smoke;
 mod stages;
