@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -19,8 +18,6 @@ use super::stages::Stage;
 pub struct StageCache {
     dir: Option<PathBuf>,
     mem: Mutex<HashMap<String, Vec<u8>>>,
-    pub hits: AtomicUsize,
-    pub misses: AtomicUsize,
 }
 
 /// The sha256 of length-prefixed parts (so `["ab", "c"]` and `["a", "bc"]` differ).
@@ -69,16 +66,7 @@ impl StageCache {
                 .insert(mem_key, b.clone());
             Some(b)
         });
-        match bytes.and_then(|b| serde_json::from_slice(&b).ok()) {
-            Some(v) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                Some(v)
-            }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
+        bytes.and_then(|b| serde_json::from_slice(&b).ok())
     }
 
     pub fn put<T: Serialize>(&self, stage: Stage, key: &str, value: &T) -> std::io::Result<()> {
@@ -120,6 +108,5 @@ mod tests {
             fresh.get::<Vec<i32>>(Stage::Tagger, &cache_key(&["other"])),
             None
         );
-        assert_eq!(fresh.hits.load(Ordering::Relaxed), 1);
     }
 }
