@@ -602,7 +602,17 @@ fn print_results(
     format: Option<OutputFormat>,
 ) -> anyhow::Result<()> {
     match resolve_format(format) {
-        OutputFormat::Json => out(format!("{}\n", serde_json::to_string_pretty(results)?))?,
+        OutputFormat::Json => {
+            // results.json plus where it lies.
+            let mut value = serde_json::to_value(results)?;
+            if let Some(map) = value.as_object_mut() {
+                map.insert(
+                    "run_dir".into(),
+                    serde_json::Value::String(run_dir.display().to_string()),
+                );
+            }
+            out(format!("{}\n", serde_json::to_string_pretty(&value)?))?
+        }
         OutputFormat::Human => {
             out(human::render_run(results))?;
             out(format!("run directory: {}\n", run_dir.display()))?;

@@ -348,9 +348,17 @@ fn default_suite_runs_and_shards_merge_to_the_same_results() {
         "json",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let stdout: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut stdout: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let r = results_of(&full);
-    assert_eq!(stdout, r, "run --format json prints results.json");
+    assert_eq!(
+        stdout.as_object_mut().unwrap().remove("run_dir"),
+        Some(serde_json::Value::String(path_str(&full).to_string())),
+        "run --format json names the run directory"
+    );
+    assert_eq!(
+        stdout, r,
+        "run --format json prints results.json (and run_dir)"
+    );
     assert_eq!(r["suite"], "default");
     let variants = r["variants"].as_array().unwrap();
     assert!(variants.len() >= 5);
