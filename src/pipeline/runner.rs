@@ -849,7 +849,7 @@ pub fn run_suite(
             id: gt.id.clone(),
             image: gt.image.clone(),
             tokens: gt.tokens.clone(),
-            entities: Vec::new(),
+            ..Default::default()
         };
         let cx = TweetContext {
             tweet: &input,

@@ -484,17 +484,16 @@ mod tests {
     use std::path::PathBuf;
 
     fn text() -> Dataset {
-        Dataset {
-            tweets: vec![Tweet {
-                id: "O_1".into(),
-                image: Some("O_1.jpg".into()),
-                tokens: None,
-                entities: vec![
-                    Entity::new("Angelina Jolie", "PER"),
-                    Entity::new("Paris", "LOC"),
-                ],
-            }],
-        }
+        Dataset::new(vec![Tweet {
+            id: "O_1".into(),
+            image: Some("O_1.jpg".into()),
+            tokens: None,
+            entities: vec![
+                Entity::new("Angelina Jolie", "PER"),
+                Entity::new("Paris", "LOC"),
+            ],
+            ..Default::default()
+        }])
     }
 
     #[test]
