@@ -483,6 +483,9 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
     }
     let gold = jsonl::read_jsonl(&args.gold)?;
     let pred = jsonl::read_jsonl(&args.pred)?;
+    if let Some(w) = jsonl::swapped_roles_warning(&gold, &args.gold, &pred, &args.pred) {
+        eprintln!("{w}");
+    }
     warn_unaligned(&gold, &pred, &args.pred);
     let opts = EvalOptions {
         protocol: args.protocol,

@@ -12,5 +12,5 @@ pub mod text;
 pub mod warnings;
 
 pub use error::{DataError, DataResult, Location};
-pub use model::{Dataset, Entity, Tweet};
+pub use model::{Dataset, DatasetMeta, Entity, Extra, Side, Tweet};
 pub use warnings::{DataWarning, ReadOutput};

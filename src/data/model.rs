@@ -10,7 +10,53 @@ use crate::geometry::{BBox, CocoRle};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Dataset {
     pub tweets: Vec<Tweet>,
+    /// Which side the data is and where it came from, when known (the canonical JSONL header
+    /// record; readers set it on import). `None` for files written before headers existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<DatasetMeta>,
 }
+
+/// Which side of an evaluation a dataset is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// Reference annotations: a groundable entity has at least one box or mask.
+    Gold,
+    /// A system's output: a groundable entity may lack a box (a text-only source, or VE without
+    /// grounding).
+    Predictions,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Gold => "gold",
+            Side::Predictions => "predictions",
+        }
+    }
+}
+
+/// The canonical JSONL header (see `data::jsonl`): the side and the source format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetMeta {
+    pub side: Side,
+    /// The source format the file was imported from (e.g. `twitter-gmner txt+xml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl DatasetMeta {
+    pub fn new(side: Side, source: impl Into<String>) -> Self {
+        DatasetMeta {
+            side,
+            source: Some(source.into()),
+        }
+    }
+}
+
+/// Extension data kept verbatim (the canonical `extra` object; written back with sorted keys).
+pub type Extra = serde_json::Map<String, serde_json::Value>;
 
 /// One tweet and its entities.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -25,6 +71,9 @@ pub struct Tweet {
     pub tokens: Option<Vec<String>>,
     #[serde(default)]
     pub entities: Vec<Entity>,
+    /// Extension data (any JSON object), read and written back unchanged; the harness ignores it.
+    #[serde(default, skip_serializing_if = "Extra::is_empty")]
+    pub extra: Extra,
 }
 
 /// One entity (gold or predicted).
@@ -59,6 +108,9 @@ pub struct Entity {
     /// Confidence, for threshold sweeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// Extension data (any JSON object), read and written back unchanged; the harness ignores it.
+    #[serde(default, skip_serializing_if = "Extra::is_empty")]
+    pub extra: Extra,
 }
 
 impl Entity {
@@ -87,6 +139,16 @@ impl Tweet {
 }
 
 impl Dataset {
+    /// A dataset of these tweets with no header.
+    pub fn new(tweets: Vec<Tweet>) -> Self {
+        Dataset { tweets, meta: None }
+    }
+
+    /// The recorded side, if the file said.
+    pub fn side(&self) -> Option<Side> {
+        self.meta.as_ref().map(|m| m.side)
+    }
+
     pub fn entity_count(&self) -> usize {
         self.tweets.iter().map(|t| t.entities.len()).sum()
     }

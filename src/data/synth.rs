@@ -159,9 +159,10 @@ mod tests {
                 image: None,
                 tokens: None,
                 entities: vec![jolie.clone(), ungroundable.clone(), paris.clone()],
+                ..Default::default()
             })
             .collect();
-        Dataset { tweets }
+        Dataset::new(tweets)
     }
 
     #[test]

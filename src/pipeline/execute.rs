@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::bench::{LatencyRecorder, StageTiming};
-use crate::data::model::{Dataset, Entity, Tweet};
+use crate::data::model::{Dataset, DatasetMeta, Entity, Side, Tweet};
 use crate::geometry::{BBox, CocoRle};
 use crate::results::SkippedItem;
 
@@ -118,7 +118,10 @@ pub fn execute(
         .map(|_| VariantState {
             recs: Recorders::new(settings.warmup),
             skipped: Vec::new(),
-            pred: Dataset::default(),
+            pred: Dataset {
+                tweets: Vec::new(),
+                meta: Some(DatasetMeta::new(Side::Predictions, "riveg-bench run")),
+            },
             replay_missing: 0,
         })
         .collect();
@@ -128,7 +131,7 @@ pub fn execute(
             id: gt.id.clone(),
             image: gt.image.clone(),
             tokens: gt.tokens.clone(),
-            entities: Vec::new(),
+            ..Default::default()
         };
         let cx = TweetContext {
             tweet: &input,

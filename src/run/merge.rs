@@ -110,7 +110,9 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunOutput,
 
     let mut gold = Dataset::default();
     for s in &shards {
-        gold.tweets.extend(s.dir.load_gold()?.tweets);
+        let part = s.dir.load_gold()?;
+        gold.meta = gold.meta.or(part.meta);
+        gold.tweets.extend(part.tweets);
     }
     let out = RunDir::new(out_dir);
     out.create()?;
@@ -152,8 +154,9 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunOutput,
                     "re-run that shard",
                 )
             })?;
-            pred.tweets
-                .extend(s.dir.load_predictions(&v.predictions)?.tweets);
+            let part = s.dir.load_predictions(&v.predictions)?;
+            pred.meta = pred.meta.or(part.meta);
+            pred.tweets.extend(part.tweets);
             for (k, lat) in s.dir.load_latency(&spec.name)?.unwrap_or_default() {
                 samples.entry(k).or_default().extend(lat);
             }

@@ -135,7 +135,8 @@ fn bad_input_table() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let good_ve = write(d, "ve.txt", b"Imageid:O_2371.jpg#182b###Angelina Jolie(PER)###Angelina Jolie(PER)-A prominent actress.###2\n");
-    let cases: Vec<(&str, &[u8], &str, Vec<&str>)> = vec![
+    let cases: Vec<(&str, &[u8], &str, Vec<&str>)> =
+        vec![
         (
             "token line without a tab",
             b"IMGID:1\nGarfield B-LOC\n",
@@ -201,6 +202,18 @@ fn bad_input_table() {
             b"O_2371.jpg#182b###A(PER)###A(PER)-x###2\n",
             "riveg-ofa",
             vec![":1:", "does not start with `Imageid:`"],
+        ),
+        (
+            "conll repeated IMGID",
+            b"IMGID:1\nA\tO\n\nIMGID:1\nB\tO\n",
+            "conll",
+            vec![":4:", "IMGID:1 repeats the tweet of line 1", "hint"],
+        ),
+        (
+            "ve repeated uid",
+            b"Imageid:1.jpg#aa###A(PER)###A(PER)-x###0\nImageid:1.jpg#aa###B(PER)###B(PER)-x###0\n",
+            "riveg-ofa",
+            vec![":2:", "prediction uid 1.jpg#aa is already on line 1", "hint"],
         ),
     ];
     for (name, contents, format, expect) in cases {
@@ -292,6 +305,140 @@ fn bad_input_table() {
             .contains("gold.jsonl:2: not a canonical tweet record"),
         "{}",
         out.stderr
+    );
+
+    // Canonical JSONL rows (issue 12): each given to eval as --gold and as --pred.
+    let jsonl_cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "tweet key typo",
+            "{\"id\":\"1\",\"entites\":[]}\n",
+            vec![":1:", "tweet \"1\" has the unknown key `entites`", "did you mean `entities`?"],
+        ),
+        (
+            "entity key typo",
+            "{\"id\":\"1\",\"entities\":[{\"text\":\"A\",\"type\":\"PER\",\"groundable\":true,\"boxs\":[[0,0,1,1]]}]}\n",
+            vec![":1:", "entity #1 (\"A\") has the unknown key `boxs`", "did you mean `boxes`?"],
+        ),
+        (
+            "repeated tweet id",
+            "{\"id\":\"1\",\"entities\":[]}\n{\"id\":\"1\",\"entities\":[]}\n",
+            vec![":2:", "tweet id \"1\" already has a record on line 1", "hint"],
+        ),
+        (
+            "header after a record",
+            "{\"id\":\"1\",\"entities\":[]}\n{\"header\":{\"side\":\"gold\"}}\n",
+            vec![":2:", "a header record after the first record", "hint"],
+        ),
+        (
+            "ungroundable with boxes",
+            "{\"id\":\"1\",\"entities\":[{\"text\":\"A\",\"type\":\"PER\",\"groundable\":false,\"boxes\":[[0,0,1,1]]}]}\n",
+            vec![":1:", "`groundable` is false but it has 1 box(es)", "hint"],
+        ),
+        (
+            "gold groundable without a box",
+            "{\"header\":{\"side\":\"gold\"}}\n{\"id\":\"1\",\"entities\":[{\"text\":\"A\",\"type\":\"PER\",\"groundable\":true,\"boxes\":[]}]}\n",
+            vec![":2:", "gold entity is groundable but has no box or mask", "hint"],
+        ),
+    ];
+    let fine = write(d, "fine.jsonl", b"{\"id\":\"1\",\"entities\":[]}\n");
+    for (name, contents, expect) in jsonl_cases {
+        let bad = write(d, "bad.jsonl", contents.as_bytes());
+        for (g, p) in [(&bad, &fine), (&fine, &bad)] {
+            let out = run(&["eval", "--gold", path_str(g), "--pred", path_str(p)]);
+            assert_eq!(out.code, 2, "{name}: exit code; stderr: {}", out.stderr);
+            assert!(
+                out.stderr.contains(path_str(&bad)),
+                "{name}: {}",
+                out.stderr
+            );
+            for e in &expect {
+                assert!(
+                    out.stderr.contains(e),
+                    "{name}: expected {e:?} in {}",
+                    out.stderr
+                );
+            }
+            assert!(!out.stderr.contains("panicked"), "{name}: {}", out.stderr);
+        }
+    }
+    // REC rows: a missing uid names both files; one uid with two different boxes is an error.
+    let rec = write(d, "rec.json", b"[]");
+    let out = run(&[
+        "import",
+        "riveg-ofa",
+        path_str(&good_ve),
+        "--boxes",
+        path_str(&rec),
+        "-o",
+        path_str(&d.join("o.jsonl")),
+    ]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains(&format!("no box in the REC boxes file {}", path_str(&rec)))
+            && out.stderr.contains(path_str(&good_ve)),
+        "{}",
+        out.stderr
+    );
+    let rec = write(
+        d,
+        "rec.json",
+        b"[{\"uniq_id\": \"O_2371.jpg#182b\", \"box\": [1, 2, 3, 4]}, {\"uniq_id\": \"O_2371.jpg#182b\", \"box\": [1, 2, 3, 5]}]",
+    );
+    let out = run(&[
+        "import",
+        "riveg-ofa",
+        path_str(&good_ve),
+        "--boxes",
+        path_str(&rec),
+        "-o",
+        path_str(&d.join("o.jsonl")),
+    ]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains(
+            "rec.json: entries #1 and #2 both have uniq_id O_2371.jpg#182b but different boxes"
+        ),
+        "{}",
+        out.stderr
+    );
+    // Swapped --gold/--pred (sides recorded by import): a one-line warning and a hint, exit 0.
+    let labels = write(
+        d,
+        "labels.txt",
+        b"O_2371.jpg###Angelina Jolie(PER)###d###2###&[1, 2, 3, 4]\n",
+    );
+    let (imported_gold, imported_pred) = (d.join("ig.jsonl"), d.join("ip.jsonl"));
+    let import = |format: &str, input: &PathBuf, output: &PathBuf| {
+        run(&["import", format, path_str(input), "-o", path_str(output)]).code
+    };
+    assert_eq!(import("riveg-labels", &labels, &imported_gold), 0);
+    assert_eq!(import("riveg-ofa", &good_ve, &imported_pred), 0);
+    let eval = |g: &PathBuf, p: &PathBuf| {
+        run(&[
+            "eval",
+            "--gold",
+            path_str(g),
+            "--pred",
+            path_str(p),
+            "--format",
+            "json",
+        ])
+    };
+    let right = eval(&imported_gold, &imported_pred);
+    assert_eq!(right.code, 0, "{}", right.stderr);
+    assert!(!right.stderr.contains("swapped"), "{}", right.stderr);
+    let swapped = eval(&imported_pred, &imported_gold);
+    assert_eq!(swapped.code, 0, "{}", swapped.stderr);
+    assert!(
+        swapped.stderr.contains(&format!(
+            "warning: --gold and --pred look swapped: {} was imported as predictions",
+            path_str(&imported_pred)
+        )) && swapped
+            .stderr
+            .contains("  hint: `eval --gold` takes the reference"),
+        "{}",
+        swapped.stderr
     );
 
     // Usage errors are exit 2 too.
@@ -553,6 +700,7 @@ fn eval_baselines_and_compare_exit_codes() {
     let degraded: Vec<String> = std::fs::read_to_string(&gold)
         .unwrap()
         .lines()
+        .filter(|l| !l.starts_with("{\"header\""))
         .map(|l| {
             let mut t: serde_json::Value = serde_json::from_str(l).unwrap();
             let ents = t["entities"].as_array_mut().unwrap();

@@ -220,6 +220,44 @@ fn test_polygons() -> Vec<(String, u32, u32, Vec<Vec<f64>>)> {
             1,
             vec![vec![0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0]],
         ),
+        // Crossing the border on every side, with vertices at fractional negative coordinates
+        // (C's truncation toward zero) and past the right and bottom edges.
+        (
+            "crosses every border".into(),
+            23,
+            19,
+            vec![vec![
+                -7.3, 4.2, 9.6, -11.8, 31.4, 6.1, 25.0, 29.9, 8.8, 40.2, -2.45, 17.5,
+            ]],
+        ),
+        (
+            "thin sliver across the image".into(),
+            12,
+            40,
+            vec![vec![-300.0, 5.0, 420.0, 5.9, 420.0, 6.4, -300.0, 6.1]],
+        ),
+        // Huge coordinates: pycocotools walks every upsampled boundary point (1e6 per edge
+        // here), the Rust side only the columns inside the image.
+        (
+            "huge coordinates".into(),
+            30,
+            50,
+            vec![vec![
+                -2.0e5, -1.5e5, 2.0e5, -1.0e5, 1.2e5, 1.9e5, 24.5, 15.2,
+            ]],
+        ),
+        (
+            "huge star".into(),
+            64,
+            48,
+            vec![(0..16)
+                .flat_map(|i| {
+                    let a = std::f64::consts::TAU * f64::from(i) / 16.0;
+                    let r = if i % 2 == 0 { 1.0e5 } else { 9.0 };
+                    [24.0 + r * a.cos(), 30.0 + r * a.sin()]
+                })
+                .collect()],
+        ),
     ];
     for i in 0..12 {
         let (h, w) = if i < 6 { (31, 17) } else { (480, 640) };

@@ -5,6 +5,7 @@ mod common;
 mod compare;
 mod eval;
 mod fmnerg;
+mod fuzz;
 mod geometry;
 mod llm;
 mod report;

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::data::error::{DataError, DataResult, Location};
-use crate::data::model::{Dataset, Tweet};
+use crate::data::model::{Dataset, DatasetMeta, Side, Tweet};
 use crate::data::readers::columns::{decode_column, read_sentences, Sentence};
 use crate::data::tags::Scheme;
 use crate::data::text::read_text;
@@ -80,13 +80,20 @@ pub fn read_adaseq(path: &Path, ids_from: Option<&Dataset>) -> DataResult<AdaSeq
             image: image.clone(),
             tokens: Some(s.tokens.clone()),
             entities,
+            extra: Default::default(),
         };
         gold.push(tweet(gold_entities));
         pred.push(tweet(pred_entities));
     }
     Ok(AdaSeqOutput {
-        pred: Dataset { tweets: pred },
-        gold: Dataset { tweets: gold },
+        pred: Dataset {
+            tweets: pred,
+            meta: Some(DatasetMeta::new(Side::Predictions, "adaseq (pred column)")),
+        },
+        gold: Dataset {
+            tweets: gold,
+            meta: Some(DatasetMeta::new(Side::Gold, "adaseq (gold column)")),
+        },
     })
 }
 

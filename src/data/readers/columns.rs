@@ -20,6 +20,26 @@ pub struct Sentence {
     pub lines: Vec<usize>,
 }
 
+/// Rejects an `IMGID:` that two sentences share, naming both lines. Every column format here is
+/// scored by tweet id (gold and predictions are aligned by id, boxes and images are looked up by
+/// it), so a repeated id would silently merge two sentences into one tweet; seqeval would score
+/// them as two sentences by position, which an id-aligned harness cannot reproduce. No released
+/// file repeats an id, so this is an error, not a warning.
+pub fn check_unique_ids(sentences: &[Sentence], path: &Path) -> DataResult<()> {
+    let mut first_line: std::collections::HashMap<&str, usize> = Default::default();
+    for s in sentences {
+        let Some(id) = s.id.as_deref() else { continue };
+        if let Some(first) = first_line.insert(id, s.id_line) {
+            return Err(DataError::invalid(
+                Location::line(path, s.id_line),
+                format!("IMGID:{id} repeats the tweet of line {first}"),
+                "each tweet appears once (scores align gold and predictions by IMGID); remove or merge the repeated sentence",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Splits a column file into sentences. Every token line must have exactly `n_columns` tag
 /// columns after the token (tab-separated).
 pub fn read_sentences(text: &str, path: &Path, n_columns: usize) -> DataResult<Vec<Sentence>> {

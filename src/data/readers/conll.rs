@@ -1,12 +1,19 @@
 //! CoNLL-style prediction files: `IMGID:<id>` lines, then `token<TAB>tag` per token (BIO or
 //! BIOES, detected or forced), or `token<TAB>coarse<TAB>fine` (FMNERG-style, fine types attached
 //! to the coarse chunks). Sentences without `IMGID:` get ids `#1..#N`.
+//!
+//! A repeated `IMGID:` is an error naming both lines: seqeval would score the two sentences
+//! separately by position, but this harness aligns predictions with gold by id, where they would
+//! be merged without a word (`columns::check_unique_ids`). The result is marked as predictions
+//! (`DatasetMeta`); its entities carry no grounding decision (groundable false, no boxes).
 
 use std::path::Path;
 
 use crate::data::error::{DataError, DataResult, Location};
-use crate::data::model::{Dataset, Tweet};
-use crate::data::readers::columns::{decode_column, read_sentences, resolve_scheme, Sentence};
+use crate::data::model::{Dataset, DatasetMeta, Side, Tweet};
+use crate::data::readers::columns::{
+    check_unique_ids, decode_column, read_sentences, resolve_scheme, Sentence,
+};
 use crate::data::tags::Scheme;
 use crate::data::text::read_text;
 use crate::data::warnings::ReadOutput;
@@ -24,6 +31,7 @@ pub fn read_conll(path: &Path, scheme: Scheme) -> DataResult<ReadOutput> {
         ));
     }
     let sentences = read_sentences(&text, path, n_columns)?;
+    check_unique_ids(&sentences, path)?;
     let scheme = resolve_scheme(&sentences, 0, scheme);
     let mut tweets = Vec::with_capacity(sentences.len());
     for (i, s) in sentences.iter().enumerate() {
@@ -37,10 +45,14 @@ pub fn read_conll(path: &Path, scheme: Scheme) -> DataResult<ReadOutput> {
             id,
             tokens: Some(s.tokens.clone()),
             entities,
+            extra: Default::default(),
         });
     }
     Ok(ReadOutput {
-        dataset: Dataset { tweets },
+        dataset: Dataset {
+            tweets,
+            meta: Some(DatasetMeta::new(Side::Predictions, "conll")),
+        },
         warnings: Vec::new(),
     })
 }
@@ -170,5 +182,20 @@ mod tests {
         let (_d, p) = write("IMGID:1\nA\tB-person\tB-actor\nB\tI-person\tB-actor\n");
         let err = read_conll(&p, Scheme::Auto).unwrap_err().to_string();
         assert!(err.contains("pred.txt:2:"), "{err}");
+    }
+
+    #[test]
+    fn repeated_imgid_is_an_error_naming_both_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pred.txt");
+        std::fs::write(&p, "IMGID:1\nA\tB-PER\n\nIMGID:2\nB\tO\n\nIMGID:1\nC\tO\n").unwrap();
+        let err = read_conll(&p, Scheme::Bio).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}:7: IMGID:1 repeats the tweet of line 1",
+                p.display()
+            )),
+            "{err}"
+        );
     }
 }

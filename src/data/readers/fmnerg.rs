@@ -1,14 +1,15 @@
 //! Twitter-FMNERG: `txt_fine/{split}.txt` with `token<TAB>coarse-BIO<TAB>fine-BIO` (same tweets and
 //! order as Twitter-GMNER v2.0), boxes linked from a GMNER xml folder by the GMNER rule. The type
 //! tree (coarse → fine) is taken from the data and checked: a fine type seen under two coarse
-//! types is a data warning.
+//! types is a data warning. A repeated `IMGID:` is an error (see `columns::check_unique_ids`).
+//! The result is marked gold (`DatasetMeta`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::data::error::{DataError, DataResult, Location};
-use crate::data::model::{Dataset, Tweet};
-use crate::data::readers::columns::{decode_column, read_sentences};
+use crate::data::model::{Dataset, DatasetMeta, Side, Tweet};
+use crate::data::readers::columns::{check_unique_ids, decode_column, read_sentences};
 use crate::data::readers::conll::attach_fine_types;
 use crate::data::tags::Scheme;
 use crate::data::text::read_text;
@@ -30,6 +31,7 @@ pub fn read_fmnerg(
     }
     let text = read_text(&path)?;
     let sentences = read_sentences(&text, &path, 2)?;
+    check_unique_ids(&sentences, &path)?;
     let mut tweets = Vec::with_capacity(sentences.len());
     let mut types = Vec::new();
     for s in &sentences {
@@ -55,10 +57,14 @@ pub fn read_fmnerg(
             id,
             tokens: Some(s.tokens.clone()),
             entities,
+            extra: Default::default(),
         });
     }
     let mut out = ReadOutput {
-        dataset: Dataset { tweets },
+        dataset: Dataset {
+            tweets,
+            meta: Some(DatasetMeta::new(Side::Gold, "twitter-fmnerg txt_fine")),
+        },
         warnings: type_tree_warnings(&path, &types),
     };
     if let Some(gmner) = boxes_from {

@@ -3,13 +3,18 @@
 //! joined by single spaces, case-sensitive: how both published systems link them) and gets every
 //! box of that name. Names that match no entity of the tweet are data warnings (a handful carry
 //! typos in the release, e.g. `Justise Winslo`).
+//!
+//! Decisions: a repeated `IMGID:` is an error naming both lines (the published GMNER code reads
+//! one xml per id, and our scorers align by id; the release repeats none, see
+//! `columns::check_unique_ids`). An entity is groundable exactly when it got a box, so gold
+//! groundable-without-box cannot arise here. The result is marked gold (`DatasetMeta`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::data::error::{DataError, DataResult, Location};
-use crate::data::model::{Dataset, Tweet};
-use crate::data::readers::columns::{decode_column, read_sentences};
+use crate::data::model::{Dataset, DatasetMeta, Side, Tweet};
+use crate::data::readers::columns::{check_unique_ids, decode_column, read_sentences};
 use crate::data::tags::Scheme;
 use crate::data::text::read_text;
 use crate::data::warnings::{DataWarning, ReadOutput};
@@ -42,6 +47,7 @@ pub fn read_gmner(dataset_dir: &Path, split: &str) -> DataResult<ReadOutput> {
         ));
     }
     let mut out = read_text_column_file(&txt, 0, 1)?;
+    out.dataset.meta = Some(DatasetMeta::new(Side::Gold, "twitter-gmner txt+xml"));
     link_boxes(&mut out, &xml_dir)?;
     Ok(out)
 }
@@ -54,6 +60,7 @@ pub(crate) fn read_text_column_file(
 ) -> DataResult<ReadOutput> {
     let text = read_text(path)?;
     let sentences = read_sentences(&text, path, n_columns)?;
+    check_unique_ids(&sentences, path)?;
     let mut tweets = Vec::with_capacity(sentences.len());
     for s in &sentences {
         let id = s.id.clone().ok_or_else(|| {
@@ -69,10 +76,11 @@ pub(crate) fn read_text_column_file(
             id,
             tokens: Some(s.tokens.clone()),
             entities,
+            extra: Default::default(),
         });
     }
     Ok(ReadOutput {
-        dataset: Dataset { tweets },
+        dataset: Dataset::new(tweets),
         warnings: Vec::new(),
     })
 }

@@ -7,12 +7,26 @@
 //! These files hold entity strings only (no tokens, no offsets), so the span protocol cannot score
 //! them. Lines are grouped into tweets by image in order of first appearance; the order of the
 //! entities of one image is kept, which is all the seed's greedy matching depends on.
+//!
+//! Decisions on repeats and inconsistencies, by what `statistic/statistic.py` does:
+//! - Repeated (image, entity) lines in the labels or the VE output are kept: they are real
+//!   (PROTOCOLS.md: 14 in the gold file, 20 in the predictions) and `statistic.py` counts each.
+//! - A labels line with F = 0 and a box other than `[0, 0, 0, 0]`: `statistic.py` only looks at
+//!   boxes when F != 0, so the box is ignored, as there, and counted in one data warning.
+//! - A uid (`Imageid:` value) on two VE lines is an error: it is "the unique id of that
+//!   prediction", and both lines would get the same REC box.
+//! - A `uniq_id` on two REC entries: with the same box, a counted warning (harmless); with
+//!   different boxes, an error naming both entries. `statistic.py` pairs boxes with VE-positive
+//!   lines by position, so which of two boxes belongs to the uid is unknowable once keyed by uid.
+//! - A VE-positive line whose uid has no REC entry is an error naming both files.
+//! - Without a REC file, VE-positive predictions are groundable with no box: legal for
+//!   predictions (a text-only source), and marked as predictions (`DatasetMeta`).
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use crate::data::error::{DataError, DataResult, Location};
-use crate::data::model::{Dataset, Entity, Tweet};
+use crate::data::model::{Dataset, DatasetMeta, Entity, Side, Tweet};
 use crate::data::text::{numbered_lines, read_text};
 use crate::data::warnings::{DataWarning, ReadOutput};
 use crate::geometry::BBox;
@@ -113,14 +127,16 @@ impl TweetGrouper {
                 image: Some(image.to_string()),
                 tokens: None,
                 entities: Vec::new(),
+                extra: Default::default(),
             });
             self.tweets.len() - 1
         });
         self.tweets[i].entities.push(entity);
     }
-    fn finish(self) -> Dataset {
+    fn finish(self, side: Side, source: &str) -> Dataset {
         Dataset {
             tweets: self.tweets,
+            meta: Some(DatasetMeta::new(side, source)),
         }
     }
 }
@@ -129,6 +145,7 @@ impl TweetGrouper {
 pub fn read_riveg_labels(path: &Path) -> DataResult<ReadOutput> {
     let text = read_text(path)?;
     let mut grouper = TweetGrouper::new();
+    let mut ignored_boxes: Vec<usize> = Vec::new();
     for (line_no, line) in numbered_lines(&text) {
         if line.trim().is_empty() {
             continue;
@@ -159,7 +176,12 @@ pub fn read_riveg_labels(path: &Path) -> DataResult<ReadOutput> {
             boxes.push(parse_box(p, &at)?);
         }
         if !groundable {
-            boxes.clear(); // the seed writes `&[0, 0, 0, 0]` for ungroundable entities
+            // The seed writes `&[0, 0, 0, 0]` for ungroundable entities; anything else is
+            // ignored by statistic.py too, but said.
+            if boxes.iter().any(|b| b.0 != [0.0; 4]) {
+                ignored_boxes.push(line_no);
+            }
+            boxes.clear();
         }
         grouper.push(
             image,
@@ -173,9 +195,19 @@ pub fn read_riveg_labels(path: &Path) -> DataResult<ReadOutput> {
             },
         );
     }
+    let mut warnings = Vec::new();
+    if let Some(&first) = ignored_boxes.first() {
+        warnings.push(DataWarning::new(
+            &Location::line(path, first),
+            format!(
+                "{} ungroundable line(s) (F = 0) carry a box other than [0, 0, 0, 0] (first here); the boxes are ignored, as statistic.py does",
+                ignored_boxes.len()
+            ),
+        ));
+    }
     Ok(ReadOutput {
-        dataset: grouper.finish(),
-        warnings: Vec::new(),
+        dataset: grouper.finish(Side::Gold, "riveg GMNER_finall_label.txt"),
+        warnings,
     })
 }
 
@@ -187,8 +219,16 @@ struct RecEntry {
     bbox: Vec<f64>,
 }
 
-/// Reads OFA REC boxes (`[{"uniq_id", "box"}]`) into a uid → box map.
-pub fn read_rec_boxes(path: &Path) -> DataResult<HashMap<String, BBox>> {
+/// OFA REC boxes by uid, and the warnings raised reading them.
+#[derive(Debug, Clone, Default)]
+pub struct RecBoxes {
+    pub boxes: HashMap<String, BBox>,
+    pub warnings: Vec<DataWarning>,
+}
+
+/// Reads OFA REC boxes (`[{"uniq_id", "box"}]`) into a uid → box map (see the module doc for
+/// repeated uids).
+pub fn read_rec_boxes(path: &Path) -> DataResult<RecBoxes> {
     let text = read_text(path)?;
     let entries: Vec<RecEntry> = serde_json::from_str(&text).map_err(|e| {
         DataError::invalid(
@@ -197,7 +237,9 @@ pub fn read_rec_boxes(path: &Path) -> DataResult<HashMap<String, BBox>> {
             "expected a list of {\"uniq_id\": \"img.jpg#hhhh\", \"box\": [x1, y1, x2, y2]}",
         )
     })?;
-    let mut map = HashMap::with_capacity(entries.len());
+    let mut map: HashMap<String, BBox> = HashMap::with_capacity(entries.len());
+    let mut entry_of: HashMap<String, usize> = HashMap::with_capacity(entries.len());
+    let mut repeats: Vec<String> = Vec::new();
     for (i, e) in entries.into_iter().enumerate() {
         let at = Location {
             file: path.to_path_buf(),
@@ -211,9 +253,40 @@ pub fn read_rec_boxes(path: &Path) -> DataResult<HashMap<String, BBox>> {
                 "each box is [x1, y1, x2, y2] in original-image pixels",
             )
         })?;
+        if let (Some(&first), Some(old)) = (entry_of.get(&e.uniq_id), map.get(&e.uniq_id)) {
+            if *old != b {
+                return Err(DataError::invalid(
+                    at,
+                    format!(
+                        "entries #{} and #{} both have uniq_id {} but different boxes ({:?} vs {rendered})",
+                        first + 1,
+                        i + 1,
+                        e.uniq_id,
+                        old.0
+                    ),
+                    "each VE-positive prediction has exactly one REC entry; keep the box that belongs to it",
+                ));
+            }
+            repeats.push(e.uniq_id);
+            continue;
+        }
+        entry_of.insert(e.uniq_id.clone(), i);
         map.insert(e.uniq_id, b);
     }
-    Ok(map)
+    let mut warnings = Vec::new();
+    if let Some(first) = repeats.first() {
+        warnings.push(DataWarning::new(
+            &Location::file(path),
+            format!(
+                "{} repeated uniq_id entr(ies) with the same box as before (first: {first}); used once",
+                repeats.len()
+            ),
+        ));
+    }
+    Ok(RecBoxes {
+        boxes: map,
+        warnings,
+    })
 }
 
 /// Reads RiVEG VE output (`OFAVE_to_OFAREC*.txt`), with boxes from the OFA REC output when given.
@@ -224,6 +297,7 @@ pub fn read_riveg_ofa(path: &Path, boxes: Option<&Path>) -> DataResult<ReadOutpu
     let rec = boxes.map(read_rec_boxes).transpose()?;
     let mut grouper = TweetGrouper::new();
     let mut used = std::collections::HashSet::new();
+    let mut line_of_uid: HashMap<String, usize> = HashMap::new();
     for (line_no, line) in numbered_lines(&text) {
         if line.trim().is_empty() {
             continue;
@@ -240,17 +314,31 @@ pub fn read_riveg_ofa(path: &Path, boxes: Option<&Path>) -> DataResult<ReadOutpu
         let uid = fields[0].trim().strip_prefix("Imageid:").ok_or_else(|| {
             DataError::invalid(at.clone(), "line does not start with `Imageid:`", OFA_HINT)
         })?;
+        if let Some(first) = line_of_uid.insert(uid.to_string(), line_no) {
+            return Err(DataError::invalid(
+                at,
+                format!("prediction uid {uid} is already on line {first}"),
+                "each VE line has its own `Imageid:img.jpg#hhhh` (the unique id of that prediction)",
+            ));
+        }
         let image = uid.rsplit_once('#').map(|(img, _)| img).unwrap_or(uid);
         let (text, ty) = parse_entity_field(fields[1], &at, OFA_HINT)?;
         let groundable = parse_flag(fields[3], &at, OFA_HINT)?;
         let mut entity_boxes = Vec::new();
         if groundable {
-            if let Some(rec) = &rec {
-                let b = rec.get(uid).ok_or_else(|| {
+            if let (Some(rec), Some(rec_path)) = (&rec, boxes) {
+                let b = rec.boxes.get(uid).ok_or_else(|| {
                     DataError::invalid(
                         at.clone(),
-                        format!("VE-positive prediction {uid} has no box in the REC boxes file"),
-                        "the REC file needs one entry per VE-positive line (uniq_id = the Imageid value)",
+                        format!(
+                            "VE-positive prediction {uid} has no box in the REC boxes file {}",
+                            rec_path.display()
+                        ),
+                        format!(
+                            "{} needs one entry per VE-positive line of {} (uniq_id = the Imageid value)",
+                            rec_path.display(),
+                            path.display()
+                        ),
                     )
                 })?;
                 entity_boxes.push(*b);
@@ -272,7 +360,8 @@ pub fn read_riveg_ofa(path: &Path, boxes: Option<&Path>) -> DataResult<ReadOutpu
     }
     let mut warnings = Vec::new();
     if let (Some(rec), Some(bpath)) = (&rec, boxes) {
-        let mut unused: Vec<&String> = rec.keys().filter(|k| !used.contains(*k)).collect();
+        warnings.extend(rec.warnings.iter().cloned());
+        let mut unused: Vec<&String> = rec.boxes.keys().filter(|k| !used.contains(*k)).collect();
         unused.sort();
         for uid in unused {
             warnings.push(DataWarning::new(
@@ -282,7 +371,7 @@ pub fn read_riveg_ofa(path: &Path, boxes: Option<&Path>) -> DataResult<ReadOutpu
         }
     }
     Ok(ReadOutput {
-        dataset: grouper.finish(),
+        dataset: grouper.finish(Side::Predictions, "riveg OFAVE_to_OFAREC (VE + REC)"),
         warnings,
     })
 }
@@ -335,9 +424,80 @@ mod tests {
         std::fs::write(&rec, "[]").unwrap();
         let err = read_riveg_ofa(&p, Some(&rec)).unwrap_err().to_string();
         assert!(
-            err.contains("ve.txt:1: VE-positive prediction O_2371.jpg#182b has no box"),
+            err.contains(&format!(
+                "ve.txt:1: VE-positive prediction O_2371.jpg#182b has no box in the REC boxes file {}",
+                rec.display()
+            )),
             "{err}"
         );
+        assert!(
+            err.contains("rec.json needs one entry per VE-positive line of"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn repeated_rec_uid_same_box_warns_different_box_fails() {
+        let ve = "Imageid:O_2371.jpg#182b###Angelina Jolie(PER)###Angelina Jolie(PER)-A.###2\n";
+        let (d, p) = write("ve.txt", ve);
+        let rec = d.path().join("rec.json");
+        let entry = r#"{"uniq_id": "O_2371.jpg#182b", "box": [1.0, 2.0, 3.0, 4.0]}"#;
+        std::fs::write(&rec, format!("[{entry}, {entry}]")).unwrap();
+        let out = read_riveg_ofa(&p, Some(&rec)).unwrap();
+        assert_eq!(
+            out.dataset.tweets[0].entities[0].boxes[0].0,
+            [1.0, 2.0, 3.0, 4.0]
+        );
+        assert_eq!(out.warnings.len(), 1);
+        assert!(
+            out.warnings[0].message.starts_with(
+                "1 repeated uniq_id entr(ies) with the same box as before (first: O_2371.jpg#182b)"
+            ),
+            "{:?}",
+            out.warnings
+        );
+        let other = r#"{"uniq_id": "O_2371.jpg#182b", "box": [1.0, 2.0, 3.0, 9.0]}"#;
+        std::fs::write(&rec, format!("[{entry}, {other}]")).unwrap();
+        let err = read_riveg_ofa(&p, Some(&rec)).unwrap_err().to_string();
+        assert!(
+            err.contains("rec.json: entries #1 and #2 both have uniq_id O_2371.jpg#182b but different boxes ([1.0, 2.0, 3.0, 4.0] vs [1.0, 2.0, 3.0, 9.0])"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn repeated_ve_uid_is_an_error() {
+        let ve = "Imageid:O_1.jpg#aaaa###A(PER)###A(PER)-x###0\nImageid:O_1.jpg#bbbb###B(PER)###B(PER)-x###0\nImageid:O_1.jpg#aaaa###C(PER)###C(PER)-x###0\n";
+        let (_d, p) = write("ve.txt", ve);
+        let err = read_riveg_ofa(&p, None).unwrap_err().to_string();
+        assert!(
+            err.contains("ve.txt:3: prediction uid O_1.jpg#aaaa is already on line 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ungroundable_label_with_a_real_box_is_a_counted_warning() {
+        let (_d, p) = write(
+            "l.txt",
+            "1.jpg###A(PER)###d###0###&[0, 0, 0, 0]\n2.jpg###B(PER)###d###0###&[1, 2, 3, 4]\n3.jpg###C(PER)###d###0###&[5, 6, 7, 8]\n",
+        );
+        let out = read_riveg_labels(&p).unwrap();
+        assert!(out
+            .dataset
+            .tweets
+            .iter()
+            .all(|t| t.entities[0].boxes.is_empty()));
+        assert_eq!(out.warnings.len(), 1);
+        assert_eq!(out.warnings[0].at, format!("{}:2", p.display()));
+        assert!(
+            out.warnings[0]
+                .message
+                .starts_with("2 ungroundable line(s) (F = 0) carry a box other than [0, 0, 0, 0]"),
+            "{:?}",
+            out.warnings
+        );
+        assert_eq!(out.dataset.meta.as_ref().map(|m| m.side), Some(Side::Gold));
     }
 
     #[test]

@@ -36,7 +36,10 @@
 //! whose image or label matches nothing are data warnings, never dropped silently.
 //!
 //! Errors (with file, record and hint): malformed JSON, a mask whose size differs from its image,
-//! RLE counts that do not sum to h*w, a polygon with fewer than 3 points, an unknown shape type.
+//! RLE counts that do not sum to h*w, a polygon with fewer than 3 points or a coordinate that is
+//! not finite or beyond ±1e7 px, an unknown shape type, an image or category id that two COCO
+//! entries share (the last would win silently). Polygons reaching outside the image are
+//! rasterised as pycocotools does (`geometry::polygon`), in time bounded by the image.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -286,16 +289,28 @@ pub fn parse_coco(json: &str, path: &Path) -> DataResult<Vec<MaskRecord>> {
     let file: CocoFile = serde_json::from_str(json)
         .map_err(|e| json_error(path, &e, "COCO annotation", COCO_HINT))?;
     let at = Location::file(path);
-    let images: HashMap<String, &CocoImage> = file
-        .images
-        .iter()
-        .map(|img| (id_key(&img.id), img))
-        .collect();
-    let categories: HashMap<String, &str> = file
-        .categories
-        .iter()
-        .map(|c| (id_key(&c.id), c.name.as_str()))
-        .collect();
+    // A repeated image or category id would let the last entry win silently (pycocotools'
+    // COCO index does the same); which size or name was meant is unknowable, so it is an error.
+    let mut images: HashMap<String, &CocoImage> = HashMap::with_capacity(file.images.len());
+    for (i, img) in file.images.iter().enumerate() {
+        if images.insert(id_key(&img.id), img).is_some() {
+            return Err(DataError::invalid(
+                at.clone(),
+                format!("images #{}: id {} is repeated", i + 1, id_key(&img.id)),
+                "each entry of \"images\" needs its own id",
+            ));
+        }
+    }
+    let mut categories: HashMap<String, &str> = HashMap::with_capacity(file.categories.len());
+    for (i, c) in file.categories.iter().enumerate() {
+        if categories.insert(id_key(&c.id), c.name.as_str()).is_some() {
+            return Err(DataError::invalid(
+                at.clone(),
+                format!("categories #{}: id {} is repeated", i + 1, id_key(&c.id)),
+                "each entry of \"categories\" needs its own id (its name is the entity text)",
+            ));
+        }
+    }
     let mut records = Vec::with_capacity(file.annotations.len());
     for (i, ann) in file.annotations.iter().enumerate() {
         let record = match &ann.id {
@@ -484,17 +499,16 @@ mod tests {
     use std::path::PathBuf;
 
     fn text() -> Dataset {
-        Dataset {
-            tweets: vec![Tweet {
-                id: "O_1".into(),
-                image: Some("O_1.jpg".into()),
-                tokens: None,
-                entities: vec![
-                    Entity::new("Angelina Jolie", "PER"),
-                    Entity::new("Paris", "LOC"),
-                ],
-            }],
-        }
+        Dataset::new(vec![Tweet {
+            id: "O_1".into(),
+            image: Some("O_1.jpg".into()),
+            tokens: None,
+            entities: vec![
+                Entity::new("Angelina Jolie", "PER"),
+                Entity::new("Paris", "LOC"),
+            ],
+            ..Default::default()
+        }])
     }
 
     #[test]
@@ -608,6 +622,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("image_id 2 is not in"), "{err}");
+    }
+
+    #[test]
+    fn coco_repeated_ids_and_absurd_coordinates_are_errors() {
+        let json = r#"{"images": [{"id": 1, "height": 4, "width": 5}, {"id": 1, "height": 9, "width": 9}], "annotations": []}"#;
+        let err = parse_coco(json, &PathBuf::from("ann.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("ann.json: images #2: id 1 is repeated"),
+            "{err}"
+        );
+        let json = r#"{"images": [], "annotations": [], "categories": [{"id": "c", "name": "A"}, {"id": "c", "name": "B"}]}"#;
+        let err = parse_coco(json, &PathBuf::from("ann.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("ann.json: categories #2: id c is repeated"),
+            "{err}"
+        );
+        // A coordinate beyond ±1e7 px names the annotation and the polygon.
+        let json = r#"{"images": [{"id": 1, "height": 4, "width": 5}],
+            "annotations": [{"id": 9, "image_id": 1, "entity": "Paris", "segmentation": [[0, 0, 3e9, 1, 2, 2]]}]}"#;
+        let err = parse_coco(json, &PathBuf::from("ann.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("annotation #1 (id 9): polygon #0 has the coordinate 3000000000"),
+            "{err}"
+        );
+        // Far outside but within the limit: rasterised (clipped), not rejected, not slow.
+        let json = r#"{"images": [{"id": 1, "file_name": "O_1.jpg", "height": 4, "width": 5}],
+            "annotations": [{"image_id": 1, "entity": "Paris", "segmentation": [[-9e6, -9e6, 9e6, -9e6, 9e6, 9e6, -9e6, 9e6]]}]}"#;
+        let records = parse_coco(json, &PathBuf::from("ann.json")).unwrap();
+        assert_eq!(records[0].mask.area(), 20);
     }
 
     #[test]
