@@ -14,6 +14,7 @@
 
 pub mod env;
 pub mod manifest;
+pub mod pil_resize;
 pub mod preprocess;
 
 use std::path::PathBuf;
