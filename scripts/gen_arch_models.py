@@ -292,6 +292,190 @@ def sam_reference(ckpt: Path, manifest: Path, photos):
     })
 
 
+# ---------------------------------------------------------------- CLIP-family tokenizer
+CLIP_WORDS = (
+    "a an the of on in at and with photo picture singer stage city paris night football team "
+    "taylor swift nasa rocket red car dog person man woman arsenal fc london tower apple logo "
+    "american famous player concert crowd street"
+).split()
+QUERIES = [
+    "Taylor Swift, an American singer on stage",
+    "the city of Paris at night",
+    "Arsenal FC football team",
+    "a NASA rocket",
+    "Zoë's dog!",
+]
+
+
+def build_clip_tokenizer(ckpt: Path):
+    """A CLIP BPE tokenizer (byte-level, `</w>` word ends) with a small vocabulary: the 512 byte
+    tokens as in CLIP, then chained merges that spell CLIP_WORDS, then the two specials."""
+    from transformers import CLIPTokenizerFast
+    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+
+    base = list(bytes_to_unicode().values())
+    vocab = base + [b + "</w>" for b in base]
+    merges = []
+    for word in CLIP_WORDS:
+        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        left = parts[0]
+        for right in parts[1:]:
+            if (left, right) not in merges:
+                merges.append((left, right))
+            left = left + right
+    for a, b in merges:
+        if a + b not in vocab:
+            vocab.append(a + b)
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (ckpt / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (ckpt / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
+    tok = CLIPTokenizerFast(
+        vocab_file=str(ckpt / "vocab.json"), merges_file=str(ckpt / "merges.txt"),
+        unk_token="<|endoftext|>", bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+        model_max_length=24,
+    )
+    return tok, len(vocab)
+
+
+def text_config(vocab_size, tok):
+    return dict(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=24, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+
+
+VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+STRETCH_32 = dict(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=False)
+
+
+def query_tokens(tok):
+    return [tok(q)["input_ids"] for q in QUERIES]
+
+
+# ---------------------------------------------------------------- CLIP entailer
+def build_clip(ckpt: Path):
+    from PIL import Image as PILImage
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    seed_everything(SEED + 2)
+    tok, n = build_clip_tokenizer(ckpt)
+    config = CLIPConfig(text_config=text_config(n, tok), vision_config=VISION, projection_dim=16, initializer_factor=4.0)
+    model = CLIPModel(config).eval()
+    model.save_pretrained(ckpt)
+    ip = CLIPImageProcessor(resample=PILImage.BICUBIC, **STRETCH_32)
+    CLIPProcessor(image_processor=ip, tokenizer=tok).save_pretrained(ckpt)
+    return ckpt
+
+
+def clip_cosines(ckpt: Path, photos):
+    """Reference pipeline: CLIPProcessor (tokenizer + image processor), PyTorch, cosine per pair."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(ckpt).eval()
+    processor = CLIPProcessor.from_pretrained(ckpt)
+    out = []
+    for name in photos:
+        inputs = processor(text=QUERIES, images=load_photo(name), padding=True, return_tensors="pt")
+        with torch.no_grad():
+            image = model.get_image_features(pixel_values=inputs["pixel_values"])
+            text = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        image = image / image.norm(dim=-1, keepdim=True)
+        text = text / text.norm(dim=-1, keepdim=True)
+        out.append((name, inputs["pixel_values"][0].numpy(), (text @ image.T)[:, 0].double().numpy()))
+    return processor, out
+
+
+def clip_reference(ckpt: Path, manifest: Path, processor, cosines, threshold, scale):
+    cases = []
+    for name, pixels, cos in cosines:
+        stem = Path(name).stem
+        cases.append({
+            "image": name,
+            "pixel_values": save_f32(REF / f"clip_{stem}_pixels.f32", pixels),
+            "cosine": cos.tolist(),
+            "probability": (1.0 / (1.0 + np.exp(-scale * (cos - threshold)))).tolist(),
+        })
+    write_json(REF / "clip.json", {
+        "manifest": manifest.name,
+        "processor": "transformers CLIPProcessor (CLIPTokenizerFast, CLIPImageProcessor 32x32 bicubic, no crop)",
+        "queries": QUERIES,
+        "input_ids": query_tokens(processor.tokenizer),
+        "threshold": threshold,
+        "scale": scale,
+        "cases": cases,
+    })
+
+
+# ---------------------------------------------------------------- OWL-ViT grounder
+def build_owlvit(ckpt: Path):
+    from PIL import Image as PILImage
+    from transformers import OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor, OwlViTProcessor
+
+    seed_everything(SEED + 3)
+    tok, n = build_clip_tokenizer(ckpt)
+    # The class head compares query embeddings (projection_dim) with image features mapped to the
+    # text width, so OWL-ViT needs projection_dim == text hidden_size.
+    config = OwlViTConfig(text_config=text_config(n, tok), vision_config=VISION, projection_dim=32, initializer_factor=4.0)
+    model = OwlViTForObjectDetection(config).eval()
+    with torch.no_grad():
+        # Random init lets the per-patch logit shift dominate, so every query would pick the same
+        # patch; damp it so that the text query decides which box wins (as in a trained model).
+        model.class_head.logit_shift.weight.mul_(0.01)
+        model.class_head.logit_shift.bias.zero_()
+        model.class_head.logit_scale.weight.mul_(0.01)
+        model.class_head.logit_scale.bias.fill_(3.0)
+    model.save_pretrained(ckpt)
+    ip = OwlViTImageProcessor(resample=PILImage.BICUBIC, **STRETCH_32)
+    OwlViTProcessor(image_processor=ip, tokenizer=tok).save_pretrained(ckpt)
+    return ckpt
+
+
+def owlvit_reference(ckpt: Path, manifest: Path, photos):
+    """Reference pipeline: OwlViTProcessor, PyTorch, then per query post_process_object_detection
+    (threshold 0, target size = the photo) and the best-scoring box, clipped to the image (the
+    harness clamps boxes to the image; the HF function does not)."""
+    from transformers import OwlViTForObjectDetection, OwlViTProcessor
+    from transformers.models.owlvit.modeling_owlvit import OwlViTObjectDetectionOutput
+
+    model = OwlViTForObjectDetection.from_pretrained(ckpt).eval()
+    processor = OwlViTProcessor.from_pretrained(ckpt)
+    cases = []
+    for name in photos:
+        img = load_photo(name)
+        w, h = img.size
+        inputs = processor(text=[QUERIES], images=img, return_tensors="pt")
+        with torch.no_grad():
+            out = model(**inputs)
+        boxes, scores, raw = [], [], []
+        for q in range(len(QUERIES)):
+            sliced = OwlViTObjectDetectionOutput(logits=out.logits[..., q : q + 1], pred_boxes=out.pred_boxes)
+            result = processor.image_processor.post_process_object_detection(
+                sliced, threshold=0.0, target_sizes=torch.tensor([[h, w]])
+            )[0]
+            best = int(result["scores"].argmax())
+            box = result["boxes"][best].double()
+            box = torch.stack([box[0].clamp(0, w), box[1].clamp(0, h), box[2].clamp(0, w), box[3].clamp(0, h)])
+            boxes.append(box.tolist())
+            scores.append(float(result["scores"][best]))
+            raw.append(out.pred_boxes[0, int(out.logits[0, :, q].argmax())].tolist())
+        stem = Path(name).stem
+        cases.append({
+            "image": name,
+            "pixel_values": save_f32(REF / f"owlvit_{stem}_pixels.f32", inputs["pixel_values"][0].numpy()),
+            "boxes": boxes,
+            "scores": scores,
+            "raw_boxes": raw,
+        })
+    write_json(REF / "owlvit.json", {
+        "manifest": manifest.name,
+        "processor": "transformers OwlViTProcessor (CLIPTokenizerFast padded to max_length, OwlViTImageProcessor 32x32 bicubic) + post_process_object_detection",
+        "queries": QUERIES,
+        "input_ids": query_tokens(processor.tokenizer),
+        "cases": cases,
+    })
+
+
 def main():
     ARCH.mkdir(parents=True, exist_ok=True)
     REF.mkdir(parents=True, exist_ok=True)
@@ -311,6 +495,22 @@ def main():
             ckpt = build_sam(tmp / "sam")
             m = export_segmenter.export(str(ckpt), "arch-sam", MODELS, header=HEADER)
             sam_reference(ckpt, m, photos)
+        if not only or "clip" in only:
+            import export_entailer
+
+            ckpt = build_clip(tmp / "clip")
+            processor, cosines = clip_cosines(ckpt, photos)
+            # Toy calibration: the median cosine of the reference pairs is P = 0.5.
+            threshold = float(np.median(np.concatenate([c for _, _, c in cosines])))
+            scale = 20.0
+            m = export_entailer.export(str(ckpt), "arch-clip", MODELS, threshold, scale, header=HEADER)
+            clip_reference(ckpt, m, processor, cosines, threshold, scale)
+        if not only or "owlvit" in only:
+            import export_grounder
+
+            ckpt = build_owlvit(tmp / "owlvit")
+            m = export_grounder.export(str(ckpt), "arch-owlvit", MODELS, header=HEADER)
+            owlvit_reference(ckpt, m, photos)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@ use std::path::PathBuf;
 
 use ndarray::{Array2, ArrayD, IxDyn};
 use ort::value::{DynValue, Tensor};
-use riveg_bench::data::model::Tweet;
+use riveg_bench::data::model::{Entity, Tweet};
 use riveg_bench::geometry::{BBox, RleCounts};
-use riveg_bench::pipeline::onnx::{OnnxSegmenter, OnnxTagger, TextEncoder};
-use riveg_bench::pipeline::stages::{Segmenter, Tagger, TweetInput};
+use riveg_bench::pipeline::onnx::{
+    OnnxEntailer, OnnxGrounder, OnnxSegmenter, OnnxTagger, TextEncoder,
+};
+use riveg_bench::pipeline::stages::{Entailer, Grounder, Segmenter, Tagger, TweetInput};
 use riveg_bench::runtime::{
     self, image_to_tensor, LoadedSession, ModelManifest, OrtRuntime, SessionConfig,
 };
@@ -492,4 +494,207 @@ fn arch_sam_masks_equal_post_process_masks_on_photos() {
         reference["cases"].as_array().unwrap().len() + 1
     );
     assert!(checked >= 10);
+}
+
+// ------------------------------------------------------------------ CLIP entailer, OWL-ViT grounder
+
+/// Entities and queries of the reference (entity text = query: the stage only pairs them up).
+fn queries(reference: &Value) -> (Vec<Entity>, Vec<String>) {
+    let queries = strings(&reference["queries"]);
+    let entities = queries
+        .iter()
+        .map(|q| Entity::new(q.clone(), "PER"))
+        .collect();
+    (entities, queries)
+}
+
+/// Reference token ids per query, padded with 0 into `[n, len]` ids and mask.
+fn padded_ids(reference: &Value) -> (Array2<i64>, Array2<i64>) {
+    let rows: Vec<Vec<i64>> = reference["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(i64s)
+        .collect();
+    let len = rows.iter().map(Vec::len).max().unwrap();
+    let mut ids = Array2::zeros((rows.len(), len));
+    let mut mask = Array2::zeros((rows.len(), len));
+    for (r, row) in rows.iter().enumerate() {
+        for (c, &id) in row.iter().enumerate() {
+            ids[[r, c]] = id;
+            mask[[r, c]] = 1;
+        }
+    }
+    (ids, mask)
+}
+
+#[test]
+fn arch_clip_tokenisation_matches_the_transformers_tokenizer() {
+    for (name, reference) in [
+        ("arch-clip.toml", reference("clip.json")),
+        ("arch-owlvit.toml", reference("owlvit.json")),
+    ] {
+        let m = ModelManifest::load(&manifest(name)).unwrap_or_else(|e| panic!("{e}"));
+        let text = TextEncoder::from_manifest(&m).unwrap();
+        let (entities, queries) = queries(&reference);
+        let names: Vec<&str> = entities.iter().map(|e| e.text.as_str()).collect();
+        let (ids, mask) = text.encode_queries("t", &names, &queries).unwrap();
+        let (want_ids, want_mask) = padded_ids(&reference);
+        assert_eq!(mask, want_mask, "{name}: attention mask");
+        // Padding ids may differ (the harness pads with 0); the masked tokens must not.
+        assert_eq!(ids * &mask, want_ids * &want_mask, "{name}: token ids");
+    }
+}
+
+#[test]
+fn arch_clip_and_owlvit_preprocessing_match_the_image_processors() {
+    for (name, reference) in [
+        ("arch-clip.toml", reference("clip.json")),
+        ("arch-owlvit.toml", reference("owlvit.json")),
+    ] {
+        let m = ModelManifest::load(&manifest(name)).unwrap();
+        let spec = m.require_preprocess().unwrap();
+        for case in reference["cases"].as_array().unwrap() {
+            let want = tensor(&case["pixel_values"]);
+            for (label, img, strict) in decodes(case["image"].as_str().unwrap()) {
+                let (pixels, _) = image_to_tensor(&img, spec);
+                let diff = max_abs_diff(pixels.iter().copied(), want.iter().copied());
+                // Two levels over CLIP's smallest std (0.2613) for another JPEG decoder.
+                let tolerance = if strict {
+                    1e-5
+                } else {
+                    2.0 / 255.0 / 0.26 + 1e-5
+                };
+                assert!(
+                    diff < tolerance,
+                    "{name} {label}: pixel_values differ by {diff}"
+                );
+            }
+        }
+    }
+}
+
+fn query_inputs(pixels: ArrayD<f32>, reference: &Value) -> Vec<(&'static str, DynValue)> {
+    let (ids, mask) = padded_ids(reference);
+    vec![
+        (
+            "pixel_values",
+            Tensor::from_array(pixels.insert_axis(ndarray::Axis(0)))
+                .unwrap()
+                .into_dyn(),
+        ),
+        ("input_ids", Tensor::from_array(ids).unwrap().into_dyn()),
+        (
+            "attention_mask",
+            Tensor::from_array(mask).unwrap().into_dyn(),
+        ),
+    ]
+}
+
+#[test]
+fn arch_clip_graph_and_probabilities_match_the_reference() {
+    let reference = reference("clip.json");
+    let m = ModelManifest::load(&manifest("arch-clip.toml")).unwrap();
+    let mut session = ort_runtime().load_session(&m, "main", &cpu()).unwrap();
+    let mut entailer = OnnxEntailer::load(ort_runtime(), &manifest("arch-clip.toml"), &cpu())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (entities, queries) = queries(&reference);
+    let mut spread = Vec::new();
+    for case in reference["cases"].as_array().unwrap() {
+        let name = case["image"].as_str().unwrap();
+        let want_cos: Vec<f32> = f64s(&case["cosine"])
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let want_p: Vec<f32> = f64s(&case["probability"])
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let inputs = query_inputs(tensor(&case["pixel_values"]), &reference);
+        let cos = run(&mut session, inputs, "cosine");
+        let diff = max_abs_diff(cos.iter().copied(), want_cos.iter().copied());
+        assert!(diff < 1e-4, "{name}: cosine differs from PyTorch by {diff}");
+        for (label, img, strict) in decodes(name) {
+            let t = tweet(&label, Vec::new());
+            let input = TweetInput {
+                tweet: &t,
+                image: Some(&img),
+            };
+            let got = entailer.entail(&input, &entities, &queries).unwrap();
+            let diff = max_abs_diff(got.iter().copied(), want_p.iter().copied());
+            if strict {
+                assert!(diff < 1e-4, "{label}: probabilities differ by {diff}");
+            } else {
+                eprintln!("{label}: probabilities differ by {diff:.4}");
+                assert!(diff < 0.1, "{label}: probabilities differ by {diff}");
+            }
+        }
+        spread.extend(want_p);
+    }
+    // The calibrated threshold puts the reference pairs on both sides of 0.5.
+    assert!(spread.iter().any(|p| *p < 0.5) && spread.iter().any(|p| *p > 0.5));
+}
+
+#[test]
+fn arch_owlvit_graph_and_boxes_match_post_process_object_detection() {
+    let reference = reference("owlvit.json");
+    let m = ModelManifest::load(&manifest("arch-owlvit.toml")).unwrap();
+    let mut session = ort_runtime().load_session(&m, "main", &cpu()).unwrap();
+    let mut grounder = OnnxGrounder::load(ort_runtime(), &manifest("arch-owlvit.toml"), &cpu())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (entities, queries) = queries(&reference);
+    let mut distinct = std::collections::BTreeSet::new();
+    for case in reference["cases"].as_array().unwrap() {
+        let name = case["image"].as_str().unwrap();
+        let want_scores: Vec<f32> = f64s(&case["scores"])
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let raw: Vec<f32> = case["raw_boxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| f64s(b).into_iter().map(|v| v as f32))
+            .collect();
+        let inputs = query_inputs(tensor(&case["pixel_values"]), &reference);
+        let boxes = run(&mut session, inputs, "boxes");
+        let diff = max_abs_diff(boxes.iter().copied(), raw.iter().copied());
+        assert!(
+            diff < 1e-4,
+            "{name}: raw boxes differ from PyTorch by {diff}"
+        );
+        let wants = case["boxes"].as_array().unwrap();
+        for (label, img, strict) in decodes(name) {
+            let t = tweet(&label, Vec::new());
+            let input = TweetInput {
+                tweet: &t,
+                image: Some(&img),
+            };
+            let got = grounder.ground(&input, &entities, &queries).unwrap();
+            assert_eq!(got.len(), wants.len());
+            for (i, (g, want)) in got.iter().zip(wants).enumerate() {
+                let want = f64s(want);
+                let have = [g.bbox.x1(), g.bbox.y1(), g.bbox.x2(), g.bbox.y2()];
+                let worst = have
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                let score_diff = (g.score - want_scores[i]).abs();
+                if strict {
+                    assert!(worst < 1e-3, "{label} query {i}: box {have:?} vs {want:?}");
+                    assert!(
+                        score_diff < 1e-4,
+                        "{label} query {i}: score off by {score_diff}"
+                    );
+                    distinct.insert(format!("{want:?}"));
+                } else {
+                    eprintln!(
+                        "{label} query {i}: box off by {worst:.3} px, score by {score_diff:.4}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(distinct.len() > 5, "queries pick different boxes");
 }
