@@ -476,12 +476,58 @@ def owlvit_reference(ckpt: Path, manifest: Path, photos):
     })
 
 
+# ---------------------------------------------------------------- suite data (suites/arch.toml)
+SUITE_TWEETS = [  # photo, tokens, [(start, end, type, box as fractions of (w, h) or None)]
+    ("landscape_97x64.png", "RT @ Taylor Swift at the Oscars in Paris !",
+     [(2, 4, "PER", [0.1, 0.1, 0.5, 0.9]), (6, 7, "OTHER", None), (8, 9, "LOC", None)]),
+    ("portrait_48x80.png", "Lionel Messi and Arsenal FC at the World Cup",
+     [(0, 2, "PER", [0.2, 0.1, 0.9, 0.7]), (3, 5, "ORG", None), (7, 9, "OTHER", None)]),
+    ("square_64x64.png", "Angelina Jolie with Donald Trump in London today",
+     [(0, 2, "PER", [0.0, 0.2, 0.45, 1.0]), (3, 5, "PER", [0.5, 0.1, 1.0, 0.9]), (6, 7, "LOC", None)]),
+    ("small_23x17.png", "NASA photo of New York city",
+     [(0, 1, "ORG", None), (3, 5, "LOC", [0.1, 0.3, 0.9, 0.8])]),
+    ("wide_150x100.jpg", "love the new iPhone from Apple Inc",
+     [(3, 4, "OTHER", [0.3, 0.25, 0.6, 0.75]), (5, 7, "ORG", None)]),
+]
+
+
+def box_runs(box, w, h):
+    """Uncompressed COCO runs (column-major) of the filled integer box."""
+    m = np.zeros((h, w), dtype=bool)
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    m[y1:y2, x1:x2] = True
+    return {"size": [h, w], "counts": column_major_runs(m)}
+
+
+def write_suite_data():
+    """models/arch/suite/gold.jsonl: one tweet per photo; gold boxes are made-up regions and the
+    gold masks their filled rectangles (the models are random, so the scores mean nothing)."""
+    folder = ARCH / "suite"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (image, text, entities) in enumerate(SUITE_TWEETS):
+        tokens = text.split()
+        w, h = load_photo(image).size
+        ents = []
+        for start, end, kind, frac in entities:
+            e = {"text": " ".join(tokens[start:end]), "type": kind, "start": start, "end": end,
+                 "groundable": frac is not None, "boxes": []}
+            if frac is not None:
+                box = [round(frac[0] * w), round(frac[1] * h), round(frac[2] * w), round(frac[3] * h)]
+                e["boxes"] = [[float(v) for v in box]]
+                e["masks"] = [box_runs(box, w, h)]
+            ents.append(e)
+        lines.append(json.dumps({"id": f"a{i + 1}", "image": image, "tokens": tokens, "entities": ents}))
+    (folder / "gold.jsonl").write_text("\n".join(lines) + "\n")
+
+
 def main():
     ARCH.mkdir(parents=True, exist_ok=True)
     REF.mkdir(parents=True, exist_ok=True)
     only = set(sys.argv[1:])
     photos = make_photos()
     photos_reference(photos)
+    write_suite_data()
     import export_segmenter
     import export_tagger
 

@@ -698,3 +698,98 @@ fn arch_owlvit_graph_and_boxes_match_post_process_object_detection() {
     }
     assert!(distinct.len() > 5, "queries pick different boxes");
 }
+
+// ------------------------------------------------------------------ suites/arch.toml
+
+#[test]
+fn arch_suite_runs_the_ablation_matrix_on_real_architectures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_riveg-bench"))
+        .args([
+            "run",
+            "--suite",
+            "suites/arch.toml",
+            "--no-cache",
+            "--format",
+            "json",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .current_dir(&root)
+        .output()
+        .expect("run riveg-bench");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let r: Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(r["suite"], "arch");
+    assert_eq!(r["meta"]["execution_provider"], "cpu");
+    let variants = r["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 7);
+    let variant = |name: &str| variants.iter().find(|v| v["name"] == name).unwrap();
+    let full = variant("full");
+    for stage in ["tagger", "entailer", "grounder", "segmenter"] {
+        assert_eq!(full["stages"][stage], "onnx");
+        let t = &full["timings"][stage];
+        assert!(
+            t["count"].as_u64().unwrap() + t["warmup_excluded"].as_u64().unwrap() == 5,
+            "{stage} ran once per tweet"
+        );
+    }
+    let hashes = full["model_hashes"].as_object().unwrap();
+    for key in [
+        "tagger:arch-tagger/main",
+        "entailer:arch-clip/main",
+        "grounder:arch-owlvit/main",
+        "segmenter:arch-sam/encoder",
+        "segmenter:arch-sam/decoder",
+    ] {
+        assert!(hashes.contains_key(key), "{key} in {hashes:?}");
+    }
+    assert_eq!(
+        variant("oracle-mner")["metrics"]["riveg"]["mner"]["f1"],
+        1.0
+    );
+    assert_eq!(variant("no-ve")["stages"]["entailer"], "off");
+
+    // The binary's tagger output is the library's OnnxTagger output, tweet by tweet; masks have
+    // the size of each (differently sized) photo.
+    let mut tagger =
+        OnnxTagger::load(ort_runtime(), &manifest("arch-tagger.toml"), &cpu()).unwrap();
+    let predictions = std::fs::read_to_string(out.join("predictions/full.jsonl")).unwrap();
+    let mut masks = 0;
+    for line in predictions.lines() {
+        let p: Value = serde_json::from_str(line).unwrap();
+        let t = tweet(p["id"].as_str().unwrap(), strings(&p["tokens"]));
+        let want: Vec<(String, String)> = tagger
+            .tag(&t)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.text, e.entity_type))
+            .collect();
+        let got: Vec<(String, String)> = p["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["text"].as_str().unwrap().to_string(),
+                    e["type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "tweet {}", p["id"]);
+        let img = photo(p["image"].as_str().unwrap());
+        for e in p["entities"].as_array().unwrap() {
+            for m in e["masks"].as_array().into_iter().flatten() {
+                assert_eq!(
+                    usizes(&m["size"]),
+                    [img.height() as usize, img.width() as usize]
+                );
+                masks += 1;
+            }
+        }
+    }
+    assert!(masks > 0, "the full variant segmented something");
+}
