@@ -13,7 +13,7 @@ scripts in scripts/export/ (the same path a user runs on real checkpoints), plus
   harness (ort) with them.
 
 Usage: python3 -m venv .venv-export && .venv-export/bin/pip install -r scripts/export/requirements.txt
-       .venv-export/bin/python scripts/gen_arch_models.py [tagger] [sam] [clip] [owlvit]
+       .venv-export/bin/python scripts/gen_arch_models.py [tagger] [xlmr] [sam] [clip] [owlvit]
 Deterministic for fixed pinned versions (scripts/export/requirements.txt): seeds are fixed.
 """
 
@@ -171,11 +171,56 @@ def viterbi(emissions, transitions, start, end):
     return best[::-1]
 
 
-def tagger_reference(ckpt: Path, manifest: Path):
-    from transformers import BertForTokenClassification, BertTokenizerFast
+def build_xlmr_tagger(ckpt: Path):
+    """XLM-R (PGIM's backbone) token classifier + CRF, with a SentencePiece-style Unigram
+    tokenizer (Metaspace pre-tokenizer, `<s> A </s></s> B </s>` pairs) built with `tokenizers`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import XLMRobertaConfig, XLMRobertaForTokenClassification, XLMRobertaTokenizerFast
 
-    tok = BertTokenizerFast.from_pretrained(ckpt)
-    model = BertForTokenClassification.from_pretrained(ckpt).eval()
+    seed_everything(SEED + 4)
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    words = sorted({w for case in TAGGER_CASES for w in case} | set(TAGGER_WORDS) | set(TAGGER_KNOWLEDGE.split()))
+    pieces = [("▁" + w, -2.0 - 0.1 * len(w)) for w in words if w.isalpha() and len(w) > 3][:60]
+    pieces += [("▁" + w, -3.0) for w in ("the", "a", "at", "in", "of", "is", "and", "RT", "!", "@", "#", ":", ".")]
+    chars = sorted({c for w in words for c in w} | set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    pieces += [(c, -8.0) for c in chars] + [("▁", -5.0)]
+    pieces = list({p: score for p, score in pieces}.items())
+    vocab = [(t, 0.0) for t in specials] + pieces
+    tok = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=False))
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    fast = XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<unk>", model_max_length=48)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(ckpt)
+    config = XLMRobertaConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=48 + 2, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        initializer_range=0.5, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)},
+    )
+    XLMRobertaForTokenClassification(config).eval().save_pretrained(ckpt)
+    g = torch.Generator().manual_seed(SEED + 4)
+    n = len(LABELS)
+    # AdaSeq keeps the CRF beside the encoder; here under "crf." as in its state dicts.
+    torch.save({
+        "crf.transitions": torch.randn(n, n, generator=g),
+        "crf.start_transitions": torch.randn(n, generator=g),
+        "crf.end_transitions": torch.randn(n, generator=g),
+    }, ckpt / "crf_state_dict.bin")
+    return ckpt
+
+
+def tagger_reference(ckpt: Path, manifest: Path, out_name: str):
+    """Reference pipeline: the fast tokenizer on pre-split words (is_split_into_words), PyTorch,
+    the first subword of each word, Viterbi with the checkpoint's CRF (and plain argmax)."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    model = AutoModelForTokenClassification.from_pretrained(ckpt).eval()
     crf = torch.load(ckpt / "crf_state_dict.bin", weights_only=True)
     tr, st, en = (crf[f"crf.{k}"].double().numpy() for k in ("transitions", "start_transitions", "end_transitions"))
     cases = []
@@ -199,19 +244,19 @@ def tagger_reference(ckpt: Path, manifest: Path):
             "labels_crf": [LABELS[i] for i in path],
             "labels_argmax": [LABELS[i] for i in argmax],
         })
-    # Two segments (tweet + auxiliary knowledge): graph-level check of token_type_ids.
+    # Two segments (tweet + auxiliary knowledge), graph level: BERT marks the second segment with
+    # token_type_ids, XLM-R only with separators.
     pair = tok(" ".join(TAGGER_CASES[0]), TAGGER_KNOWLEDGE, return_tensors="pt")
     with torch.no_grad():
         pair_logits = model(**pair).logits[0].numpy()
-    write_json(REF / "tagger.json", {
+    pair_entry = {"input_ids": pair["input_ids"][0].tolist(), "logits": pair_logits.tolist()}
+    if "token_type_ids" in pair:
+        pair_entry["token_type_ids"] = pair["token_type_ids"][0].tolist()
+    write_json(REF / out_name, {
         "manifest": manifest.name,
-        "tokenizer": "transformers BertTokenizerFast(words, is_split_into_words=True)",
+        "tokenizer": f"transformers {type(tok).__name__}(words, is_split_into_words=True)",
         "cases": cases,
-        "pair": {
-            "input_ids": pair["input_ids"][0].tolist(),
-            "token_type_ids": pair["token_type_ids"][0].tolist(),
-            "logits": pair_logits.tolist(),
-        },
+        "pair": pair_entry,
     })
 
 
@@ -536,7 +581,11 @@ def main():
         if not only or "tagger" in only:
             ckpt = build_tagger(tmp / "bert-crf")
             m = export_tagger.export(str(ckpt), "arch-tagger", MODELS, max_length=48, crf_state_dict=ckpt / "crf_state_dict.bin", header=HEADER)
-            tagger_reference(ckpt, m)
+            tagger_reference(ckpt, m, "tagger.json")
+        if not only or "xlmr" in only:
+            ckpt = build_xlmr_tagger(tmp / "xlmr-crf")
+            m = export_tagger.export(str(ckpt), "arch-xlmr-tagger", MODELS, max_length=48, crf_state_dict=ckpt / "crf_state_dict.bin", header=HEADER)
+            tagger_reference(ckpt, m, "xlmr_tagger.json")
         if not only or "sam" in only:
             ckpt = build_sam(tmp / "sam")
             m = export_segmenter.export(str(ckpt), "arch-sam", MODELS, header=HEADER)

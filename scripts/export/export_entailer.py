@@ -73,8 +73,8 @@ def image_preprocess(ip):
 def export(model_id, name, models_dir: Path, threshold: float, scale=None, header=None):
     out = models_dir / "arch" / name.removeprefix("arch-")
     out.mkdir(parents=True, exist_ok=True)
-    model = CLIPModel.from_pretrained(model_id).eval()
-    processor = CLIPProcessor.from_pretrained(model_id)
+    model = CLIPModel.from_pretrained(model_id, local_files_only=True).eval()
+    processor = CLIPProcessor.from_pretrained(model_id, local_files_only=True)
     scale = float(model.logit_scale.exp()) if scale is None else float(scale)
     preprocess = image_preprocess(processor.image_processor)
     wrapper = ClipEntailer(model, threshold, scale)

@@ -48,8 +48,8 @@ class TopBox(torch.nn.Module):
 def export(model_id, name, models_dir: Path, header=None):
     out = models_dir / "arch" / name.removeprefix("arch-")
     out.mkdir(parents=True, exist_ok=True)
-    model = OwlViTForObjectDetection.from_pretrained(model_id).eval()
-    processor = OwlViTProcessor.from_pretrained(model_id)
+    model = OwlViTForObjectDetection.from_pretrained(model_id, local_files_only=True).eval()
+    processor = OwlViTProcessor.from_pretrained(model_id, local_files_only=True)
     preprocess = image_preprocess(processor.image_processor)
     wrapper = TopBox(model)
     h, w = preprocess["image_size"]

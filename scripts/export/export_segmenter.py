@@ -52,8 +52,8 @@ class BoxDecoder(torch.nn.Module):
 def export(model_id, name, models_dir: Path, header=None):
     out = models_dir / "arch" / name.removeprefix("arch-")
     out.mkdir(parents=True, exist_ok=True)
-    model = SamModel.from_pretrained(model_id).eval()
-    processor = SamProcessor.from_pretrained(model_id)
+    model = SamModel.from_pretrained(model_id, local_files_only=True).eval()
+    processor = SamProcessor.from_pretrained(model_id, local_files_only=True)
     ip = processor.image_processor
     size = int(model.config.vision_config.image_size)
     if ip.size.get("longest_edge") != size or ip.pad_size != {"height": size, "width": size}:

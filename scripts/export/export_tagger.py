@@ -79,10 +79,10 @@ def scheme_of(labels):
 def export(model_id, name, models_dir: Path, max_length=512, crf_state_dict=None, crf_prefix="crf.", labels=None, header=None):
     out = models_dir / "arch" / name.removeprefix("arch-")
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(model_id)
+    tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=True)
     if not tokenizer.is_fast:
         raise SystemExit("need a fast tokenizer (tokenizer.json) for the Rust side")
-    model = AutoModelForTokenClassification.from_pretrained(model_id).eval()
+    model = AutoModelForTokenClassification.from_pretrained(model_id, local_files_only=True).eval()
     labels = labels or [model.config.id2label[i] for i in range(model.config.num_labels)]
     with_segments = getattr(model.config, "type_vocab_size", 1) > 1
 
@@ -106,10 +106,13 @@ def export(model_id, name, models_dir: Path, max_length=512, crf_state_dict=None
 
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
     rel = out.relative_to(models_dir)
+    positions = getattr(model.config, "max_position_embeddings", max_length)
+    if "roberta" in model.config.model_type:
+        positions -= model.config.pad_token_id + 1  # RoBERTa-family position ids start after padding_idx
     sections = {
         "tokenizer": {
             "path": str(rel / "tokenizer.json"),
-            "max_length": int(min(max_length, getattr(model.config, "max_position_embeddings", max_length))),
+            "max_length": int(min(max_length, positions)),
             "vocab_size": int(model.config.vocab_size),
         },
         "labels": {"scheme": scheme_of(labels), "names": labels},

@@ -217,95 +217,122 @@ fn edited_manifest(name: &str, edit: impl Fn(String) -> String) -> (tempfile::Te
     (dir, path)
 }
 
-// ------------------------------------------------------------------ tagger (BERT + CRF)
+// ------------------------------------------------------------------ taggers (BERT / XLM-R + CRF)
+
+/// The tagger fixtures and their references: BERT (WordPiece, token_type_ids) and XLM-R (PGIM's
+/// backbone: SentencePiece-style Unigram tokenizer, no segment ids), both with a CRF.
+const TAGGERS: [(&str, &str); 2] = [
+    ("arch-tagger.toml", "tagger.json"),
+    ("arch-xlmr-tagger.toml", "xlmr_tagger.json"),
+];
 
 #[test]
 fn arch_tagger_tokenisation_matches_the_transformers_tokenizer() {
-    let m = ModelManifest::load(&manifest("arch-tagger.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let text = TextEncoder::from_manifest(&m).unwrap();
-    let reference = reference("tagger.json");
-    for case in reference["cases"].as_array().unwrap() {
-        let words = strings(&case["words"]);
-        let enc = text.encode_words("t", &words).unwrap();
-        assert_eq!(enc.ids, i64s(&case["input_ids"]), "{words:?}");
-        let want_word_ids: Vec<Option<usize>> = case["word_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().map(|w| w as usize))
-            .collect();
-        assert_eq!(enc.word_ids, want_word_ids, "{words:?}");
+    for (name, reference_name) in TAGGERS {
+        let m = ModelManifest::load(&manifest(name)).unwrap_or_else(|e| panic!("{e}"));
+        let text = TextEncoder::from_manifest(&m).unwrap();
+        let reference = reference(reference_name);
+        for case in reference["cases"].as_array().unwrap() {
+            let words = strings(&case["words"]);
+            let enc = text.encode_words("t", &words).unwrap();
+            assert_eq!(enc.ids, i64s(&case["input_ids"]), "{name}: {words:?}");
+            let want_word_ids: Vec<Option<usize>> = case["word_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().map(|w| w as usize))
+                .collect();
+            assert_eq!(enc.word_ids, want_word_ids, "{name}: {words:?}");
+        }
     }
 }
 
 #[test]
 fn arch_tagger_graph_matches_pytorch_with_one_and_two_segments() {
-    let m = ModelManifest::load(&manifest("arch-tagger.toml")).unwrap();
-    let mut session = ort_runtime()
-        .load_session(&m, "main", &cpu())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let reference = reference("tagger.json");
-    let mut cases: Vec<(Vec<i64>, Vec<i64>, &Value)> = reference["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let ids = i64s(&c["input_ids"]);
-            let zeros = vec![0; ids.len()];
-            (ids, zeros, &c["logits"])
-        })
-        .collect();
-    let pair = &reference["pair"];
-    let segments = i64s(&pair["token_type_ids"]);
-    assert!(segments.contains(&1), "the pair case has a second segment");
-    cases.push((i64s(&pair["input_ids"]), segments, &pair["logits"]));
-    for (ids, segments, want) in cases {
-        let logits = run(
-            &mut session,
-            vec![
-                ("input_ids", ids_tensor(&ids)),
-                ("attention_mask", ids_tensor(&vec![1; ids.len()])),
-                ("token_type_ids", ids_tensor(&segments)),
-            ],
-            "logits",
+    for (name, reference_name) in TAGGERS {
+        let m = ModelManifest::load(&manifest(name)).unwrap();
+        let has_segments = m.model("main").unwrap().input("token_type_ids").is_some();
+        assert_eq!(
+            has_segments,
+            name == "arch-tagger.toml",
+            "only BERT has segment ids"
         );
-        assert_eq!(logits.shape(), &[1, ids.len(), 9]);
-        let want: Vec<f32> = want
+        let mut session = ort_runtime()
+            .load_session(&m, "main", &cpu())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let reference = reference(reference_name);
+        let mut cases: Vec<(Vec<i64>, Vec<i64>, &Value)> = reference["cases"]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|row| f64s(row).into_iter().map(|v| v as f32))
+            .map(|c| {
+                let ids = i64s(&c["input_ids"]);
+                let zeros = vec![0; ids.len()];
+                (ids, zeros, &c["logits"])
+            })
             .collect();
-        let diff = max_abs_diff(logits.iter().copied(), want);
-        assert!(diff < 1e-4, "logits differ from PyTorch by {diff}");
+        // Tweet + auxiliary knowledge as the second segment.
+        let pair = &reference["pair"];
+        let pair_ids = i64s(&pair["input_ids"]);
+        let segments = match pair.get("token_type_ids") {
+            Some(t) => i64s(t),
+            None => vec![0; pair_ids.len()],
+        };
+        assert_eq!(segments.contains(&1), has_segments);
+        cases.push((pair_ids, segments, &pair["logits"]));
+        for (ids, segments, want) in cases {
+            let mut inputs = vec![
+                ("input_ids", ids_tensor(&ids)),
+                ("attention_mask", ids_tensor(&vec![1; ids.len()])),
+            ];
+            if has_segments {
+                inputs.push(("token_type_ids", ids_tensor(&segments)));
+            }
+            let logits = run(&mut session, inputs, "logits");
+            assert_eq!(logits.shape(), &[1, ids.len(), 9]);
+            let want: Vec<f32> = want
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|row| f64s(row).into_iter().map(|v| v as f32))
+                .collect();
+            let diff = max_abs_diff(logits.iter().copied(), want);
+            assert!(diff < 1e-4, "{name}: logits differ from PyTorch by {diff}");
+        }
     }
 }
 
 #[test]
 fn arch_tagger_labels_equal_the_reference_pipeline_with_and_without_crf() {
-    let reference = reference("tagger.json");
-    let mut with_crf = OnnxTagger::load(ort_runtime(), &manifest("arch-tagger.toml"), &cpu())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (_dir, no_crf_path) = edited_manifest("arch-tagger.toml", |t| {
-        let cut = t.find("[crf]").expect("the manifest has a CRF");
-        t[..cut].to_string()
-    });
-    let mut argmax = OnnxTagger::load(ort_runtime(), &no_crf_path, &cpu()).unwrap();
-    let mut differs = 0;
-    for case in reference["cases"].as_array().unwrap() {
-        let words = strings(&case["words"]);
-        let t = tweet("t", words.clone());
-        let crf_labels = with_crf.tag_words(&t, &words).unwrap();
-        assert_eq!(crf_labels, strings(&case["labels_crf"]), "{words:?}");
-        let plain = argmax.tag_words(&t, &words).unwrap();
-        assert_eq!(plain, strings(&case["labels_argmax"]), "{words:?}");
-        differs += usize::from(crf_labels != plain);
-        // Entities are the BIO spans of those labels.
-        let entities = with_crf.tag(&t).unwrap();
-        let spans = riveg_bench::pipeline::onnx::tagging::decode_spans(&crf_labels);
-        assert_eq!(entities.len(), spans.len());
+    for (name, reference_name) in TAGGERS {
+        let reference = reference(reference_name);
+        let mut with_crf = OnnxTagger::load(ort_runtime(), &manifest(name), &cpu())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (_dir, no_crf_path) = edited_manifest(name, |t| {
+            let cut = t.find("[crf]").expect("the manifest has a CRF");
+            t[..cut].to_string()
+        });
+        let mut argmax = OnnxTagger::load(ort_runtime(), &no_crf_path, &cpu()).unwrap();
+        let mut differs = 0;
+        for case in reference["cases"].as_array().unwrap() {
+            let words = strings(&case["words"]);
+            let t = tweet("t", words.clone());
+            let crf_labels = with_crf.tag_words(&t, &words).unwrap();
+            assert_eq!(
+                crf_labels,
+                strings(&case["labels_crf"]),
+                "{name}: {words:?}"
+            );
+            let plain = argmax.tag_words(&t, &words).unwrap();
+            assert_eq!(plain, strings(&case["labels_argmax"]), "{name}: {words:?}");
+            differs += usize::from(crf_labels != plain);
+            // Entities are the BIO spans of those labels.
+            let entities = with_crf.tag(&t).unwrap();
+            let spans = riveg_bench::pipeline::onnx::tagging::decode_spans(&crf_labels);
+            assert_eq!(entities.len(), spans.len());
+        }
+        assert!(differs > 0, "{name}: the CRF changes at least one sequence");
     }
-    assert!(differs > 0, "the CRF changes at least one sequence");
 }
 
 // ------------------------------------------------------------------ SAM (two graphs)
