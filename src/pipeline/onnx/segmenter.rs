@@ -430,4 +430,46 @@ mod tests {
             vec![true, true, false, false, true, true, false, false]
         );
     }
+
+    #[test]
+    fn interpolation_matches_torch_bilinear() {
+        // torch 2.5.1: F.interpolate(x, size, mode="bilinear", align_corners=False) of the 2x3
+        // plane below, to 4x5 (up) and to 1x2 (down).
+        let x = [1.0f32, -2.0, 0.5, 3.0, 0.25, -1.0];
+        let up = interpolate_bilinear(&x, 3, (2, 3), (4, 5));
+        let want_up = [
+            1.0f32,
+            -0.2000001,
+            -2.0,
+            -0.49999964,
+            0.5,
+            1.5,
+            0.32499996,
+            -1.4375,
+            -0.49999976,
+            0.125,
+            2.5,
+            1.375,
+            -0.3125,
+            -0.50000006,
+            -0.625,
+            3.0,
+            1.8999999,
+            0.25,
+            -0.5000002,
+            -1.0,
+        ];
+        for (got, want) in up.iter().zip(want_up) {
+            assert!((got - want).abs() < 1e-6, "{up:?}");
+        }
+        assert_eq!(
+            interpolate_bilinear(&x, 3, (2, 3), (1, 2)),
+            vec![1.28125, -0.40625]
+        );
+        // A window of a wider plane (the crop of the padding).
+        assert_eq!(
+            interpolate_bilinear(&x, 3, (2, 2), (2, 2)),
+            vec![1.0, -2.0, 3.0, 0.25]
+        );
+    }
 }
