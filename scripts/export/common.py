@@ -98,6 +98,18 @@ def write_manifest(path: Path, header: str, name: str, stage: str, models: dict,
     return path
 
 
+def save_tokenizer(tokenizer, path: Path) -> Path:
+    """The fast tokenizer's tokenizer.json without the padding/truncation state that calls leave
+    on it (the Rust side sets both from the manifest)."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    backend.save(str(path))
+    return Path(path)
+
+
 def ort_session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

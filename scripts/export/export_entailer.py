@@ -32,7 +32,7 @@ import torch
 from transformers import CLIPModel, CLIPProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare_outputs, export_onnx, ort_session, write_manifest  # noqa: E402
+from common import compare_outputs, export_onnx, ort_session, save_tokenizer, sha256, write_manifest  # noqa: E402
 
 SAMPLE_QUERIES = ["a photo of a singer", "the city of paris at night", "a football team"]
 
@@ -98,7 +98,7 @@ def export(model_id, name, models_dir: Path, threshold: float, scale=None, heade
         got_p, got_c = session.run(None, {"pixel_values": pixels.numpy(), "input_ids": enc["input_ids"].numpy(), "attention_mask": enc["attention_mask"].numpy()})
         compare_outputs(f"{name} entailer ({len(queries)} queries)", {"probability": p.numpy(), "cosine": c.numpy()}, {"probability": got_p, "cosine": got_c})
 
-    processor.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    save_tokenizer(processor.tokenizer, out / "tokenizer.json")
     rel = out.relative_to(models_dir)
     header = (header or f"Exported by scripts/export/export_entailer.py from {model_id}.") + (
         f"\nprobability = sigmoid({scale!r} * (cosine(image, query) - {float(threshold)!r})):"
@@ -109,6 +109,7 @@ def export(model_id, name, models_dir: Path, threshold: float, scale=None, heade
             "path": str(rel / "tokenizer.json"),
             "max_length": int(model.config.text_config.max_position_embeddings),
             "vocab_size": int(model.config.text_config.vocab_size),
+            "sha256": sha256(out / "tokenizer.json"),
         },
         "preprocess": preprocess,
     }

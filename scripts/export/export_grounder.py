@@ -26,7 +26,7 @@ import torch
 from transformers import OwlViTForObjectDetection, OwlViTProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare_outputs, export_onnx, ort_session, write_manifest  # noqa: E402
+from common import compare_outputs, export_onnx, ort_session, save_tokenizer, sha256, write_manifest  # noqa: E402
 from export_entailer import image_preprocess  # noqa: E402
 
 SAMPLE_QUERIES = ["a photo of a singer", "a red car", "a football team"]
@@ -72,7 +72,7 @@ def export(model_id, name, models_dir: Path, header=None):
         got_b, got_s = session.run(None, {"pixel_values": pixels.numpy(), "input_ids": enc["input_ids"].numpy(), "attention_mask": enc["attention_mask"].numpy()})
         compare_outputs(f"{name} grounder ({len(queries)} queries)", {"boxes": b.numpy(), "scores": s.numpy()}, {"boxes": got_b, "scores": got_s})
 
-    processor.tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    save_tokenizer(processor.tokenizer, out / "tokenizer.json")
     rel = out.relative_to(models_dir)
     header = header or f"Exported by scripts/export/export_grounder.py from {model_id}."
     sections = {
@@ -80,6 +80,7 @@ def export(model_id, name, models_dir: Path, header=None):
             "path": str(rel / "tokenizer.json"),
             "max_length": int(model.config.text_config.max_position_embeddings),
             "vocab_size": int(model.config.text_config.vocab_size),
+            "sha256": sha256(out / "tokenizer.json"),
         },
         "preprocess": preprocess,
         "boxes": {"format": "cxcywh", "units": "normalized"},

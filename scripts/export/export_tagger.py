@@ -21,7 +21,6 @@ downloaded by this script):
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare_outputs, export_onnx, ort_session, write_manifest  # noqa: E402
+from common import compare_outputs, export_onnx, ort_session, save_tokenizer, sha256, write_manifest  # noqa: E402
 
 SAMPLE_TWEET = ["RT", "@", "Taylor", "Swift", "at", "the", "Oscars", "in", "Paris", "!"]
 SAMPLE_KNOWLEDGE = "Taylor Swift is an American singer ; the Oscars are film awards ."
@@ -67,7 +66,7 @@ def read_crf(path: Path, prefix: str, labels):
         found = sorted(k for k in state if "transition" in k)
         raise SystemExit(f"{path}: no {e} in the state dict (transition keys found: {found}); set --crf-prefix")
     n = len(labels)
-    if len(crf["transitions"]) != n or len(crf["start"]) != n:
+    if len(crf["transitions"]) != n or len(crf["start"]) != n or len(crf["end"]) != n:
         raise SystemExit(f"{path}: CRF has {len(crf['transitions'])} tags but the model has {n} labels")
     return crf
 
@@ -86,9 +85,10 @@ def export(model_id, name, models_dir: Path, max_length=512, crf_state_dict=None
     labels = labels or [model.config.id2label[i] for i in range(model.config.num_labels)]
     with_segments = getattr(model.config, "type_vocab_size", 1) > 1
 
-    # One segment and two segments (tweet + auxiliary knowledge) as check inputs.
+    # Check inputs: one segment, two segments (tweet + auxiliary knowledge), a padded batch of two.
     single = tokenizer(SAMPLE_TWEET, is_split_into_words=True, return_tensors="pt")
     pair = tokenizer(" ".join(SAMPLE_TWEET), SAMPLE_KNOWLEDGE, return_tensors="pt")
+    batch = tokenizer([SAMPLE_TWEET, SAMPLE_TWEET[2:5]], is_split_into_words=True, padding=True, return_tensors="pt")
     wrapper = Logits(model, with_segments)
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if with_segments else [])
     args = tuple(single[n] if n in single else torch.zeros_like(single["input_ids"]) for n in names)
@@ -97,14 +97,14 @@ def export(model_id, name, models_dir: Path, max_length=512, crf_state_dict=None
     onnx_path = export_onnx(wrapper, args, out / "tagger.onnx", names, ["logits"], axes)
 
     session = ort_session(onnx_path)
-    for label, enc in (("one segment", single), ("two segments", pair)):
+    for label, enc in (("one segment", single), ("two segments", pair), ("padded batch of 2", batch)):
         feeds = {n: enc[n].numpy() if n in enc else np.zeros_like(enc["input_ids"].numpy()) for n in names}
         with torch.no_grad():
             expected = wrapper(*[torch.from_numpy(feeds[n]) for n in names]).numpy()
         (got,) = session.run(["logits"], feeds)
         compare_outputs(f"{name} tagger ({label})", {"logits": expected}, {"logits": got})
 
-    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    save_tokenizer(tokenizer, out / "tokenizer.json")
     rel = out.relative_to(models_dir)
     positions = getattr(model.config, "max_position_embeddings", max_length)
     if "roberta" in model.config.model_type:
@@ -114,13 +114,14 @@ def export(model_id, name, models_dir: Path, max_length=512, crf_state_dict=None
             "path": str(rel / "tokenizer.json"),
             "max_length": int(min(max_length, positions)),
             "vocab_size": int(model.config.vocab_size),
+            "sha256": sha256(out / "tokenizer.json"),
         },
         "labels": {"scheme": scheme_of(labels), "names": labels},
     }
     if crf_state_dict:
         crf = read_crf(Path(crf_state_dict), crf_prefix, labels)
         (out / "crf.json").write_text(json.dumps(crf))
-        sections["crf"] = {"path": str(rel / "crf.json")}
+        sections["crf"] = {"path": str(rel / "crf.json"), "sha256": sha256(out / "crf.json")}
     header = header or f"Exported by scripts/export/export_tagger.py from {model_id}."
     manifest = write_manifest(
         models_dir / f"{name}.toml", header, name, "tagger", {"main": (rel / "tagger.onnx", {})}, sections
