@@ -15,6 +15,7 @@
 
 pub mod env;
 pub mod manifest;
+pub mod pil_resize;
 pub mod preprocess;
 pub mod tensor;
 

@@ -3,12 +3,16 @@
 //! coordinates between the original image and the model input, both ways.
 //!
 //! An image already at the model size is not resampled, so the tensor is exactly what Python
-//! computes from the same PNG (the tiny-model tests rely on it).
+//! computes from the same PNG (the tiny-model tests rely on it). Bilinear, bicubic and Lanczos
+//! resizing is Pillow's, bit for bit ([`super::pil_resize`]), because the Hugging Face image
+//! processors resize through Pillow; nearest uses the `image` crate.
 
 use image::imageops::FilterType;
 use image::RgbImage;
 use ndarray::Array4;
 use serde::Deserialize;
+
+use super::pil_resize::{pil_resize, PilFilter};
 
 /// The `[preprocess]` section of a manifest.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -50,13 +54,17 @@ pub enum ResizeFilter {
 }
 
 impl ResizeFilter {
-    fn filter_type(self) -> FilterType {
-        match self {
-            ResizeFilter::Nearest => FilterType::Nearest,
-            ResizeFilter::Bilinear => FilterType::Triangle,
-            ResizeFilter::Bicubic => FilterType::CatmullRom,
-            ResizeFilter::Lanczos => FilterType::Lanczos3,
-        }
+    /// Resizes like Pillow's `Image.resize` (what the Hugging Face processors call).
+    fn resize(self, image: &RgbImage, width: u32, height: u32) -> RgbImage {
+        let pil = match self {
+            ResizeFilter::Nearest => {
+                return image::imageops::resize(image, width, height, FilterType::Nearest)
+            }
+            ResizeFilter::Bilinear => PilFilter::Bilinear,
+            ResizeFilter::Bicubic => PilFilter::Bicubic,
+            ResizeFilter::Lanczos => PilFilter::Lanczos,
+        };
+        pil_resize(image, width, height, pil)
     }
 }
 
@@ -144,12 +152,9 @@ pub fn image_to_tensor(image: &RgbImage, spec: &PreprocessSpec) -> (Array4<f32>,
         if image.width() == transform.content_width && image.height() == transform.content_height {
             image
         } else {
-            resized_storage = image::imageops::resize(
-                image,
-                transform.content_width,
-                transform.content_height,
-                spec.filter.filter_type(),
-            );
+            resized_storage =
+                spec.filter
+                    .resize(image, transform.content_width, transform.content_height);
             &resized_storage
         };
     let (h, w) = (spec.input_height() as usize, spec.input_width() as usize);

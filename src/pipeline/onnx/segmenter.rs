@@ -6,9 +6,12 @@
 //! `has_mask_input` 0, `orig_im_size` `[h, w]`.
 //!
 //! The first mask of `masks` is read. When it is at original size (the decoder took
-//! `orig_im_size`), logits > 0 is the mask; otherwise it covers the encoder input frame: each
-//! original pixel centre is mapped into that frame and the logits are sampled bilinearly (as
-//! SAM's postprocessing upsamples logits before thresholding), then thresholded at 0.
+//! `orig_im_size`), logits > 0 is the mask; otherwise it covers the encoder input frame and is
+//! upsampled exactly as `SamImageProcessor.post_process_masks` does: bilinear
+//! (`align_corners=False`, PyTorch's index and weight arithmetic in f32) to the input frame,
+//! cropped to the resized image (dropping the padding), bilinear to the original size, then
+//! thresholded at 0. (Sampling the low-resolution logits once at each original pixel is not the
+//! same function: two bilinear passes move the 0-crossing by up to a pixel.)
 //! The mask is returned as uncompressed column-major COCO runs (`RleCounts::Runs`).
 
 use std::path::Path;
@@ -185,40 +188,74 @@ impl OnnxSegmenter {
     }
 }
 
-/// Samples `logits` (covering the model-input frame) at each original pixel centre, bilinearly,
-/// and thresholds at 0. Returns a row-major `[h][w]` boolean mask.
-fn logits_to_original_mask(logits: ArrayView2<'_, f32>, transform: &ImageTransform) -> Vec<bool> {
+/// One axis of PyTorch's `upsample_bilinear2d` (CPU, `align_corners=False`, no scale factor):
+/// per output index, the two source indices and their weights.
+fn linear_taps(in_size: usize, out_size: usize) -> Vec<(usize, usize, f32, f32)> {
+    let scale = in_size as f32 / out_size as f32;
+    (0..out_size)
+        .map(|i| {
+            let real = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (real.floor() as usize).min(in_size.saturating_sub(1));
+            let lambda1 = (real - i0 as f32).clamp(0.0, 1.0);
+            let i1 = if i0 + 1 < in_size { i0 + 1 } else { i0 };
+            (i0, i1, 1.0 - lambda1, lambda1)
+        })
+        .collect()
+}
+
+/// `F.interpolate(plane, (out_h, out_w), mode="bilinear", align_corners=False)` of the
+/// top-left `in_h x in_w` window of a row-major plane `stride` values wide.
+fn interpolate_bilinear(
+    plane: &[f32],
+    stride: usize,
+    (in_h, in_w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+) -> Vec<f32> {
+    let rows = linear_taps(in_h, out_h);
+    let cols = linear_taps(in_w, out_w);
+    let mut out = Vec::with_capacity(out_h * out_w);
+    for &(y0, y1, wy0, wy1) in &rows {
+        for &(x0, x1, wx0, wx1) in &cols {
+            let at = |y: usize, x: usize| plane[y * stride + x];
+            let top = at(y0, x0) * wx0 + at(y0, x1) * wx1;
+            let bottom = at(y1, x0) * wx0 + at(y1, x1) * wx1;
+            out.push(top * wy0 + bottom * wy1);
+        }
+    }
+    out
+}
+
+/// Low-resolution `logits` covering the model-input frame → the original-size mask (row-major
+/// `[h][w]`), as `post_process_masks`: upsample to the input frame, crop the padding, upsample
+/// to the original size, threshold at 0. `at_original_size`: the decoder took `orig_im_size`
+/// and its logits are already at the original size.
+fn logits_to_original_mask(
+    logits: ArrayView2<'_, f32>,
+    transform: &ImageTransform,
+    at_original_size: bool,
+) -> Vec<bool> {
     let (w, h) = (
         transform.original_width as usize,
         transform.original_height as usize,
     );
     let (mh, mw) = logits.dim();
-    if (mh, mw) == (h, w) {
+    if at_original_size && (mh, mw) == (h, w) {
         return logits.iter().map(|v| *v > 0.0).collect();
     }
-    let fx = mw as f64 / transform.input_width as f64;
-    let fy = mh as f64 / transform.input_height as f64;
-    // Last mask row/column that still covers image content: samples never reach into the
-    // padding (SAM crops the padded frame before resizing to the original size).
-    let last_x = ((transform.content_width as f64 * fx).ceil() as usize).clamp(1, mw) - 1;
-    let last_y = ((transform.content_height as f64 * fy).ceil() as usize).clamp(1, mh) - 1;
-    let mut mask = vec![false; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let (ix, iy) = transform.to_input(x as f64 + 0.5, y as f64 + 0.5);
-            // mask-pixel coordinates with centres on integers
-            let mx = (ix * fx - 0.5).clamp(0.0, last_x as f64);
-            let my = (iy * fy - 0.5).clamp(0.0, last_y as f64);
-            let (x0, y0) = (mx.floor() as usize, my.floor() as usize);
-            let (x1, y1) = ((x0 + 1).min(last_x), (y0 + 1).min(last_y));
-            let (ax, ay) = (mx - x0 as f64, my - y0 as f64);
-            let v = |yy: usize, xx: usize| f64::from(logits[[yy, xx]]);
-            let top = v(y0, x0) * (1.0 - ax) + v(y0, x1) * ax;
-            let bottom = v(y1, x0) * (1.0 - ax) + v(y1, x1) * ax;
-            mask[y * w + x] = top * (1.0 - ay) + bottom * ay > 0.0;
-        }
-    }
-    mask
+    let plane: Vec<f32> = logits.iter().copied().collect();
+    let (ih, iw) = (
+        transform.input_height as usize,
+        transform.input_width as usize,
+    );
+    let frame = interpolate_bilinear(&plane, mw, (mh, mw), (ih, iw));
+    let content = (
+        (transform.content_height as usize).clamp(1, ih),
+        (transform.content_width as usize).clamp(1, iw),
+    );
+    interpolate_bilinear(&frame, iw, content, (h, w))
+        .into_iter()
+        .map(|v| v > 0.0)
+        .collect()
 }
 
 /// Uncompressed COCO runs of a row-major `height x width` mask: column-major order, runs
@@ -342,7 +379,7 @@ impl OnnxSegmenter {
                     "expected [1, k, h, w] mask logits",
                 )
             })?;
-            let mask = logits_to_original_mask(plane, transform);
+            let mask = logits_to_original_mask(plane, transform, self.orig_im_size.is_some());
             masks.push(CocoRle {
                 size: [h as u32, w as u32],
                 counts: RleCounts::Runs(mask_to_runs(&mask, h, w)),
@@ -378,10 +415,52 @@ mod tests {
         };
         // input frame 2x2, content is the top row; left positive, right negative
         let logits = ndarray::arr2(&[[1.0f32, -1.0], [-5.0, -5.0]]);
-        let mask = logits_to_original_mask(logits.view(), &t);
+        let mask = logits_to_original_mask(logits.view(), &t, false);
         assert_eq!(
             mask,
             vec![true, true, false, false, true, true, false, false]
+        );
+    }
+
+    #[test]
+    fn interpolation_matches_torch_bilinear() {
+        // torch 2.5.1: F.interpolate(x, size, mode="bilinear", align_corners=False) of the 2x3
+        // plane below, to 4x5 (up) and to 1x2 (down).
+        let x = [1.0f32, -2.0, 0.5, 3.0, 0.25, -1.0];
+        let up = interpolate_bilinear(&x, 3, (2, 3), (4, 5));
+        let want_up = [
+            1.0f32,
+            -0.2000001,
+            -2.0,
+            -0.49999964,
+            0.5,
+            1.5,
+            0.32499996,
+            -1.4375,
+            -0.49999976,
+            0.125,
+            2.5,
+            1.375,
+            -0.3125,
+            -0.50000006,
+            -0.625,
+            3.0,
+            1.8999999,
+            0.25,
+            -0.5000002,
+            -1.0,
+        ];
+        for (got, want) in up.iter().zip(want_up) {
+            assert!((got - want).abs() < 1e-6, "{up:?}");
+        }
+        assert_eq!(
+            interpolate_bilinear(&x, 3, (2, 3), (1, 2)),
+            vec![1.28125, -0.40625]
+        );
+        // A window of a wider plane (the crop of the padding).
+        assert_eq!(
+            interpolate_bilinear(&x, 3, (2, 2), (2, 2)),
+            vec![1.0, -2.0, 3.0, 0.25]
         );
     }
 }

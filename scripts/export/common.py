@@ -1,0 +1,171 @@
+"""Shared helpers for the export scripts: manifest writing, ONNX-vs-PyTorch checks, hashing.
+
+Nothing here downloads anything: checkpoints are local folders (or Hugging Face ids already in
+the local cache). The manifest format is documented in src/runtime/manifest.rs.
+"""
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+OPSET = 17
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.UINT8: "uint8",
+    onnx.TensorProto.BOOL: "bool",
+}
+
+
+def tensor_specs(path: Path, roles: dict | None = None):
+    """(inputs, outputs) of an ONNX file as manifest tensor tables, read from the graph itself."""
+    model = onnx.load(str(path), load_external_data=False)
+    roles = roles or {}
+
+    def spec(v):
+        dims = []
+        for d in v.type.tensor_type.shape.dim:
+            dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or "dim"))
+        out = {"name": v.name, "dtype": _DTYPES[v.type.tensor_type.elem_type], "shape": dims}
+        if v.name in roles:
+            out["role"] = roles[v.name]
+        return out
+
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [spec(v) for v in model.graph.input if v.name not in inits]
+    outputs = [spec(v) for v in model.graph.output]
+    return inputs, outputs
+
+
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def write_manifest(path: Path, header: str, name: str, stage: str, models: dict, sections: dict):
+    """Writes a manifest: `models` maps role -> (onnx path, roles) with paths relative to the
+    manifest; `sections` maps a section name to a flat dict."""
+    path = Path(path)
+    lines = [f"# {line}".rstrip() for line in header.strip().splitlines()]
+    lines += [f"name = {json.dumps(name)}", f"stage = {json.dumps(stage)}", ""]
+    for role, (onnx_path, roles) in models.items():
+        full = path.parent / onnx_path
+        inputs, outputs = tensor_specs(full, roles)
+        lines += [f"[models.{role}]", f"path = {json.dumps(str(onnx_path))}", f"sha256 = {json.dumps(sha256(full))}", ""]
+        for kind, table in (("inputs", inputs), ("outputs", outputs)):
+            for t in table:
+                lines.append(f"[[models.{role}.{kind}]]")
+                for key in ("name", "dtype", "shape", "role"):
+                    if key in t:
+                        lines.append(f"{key} = {_toml_value(t[key])}")
+                lines.append("")
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def save_tokenizer(tokenizer, path: Path) -> Path:
+    """The fast tokenizer's tokenizer.json without the padding/truncation state that calls leave
+    on it (the Rust side sets both from the manifest)."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    backend.save(str(path))
+    return Path(path)
+
+
+def ort_session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def compare_outputs(label: str, torch_outputs: dict, onnx_outputs: dict, tolerance: float = 1e-4) -> float:
+    """Prints and returns the max abs difference between PyTorch and ONNX Runtime outputs;
+    fails loudly above `tolerance`."""
+    worst = 0.0
+    for name, expected in torch_outputs.items():
+        got = onnx_outputs[name]
+        expected = np.asarray(expected)
+        if got.shape != expected.shape:
+            raise SystemExit(f"{label}: output {name} has shape {got.shape}, PyTorch gave {expected.shape}")
+        diff = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)))) if got.size else 0.0
+        print(f"{label}: {name} max abs diff ONNX vs PyTorch = {diff:.3g}")
+        worst = max(worst, diff)
+    if worst > tolerance:
+        raise SystemExit(f"{label}: ONNX differs from PyTorch by {worst:.3g} (> {tolerance})")
+    return worst
+
+
+def export_onnx(module, args: tuple, path: Path, input_names, output_names, dynamic_axes):
+    """torch.onnx.export with the settings every stage uses (opset 17, TorchScript exporter,
+    constant folding), then an onnx checker pass."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module.eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    model = onnx.load(str(path))
+    # Outputs without dynamic axes get the concrete shape of a PyTorch run (the exporter sometimes
+    # leaves generated symbolic names such as "Addimage_embeddings_dim_0").
+    with torch.no_grad():
+        results = module(*args)
+    results = results if isinstance(results, (tuple, list)) else (results,)
+    dynamic_axes = dynamic_axes or {}
+    changed = False
+    for out, value in zip(model.graph.output, results):
+        axes = dynamic_axes.get(out.name, {})
+        for i, dim in enumerate(out.type.tensor_type.shape.dim):
+            if i not in axes and not dim.HasField("dim_value"):
+                dim.dim_value = int(value.shape[i])
+                changed = True
+    if changed:
+        onnx.save(model, str(path))
+    onnx.checker.check_model(model)
+    return path
