@@ -18,7 +18,6 @@
 use std::path::PathBuf;
 
 use ndarray::{Array2, ArrayD, IxDyn};
-use ort::value::{DynValue, Tensor};
 use riveg_bench::data::model::{Entity, Tweet};
 use riveg_bench::geometry::{BBox, RleCounts};
 use riveg_bench::pipeline::onnx::{
@@ -26,7 +25,7 @@ use riveg_bench::pipeline::onnx::{
 };
 use riveg_bench::pipeline::stages::{Entailer, Grounder, Segmenter, Tagger, TweetInput};
 use riveg_bench::runtime::{
-    self, image_to_tensor, LoadedSession, ModelManifest, OrtRuntime, SessionConfig,
+    self, image_to_tensor, Input, LoadedSession, ModelManifest, OrtRuntime, SessionConfig,
 };
 use serde_json::Value;
 
@@ -183,22 +182,23 @@ fn max_abs_diff(a: impl IntoIterator<Item = f32>, b: impl IntoIterator<Item = f3
 }
 
 /// Runs one session on named tensors and returns the named f32 output.
-fn run(session: &mut LoadedSession, inputs: Vec<(&str, DynValue)>, output: &str) -> ArrayD<f32> {
-    let inputs: Vec<(String, DynValue)> = inputs
+fn run(session: &mut LoadedSession, inputs: Vec<(&str, Input)>, output: &str) -> ArrayD<f32> {
+    let inputs: Vec<(String, Input)> = inputs
         .into_iter()
         .map(|(n, v)| (n.to_string(), v))
         .collect();
-    let results = session.session.run(inputs).expect("ort run");
-    results[output]
-        .try_extract_array::<f32>()
-        .expect("f32 output")
-        .to_owned()
+    session
+        .run_f32(inputs, &[output])
+        .expect("ort run")
+        .remove(0)
 }
 
-fn ids_tensor(ids: &[i64]) -> DynValue {
-    Tensor::from_array(Array2::from_shape_vec((1, ids.len()), ids.to_vec()).unwrap())
-        .unwrap()
-        .into_dyn()
+fn ids_tensor(ids: &[i64]) -> Input {
+    Input::I64(
+        Array2::from_shape_vec((1, ids.len()), ids.to_vec())
+            .unwrap()
+            .into_dyn(),
+    )
 }
 
 fn tweet(id: &str, tokens: Vec<String>) -> Tweet {
@@ -333,7 +333,7 @@ fn arch_tagger_labels_equal_the_reference_pipeline_with_and_without_crf() {
             differs += usize::from(crf_labels != plain);
             // Entities are the BIO spans of those labels.
             let entities = with_crf.tag(&t).unwrap();
-            let spans = riveg_bench::pipeline::onnx::tagging::decode_spans(&crf_labels);
+            let spans = riveg_bench::data::tags::decode_chunks(&crf_labels);
             assert_eq!(entities.len(), spans.len());
         }
         assert!(differs > 0, "{name}: the CRF changes at least one sequence");
@@ -438,10 +438,7 @@ fn arch_sam_graphs_match_pytorch() {
         let pixels = tensor(&case["pixel_values"]).insert_axis(ndarray::Axis(0));
         let emb = run(
             &mut encoder,
-            vec![(
-                "pixel_values",
-                Tensor::from_array(pixels).unwrap().into_dyn(),
-            )],
+            vec![("pixel_values", Input::f32(pixels))],
             "image_embeddings",
         );
         if name == reference["cases"][0]["image"].as_str().unwrap() {
@@ -452,15 +449,12 @@ fn arch_sam_graphs_match_pytorch() {
         let lowres = tensor(&case["low_res_masks"]);
         for (i, b) in case["input_boxes"].as_array().unwrap().iter().enumerate() {
             let b: Vec<f32> = f64s(b).into_iter().map(|v| v as f32).collect();
-            let boxes = Tensor::from_array(Array2::from_shape_vec((1, 4), b).unwrap()).unwrap();
+            let boxes = Input::f32(Array2::from_shape_vec((1, 4), b).unwrap());
             let masks = run(
                 &mut decoder,
                 vec![
-                    (
-                        "image_embeddings",
-                        Tensor::from_array(emb.clone()).unwrap().into_dyn(),
-                    ),
-                    ("box", boxes.into_dyn()),
+                    ("image_embeddings", Input::f32(emb.clone())),
+                    ("box", boxes),
                 ],
                 "masks",
             );
@@ -606,20 +600,15 @@ fn arch_clip_and_owlvit_preprocessing_match_the_image_processors() {
     }
 }
 
-fn query_inputs(pixels: ArrayD<f32>, reference: &Value) -> Vec<(&'static str, DynValue)> {
+fn query_inputs(pixels: ArrayD<f32>, reference: &Value) -> Vec<(&'static str, Input)> {
     let (ids, mask) = padded_ids(reference);
     vec![
         (
             "pixel_values",
-            Tensor::from_array(pixels.insert_axis(ndarray::Axis(0)))
-                .unwrap()
-                .into_dyn(),
+            Input::f32(pixels.insert_axis(ndarray::Axis(0))),
         ),
-        ("input_ids", Tensor::from_array(ids).unwrap().into_dyn()),
-        (
-            "attention_mask",
-            Tensor::from_array(mask).unwrap().into_dyn(),
-        ),
+        ("input_ids", Input::I64(ids.into_dyn())),
+        ("attention_mask", Input::I64(mask.into_dyn())),
     ]
 }
 
