@@ -148,11 +148,10 @@ impl BackendFactory for DefaultBackends {
             None => PromptTemplate::from_file(&prompt_path).map_err(|e| e.to_string())?,
         };
         let fingerprint = format!(
-            "llm|{}|{}|{}|{}",
+            "llm|{}|{}|{}",
             config.model,
             template.id(),
-            config.temperature,
-            config.max_tokens
+            config.sampling_fingerprint()
         );
         let cache = self.cache_dir.as_ref().map(|d| d.join("llm"));
         let r =

@@ -105,7 +105,7 @@ fn llm_cache_hit_sends_no_request() {
 
     // Another temperature is another key.
     let hotter = LlmConfig {
-        temperature: 0.7,
+        temperature: Some(0.7),
         ..config(&server)
     };
     assert!(reformulator(hotter, Some(dir.path()))
