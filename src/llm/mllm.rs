@@ -367,7 +367,7 @@ impl fmt::Display for MllmIssue {
         match self {
             MllmIssue::BoxNegative { entity, bbox } => write!(
                 f,
-                "entity {entity:?}: box {} has a negative coordinate (clipped to 0)",
+                "entity {entity:?}: box {} has a negative coordinate",
                 show_box(bbox)
             ),
             MllmIssue::BoxOutside {
@@ -377,17 +377,17 @@ impl fmt::Display for MllmIssue {
                 height,
             } => write!(
                 f,
-                "entity {entity:?}: box {} reaches outside the {width}x{height} image (clipped)",
+                "entity {entity:?}: box {} reaches outside the {width}x{height} image",
                 show_box(bbox)
             ),
             MllmIssue::BoxSwapped { entity, bbox } => write!(
                 f,
-                "entity {entity:?}: box {} has swapped corners (x1 > x2 or y1 > y2; swapped back)",
+                "entity {entity:?}: box {} has swapped corners (x1 > x2 or y1 > y2)",
                 show_box(bbox)
             ),
             MllmIssue::BoxEmpty { entity, bbox } => write!(
                 f,
-                "entity {entity:?}: box {} has no area inside the image (entity kept as not groundable)",
+                "entity {entity:?}: box {} has no area inside the image",
                 show_box(bbox)
             ),
             MllmIssue::TypeOutsideLabels {
@@ -396,18 +396,29 @@ impl fmt::Display for MllmIssue {
                 labels,
             } => write!(
                 f,
-                "entity {entity:?}: type {entity_type:?} is not one of {} (kept as written)",
+                "entity {entity:?}: type {entity_type:?} is not one of {}",
                 labels.join(", ")
             ),
-            MllmIssue::EntityNotFound { entity } => write!(
-                f,
-                "entity {entity:?} is not in the tweet's tokens (kept without a span)"
-            ),
+            MllmIssue::EntityNotFound { entity } => {
+                write!(f, "entity {entity:?} is not in the tweet's tokens")
+            }
         }
     }
 }
 
 impl MllmIssue {
+    /// What [`IssuePolicy::Warn`] did about it.
+    pub fn repair(&self) -> &'static str {
+        match self {
+            MllmIssue::BoxNegative { .. } => "clipped to 0",
+            MllmIssue::BoxOutside { .. } => "clipped to the image",
+            MllmIssue::BoxSwapped { .. } => "corners swapped back",
+            MllmIssue::BoxEmpty { .. } => "entity kept as not groundable",
+            MllmIssue::TypeOutsideLabels { .. } => "type kept as written",
+            MllmIssue::EntityNotFound { .. } => "entity kept without a span",
+        }
+    }
+
     fn hint(&self) -> &'static str {
         match self {
             MllmIssue::BoxNegative { .. }
@@ -960,7 +971,7 @@ impl MllmAnnotator {
             Ok(answer) => {
                 self.tweets_ok.fetch_add(1, Ordering::Relaxed);
                 for issue in &answer.issues {
-                    log::warn!("tweet {}: {issue}", answer.tweet_id);
+                    log::warn!("tweet {}: {issue} ({})", answer.tweet_id, issue.repair());
                     *outcomes.1.entry(issue.kind().to_string()).or_default() += 1;
                 }
             }

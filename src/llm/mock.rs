@@ -66,15 +66,20 @@ pub enum Behaviour {
     /// A text-only model: a request with an `image_url` part gets 400; others as
     /// [`Behaviour::Echo`].
     NoVision,
+    /// 200 with exactly this completion text (e.g. a scripted MLLM reply with bad boxes).
+    Content(String),
 }
 
 impl FromStr for Behaviour {
     type Err = String;
 
     /// `echo`, `fail:STATUS:TIMES`, `always-fail:STATUS`, `delay:MS`, `malformed`, `empty`,
-    /// `empty-content`, `detail:STATUS`, `echo-auth`, `echo-auth-error:STATUS`, `no-vision` (for
-    /// the CLI's `--behaviour`).
+    /// `empty-content`, `detail:STATUS`, `echo-auth`, `echo-auth-error:STATUS`, `no-vision`,
+    /// `content:TEXT` (for the CLI's `--behaviour`; TEXT is everything after the first colon).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Some(content) = text.trim_start().strip_prefix("content:") {
+            return Ok(Behaviour::Content(content.to_string()));
+        }
         let parts: Vec<&str> = text.trim().split(':').collect();
         let num = |s: &str| {
             s.parse::<u64>()
@@ -102,7 +107,7 @@ impl FromStr for Behaviour {
             _ => Err(format!(
                 "unknown mock behaviour {text:?}; use echo, fail:STATUS:TIMES, always-fail:STATUS, \
                  delay:MS, malformed, empty, empty-content, detail:STATUS, echo-auth, \
-                 echo-auth-error:STATUS or no-vision"
+                 echo-auth-error:STATUS, no-vision or content:TEXT"
             )),
         }
     }
@@ -118,6 +123,7 @@ struct Shared {
     /// Requests answered with an error under `Fail`, since the behaviour was set.
     failures_sent: AtomicU64,
     last_authorization: Mutex<Option<String>>,
+    last_body: Mutex<Option<Vec<u8>>>,
     open_connections: AtomicUsize,
 }
 
@@ -157,6 +163,7 @@ impl MockServer {
             chat_requests: AtomicU64::new(0),
             failures_sent: AtomicU64::new(0),
             last_authorization: Mutex::new(None),
+            last_body: Mutex::new(None),
             open_connections: AtomicUsize::new(0),
         });
         let accept_shared = Arc::clone(&shared);
@@ -191,6 +198,13 @@ impl MockServer {
     /// The `Authorization` header of the last chat request (`None` if it had none).
     pub fn last_authorization(&self) -> Option<String> {
         lock(&self.shared.last_authorization).clone()
+    }
+
+    /// The JSON body of the last chat request (`None` before the first, or if it was not JSON),
+    /// so tests can check the fields a client sent.
+    pub fn last_request(&self) -> Option<serde_json::Value> {
+        let body = lock(&self.shared.last_body).clone()?;
+        serde_json::from_slice(&body).ok()
     }
 
     /// Replaces the behaviour (and restarts `Fail`'s count).
@@ -457,6 +471,7 @@ fn respond(request: &Request, shared: &Shared) -> Reply {
     shared.chat_requests.fetch_add(1, Ordering::SeqCst);
     let authorization = request.header("authorization").map(str::to_string);
     *lock(&shared.last_authorization) = authorization.clone();
+    *lock(&shared.last_body) = Some(request.body.clone());
     let behaviour = lock(&shared.behaviour).clone();
     let failure = |status: u16| {
         let retry_after_s = if matches!(status, 429 | 503) {
@@ -511,6 +526,7 @@ fn respond(request: &Request, shared: &Shared) -> Reply {
                 authorization.as_deref().unwrap_or("(none)")
             ),
         ),
+        Behaviour::Content(text) => complete(chat, Content::Scripted(text)),
         Behaviour::NoVision => match chat {
             Ok(c) if c.image_url.is_some() => Reply::json(
                 400,
@@ -639,6 +655,8 @@ impl ChatRequest {
 
 /// What the completion says.
 enum Content {
+    /// Exactly this text.
+    Scripted(String),
     /// The deterministic answer: [`echo_text`] for text, [`mllm_text`] with an image.
     Answer,
     /// Blank content.
@@ -659,6 +677,7 @@ fn complete(chat: Result<ChatRequest, Reply>, content: Content) -> Reply {
     };
     let text = match content {
         Content::Blank => "  ".to_string(),
+        Content::Scripted(text) => text,
         Content::Answer => match answer() {
             Ok(t) => t,
             Err(why) => return Reply::error(400, &why),
@@ -982,6 +1001,10 @@ mod tests {
             Ok(Behaviour::EchoAuthorizationError(401))
         );
         assert_eq!("no-vision".parse(), Ok(Behaviour::NoVision));
+        assert_eq!(
+            "content:[{\"a\": 1}]".parse(),
+            Ok(Behaviour::Content("[{\"a\": 1}]".to_string()))
+        );
         assert!("fail:99:1".parse::<Behaviour>().is_err());
         assert!("sometimes".parse::<Behaviour>().is_err());
     }

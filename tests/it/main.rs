@@ -7,6 +7,7 @@ mod eval;
 mod fmnerg;
 mod geometry;
 mod llm;
+mod mllm;
 mod report;
 mod smoke;
 mod stages;
