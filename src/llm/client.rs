@@ -398,7 +398,8 @@ impl MultimodalMessage {
     }
 }
 
-/// Counters for reports: what the LLM stage cost. Cache fields are filled by the reformulator.
+/// Counters for reports: what the LLM stage cost. Cache fields are filled by the reformulator and
+/// the MLLM annotator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LlmStats {
     /// HTTP attempts made (first tries and retries).
@@ -409,9 +410,10 @@ pub struct LlmStats {
     pub replies_ok: u64,
     /// Requests that failed after all attempts.
     pub requests_failed: u64,
-    /// Entities answered from the response cache.
+    /// Items answered from the response cache (entities for the reformulator, tweets for the
+    /// MLLM).
     pub cache_hits: u64,
-    /// Entities that needed a request.
+    /// Items that needed a request.
     pub cache_misses: u64,
 }
 

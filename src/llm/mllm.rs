@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Cursor;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use base64::Engine as _;
@@ -452,8 +452,10 @@ pub enum MllmError {
         message: String,
         hint: String,
     },
-    /// The tweet's image cannot be encoded.
-    #[error("tweet {tweet_id}: cannot encode its image for the MLLM: {why}\n  hint: {hint}")]
+    /// The tweet's image cannot be loaded or encoded.
+    #[error(
+        "tweet {tweet_id}: cannot load or encode its image for the MLLM: {why}\n  hint: {hint}"
+    )]
     Image {
         tweet_id: String,
         why: String,
@@ -852,8 +854,8 @@ pub struct MllmStats {
     pub issues: BTreeMap<String, u64>,
 }
 
-/// A multimodal LLM answering whole tweets. `Sync`: one instance can serve several threads
-/// (the client bounds nothing by itself; callers run at most `max_concurrency` at once).
+/// A multimodal LLM answering whole tweets. `Sync`: one instance can serve several threads;
+/// [`MllmAnnotator::annotate_all`] runs at most `max_concurrency` requests at once.
 #[derive(Debug)]
 pub struct MllmAnnotator {
     client: LlmClient,
@@ -978,6 +980,73 @@ impl MllmAnnotator {
             Err(e) => *outcomes.0.entry(e.kind().to_string()).or_default() += 1,
         }
         result
+    }
+
+    /// [`MllmAnnotator::annotate`] for many tweets, at most `max_concurrency` requests at once,
+    /// each worker loading its tweet's image with `load` (so only that many images are in memory).
+    /// Answers come back in `tweets`' order. With `stop_on_error` (`--on-error fail`) no new
+    /// tweet starts after an error, and the tweets not started are `None`.
+    pub fn annotate_all<F>(
+        &self,
+        tweets: &[Tweet],
+        load: F,
+        stop_on_error: bool,
+    ) -> Vec<Option<Result<MllmAnswer, MllmError>>>
+    where
+        F: Fn(&Tweet) -> Result<RgbImage, String> + Sync,
+    {
+        let workers = self.client.config().max_concurrency.min(tweets.len());
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let work = || {
+            let mut done = Vec::new();
+            while !(stop_on_error && failed.load(Ordering::Relaxed)) {
+                let slot = next.fetch_add(1, Ordering::Relaxed);
+                let Some(tweet) = tweets.get(slot) else { break };
+                let answer = match load(tweet) {
+                    Ok(image) => self.annotate(tweet, &image),
+                    Err(why) => {
+                        let error = MllmError::Image {
+                            tweet_id: tweet.id.clone(),
+                            why,
+                            hint: "check the image folder and the tweet's image name".to_string(),
+                        };
+                        self.count_error(&error);
+                        Err(error)
+                    }
+                };
+                if answer.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                done.push((slot, answer));
+            }
+            done
+        };
+        let done: Vec<(usize, Result<MllmAnswer, MllmError>)> = if workers <= 1 {
+            work()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        let mut answers: Vec<Option<Result<MllmAnswer, MllmError>>> =
+            tweets.iter().map(|_| None).collect();
+        for (slot, answer) in done {
+            answers[slot] = Some(answer);
+        }
+        answers
+    }
+
+    fn count_error(&self, error: &MllmError) {
+        let mut outcomes = self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *outcomes.0.entry(error.kind().to_string()).or_default() += 1;
     }
 
     fn annotate_inner(&self, tweet: &Tweet, image: &RgbImage) -> Result<MllmAnswer, MllmError> {

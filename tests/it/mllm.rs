@@ -400,3 +400,74 @@ fn mllm_swapped_and_negative_boxes_are_repaired_under_skip() {
     assert_eq!(kinds, ["box_swapped", "box_negative"]);
     assert_eq!(answer.span_protocol(), Ok(()));
 }
+
+#[test]
+fn mllm_annotate_all_keeps_order_and_stops_on_error_when_asked() {
+    let server = MockServer::start(Behaviour::Echo).unwrap();
+    let tweets: Vec<Tweet> = ["Paris", "Rome", "missing", "Berlin Wall", "UN"]
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Tweet {
+            id: format!("T_{i}"),
+            tokens: Some(text.split(' ').map(str::to_string).collect()),
+            ..Tweet::default()
+        })
+        .collect();
+    let load = |t: &Tweet| {
+        if t.id == "T_2" {
+            Err("no such file: T_2.jpg".to_string())
+        } else {
+            Ok(picture())
+        }
+    };
+    let annotator = MllmAnnotator::new(
+        LlmConfig {
+            max_concurrency: 3,
+            ..config(&server)
+        },
+        png_settings(BoxConvention::Pixel),
+        IssuePolicy::Error,
+        None,
+    )
+    .unwrap();
+    let all = annotator.annotate_all(&tweets, load, false);
+    let firsts: Vec<String> = all
+        .iter()
+        .map(|a| match a.as_ref().unwrap() {
+            Ok(answer) => format!("{}:{}", answer.tweet_id, answer.entities[0].text),
+            Err(e) => e.kind().to_string(),
+        })
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            "T_0:Paris",
+            "T_1:Rome",
+            "image",
+            "T_3:Berlin Wall",
+            "T_4:UN"
+        ]
+    );
+    let err = all[2].as_ref().unwrap().as_ref().unwrap_err().to_string();
+    assert!(
+        err.starts_with("tweet T_2: cannot load or encode its image"),
+        "{err}"
+    );
+    assert_eq!(annotator.stats().errors.get("image"), Some(&1));
+    assert_eq!(server.requests(), 4);
+
+    // One worker, stop on error: nothing starts after T_2.
+    let sequential = MllmAnnotator::new(
+        LlmConfig {
+            max_concurrency: 1,
+            ..config(&server)
+        },
+        png_settings(BoxConvention::Pixel),
+        IssuePolicy::Error,
+        None,
+    )
+    .unwrap();
+    let stopped = sequential.annotate_all(&tweets, load, true);
+    let started: Vec<bool> = stopped.iter().map(Option::is_some).collect();
+    assert_eq!(started, [true, true, true, false, false]);
+}
