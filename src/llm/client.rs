@@ -110,16 +110,21 @@ where
 {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum ValueOrWord<T> {
+    enum ValueOrOther<T> {
         Value(T),
-        Word(String),
+        // Anything else, kept to name it in the error (serde's own untagged error names nothing).
+        Other(serde_json::Value),
     }
-    match Option::<ValueOrWord<T>>::deserialize(deserializer)? {
+    match Option::<ValueOrOther<T>>::deserialize(deserializer)? {
         None => Ok(None),
-        Some(ValueOrWord::Value(v)) => Ok(Some(v)),
-        Some(ValueOrWord::Word(w)) if w.trim().eq_ignore_ascii_case("omit") => Ok(None),
-        Some(ValueOrWord::Word(w)) => Err(serde::de::Error::custom(format!(
-            "expected a number or \"omit\" (not sent), found the text {w:?}"
+        Some(ValueOrOther::Value(v)) => Ok(Some(v)),
+        Some(ValueOrOther::Other(serde_json::Value::String(w)))
+            if w.trim().eq_ignore_ascii_case("omit") =>
+        {
+            Ok(None)
+        }
+        Some(ValueOrOther::Other(other)) => Err(serde::de::Error::custom(format!(
+            "expected a number in the setting's range or \"omit\" (not sent), found {other}"
         ))),
     }
 }
@@ -1104,7 +1109,12 @@ mod tests {
         assert!(json.contains("\"temperature\":null"), "{json}");
         assert_eq!(serde_json::from_str::<LlmConfig>(&json).unwrap(), reasoning);
         let word = toml::from_str::<LlmConfig>("temperature = \"zero\"").unwrap_err();
-        assert!(word.to_string().contains("\"omit\""), "{word}");
+        assert!(word.to_string().contains("found \"zero\""), "{word}");
+        let negative = toml::from_str::<LlmConfig>("max_tokens = -1").unwrap_err();
+        assert!(negative.to_string().contains("found -1"), "{negative}");
+        // Integers are fine where floats are expected.
+        let ints: LlmConfig = toml::from_str("temperature = 1\nmax_tokens = 64\n").unwrap();
+        assert_eq!((ints.temperature, ints.max_tokens), (Some(1.0), Some(64)));
     }
 
     #[test]

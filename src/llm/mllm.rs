@@ -502,8 +502,9 @@ pub struct RawEntity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyError(pub String);
 
-/// Reads the entity list out of a reply: the first JSON list (or `{"entities": [...]}` object)
-/// found, inside a code fence if there is one, with any text around it ignored. Each item needs
+/// Reads the entity list out of a reply: the first JSON list (or `{"entities": [...]}` object,
+/// or a single entity object) found, inside a code fence if there is one, with any text around
+/// it ignored. Each item needs
 /// an entity text (`entity`, or `text` / `name`), a type (`type` or `label`) and a box (`box`
 /// or `bbox`: four numbers, `null`, or absent for none).
 pub fn parse_reply(reply: &str) -> Result<Vec<RawEntity>, ReplyError> {
@@ -551,10 +552,16 @@ fn find_entity_list(text: &str) -> Option<Result<Vec<RawEntity>, ReplyError>> {
         let Some(Ok(value)) = stream.next() else {
             continue;
         };
+        let single;
         let list = match &value {
             serde_json::Value::Array(items) => items,
             serde_json::Value::Object(o) => match o.get("entities") {
                 Some(serde_json::Value::Array(items)) => items,
+                // One entity written as a bare object.
+                _ if o.contains_key("entity") => {
+                    single = vec![value.clone()];
+                    &single
+                }
                 _ => continue,
             },
             _ => continue,
@@ -1219,6 +1226,11 @@ mod tests {
             assert_eq!(parse_reply(&reply).as_ref(), Ok(&want), "{reply}");
         }
         assert_eq!(parse_reply("[]"), Ok(vec![]));
+        assert_eq!(
+            parse_reply("Only one: {\"entity\": \"UN\", \"type\": \"ORG\", \"box\": null}")
+                .as_deref(),
+            Ok(&want[1..])
+        );
         assert_eq!(parse_reply("No entities here: []"), Ok(vec![]));
         for bad in [
             "I cannot see any entities.",
