@@ -822,6 +822,14 @@ impl LlmClient {
             why: why.to_string(),
             hint,
         };
+        if body.trim_start().starts_with("data:") {
+            // A proxy that streams whatever the request says.
+            return Err(malformed(
+                "the server streamed the reply as server-sent events although the request said \
+                 stream: false"
+                    .to_string(),
+            ));
+        }
         let value: serde_json::Value =
             serde_json::from_str(body).map_err(|e| malformed(format!("invalid JSON ({e})")))?;
         if !value.is_object() {
@@ -1115,6 +1123,22 @@ mod tests {
         // Integers are fine where floats are expected.
         let ints: LlmConfig = toml::from_str("temperature = 1\nmax_tokens = 64\n").unwrap();
         assert_eq!((ints.temperature, ints.max_tokens), (Some(1.0), Some(64)));
+    }
+
+    #[test]
+    fn streamed_or_partial_replies_are_malformed() {
+        let client = LlmClient::new(LlmConfig::default()).unwrap();
+        let item = Item::entity("O_1", "UN");
+        let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: [DONE]\n\n";
+        let err = client.parse_reply(sse, &item).unwrap_err();
+        assert!(err.to_string().contains("server-sent events"), "{err}");
+        let ok = client
+            .parse_reply(
+                r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#,
+                &item,
+            )
+            .unwrap();
+        assert_eq!(ok, "ab");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A keep-alive connection idle this long is closed.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(60);
@@ -118,6 +118,8 @@ impl FromStr for Behaviour {
 struct Shared {
     behaviour: Mutex<Behaviour>,
     retry_after_s: Mutex<Option<u64>>,
+    /// Send `Retry-After` as an HTTP date (now + the seconds) instead of seconds.
+    retry_after_as_date: AtomicBool,
     stop: AtomicBool,
     chat_requests: AtomicU64,
     /// Requests answered with an error under `Fail`, since the behaviour was set.
@@ -159,6 +161,7 @@ impl MockServer {
         let shared = Arc::new(Shared {
             behaviour: Mutex::new(behaviour),
             retry_after_s: Mutex::new(None),
+            retry_after_as_date: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             chat_requests: AtomicU64::new(0),
             failures_sent: AtomicU64::new(0),
@@ -216,6 +219,14 @@ impl MockServer {
     /// Adds `Retry-After: SECONDS` to 429 and 503 answers (`None`: no header, the default).
     pub fn set_retry_after_s(&self, seconds: Option<u64>) {
         *lock(&self.shared.retry_after_s) = seconds;
+    }
+
+    /// Writes `Retry-After` in its HTTP-date form (`Wed, 21 Oct 2015 07:28:00 GMT`, now plus the
+    /// seconds set with [`MockServer::set_retry_after_s`]) when `as_date`, else as seconds.
+    pub fn set_retry_after_http_date(&self, as_date: bool) {
+        self.shared
+            .retry_after_as_date
+            .store(as_date, Ordering::SeqCst);
     }
 
     /// Blocks until the server stops (it never does on its own: for `serve_forever`).
@@ -427,7 +438,8 @@ struct Reply {
     status: u16,
     body: String,
     content_type: &'static str,
-    retry_after_s: Option<u64>,
+    /// The `Retry-After` header's value.
+    retry_after: Option<String>,
 }
 
 impl Reply {
@@ -436,7 +448,7 @@ impl Reply {
             status,
             body,
             content_type: "application/json",
-            retry_after_s: None,
+            retry_after: None,
         }
     }
 
@@ -474,13 +486,20 @@ fn respond(request: &Request, shared: &Shared) -> Reply {
     *lock(&shared.last_body) = Some(request.body.clone());
     let behaviour = lock(&shared.behaviour).clone();
     let failure = |status: u16| {
-        let retry_after_s = if matches!(status, 429 | 503) {
+        let seconds = if matches!(status, 429 | 503) {
             *lock(&shared.retry_after_s)
         } else {
             None
         };
+        let retry_after = seconds.map(|s| {
+            if shared.retry_after_as_date.load(Ordering::SeqCst) {
+                httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(s))
+            } else {
+                s.to_string()
+            }
+        });
         Reply {
-            retry_after_s,
+            retry_after,
             ..Reply::error(status, "scripted mock failure")
         }
     };
@@ -937,7 +956,7 @@ fn write_response(stream: &mut TcpStream, reply: &Reply, close: bool) -> std::io
         status,
         body,
         content_type,
-        retry_after_s,
+        retry_after,
     } = reply;
     let reason = match status {
         200 => "OK",
@@ -960,8 +979,8 @@ fn write_response(stream: &mut TcpStream, reply: &Reply, close: bool) -> std::io
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
         body.len()
     );
-    if let Some(s) = retry_after_s {
-        head.push_str(&format!("Retry-After: {s}\r\n"));
+    if let Some(value) = retry_after {
+        head.push_str(&format!("Retry-After: {value}\r\n"));
     }
     head.push_str(if close {
         "Connection: close\r\n\r\n"

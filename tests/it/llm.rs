@@ -189,6 +189,34 @@ fn llm_429_then_success_counts_retries() {
 }
 
 #[test]
+fn llm_retry_after_http_date_is_honoured() {
+    let server = MockServer::start(Behaviour::Fail(503, 1)).unwrap();
+    // "now + 2 s" as an HTTP date (whole seconds): the client waits between 1 and 2 s, where its
+    // own backoff would be 1 ms.
+    server.set_retry_after_s(Some(2));
+    server.set_retry_after_http_date(true);
+    let (tweet, entities) = tweet();
+    let r = reformulator(
+        LlmConfig {
+            max_retries: 1,
+            backoff_base_ms: 1,
+            backoff_max_ms: 5_000,
+            ..config(&server)
+        },
+        None,
+    );
+    let started = Instant::now();
+    let got = r.reformulate_entities(&tweet, &entities[..1]).unwrap();
+    assert_eq!(got, expected(&entities[..1]));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After date ignored: retried after {:?}",
+        started.elapsed()
+    );
+    assert_eq!((r.stats().retries, server.requests()), (1, 2));
+}
+
+#[test]
 fn llm_500_until_retries_run_out() {
     let server = MockServer::start(Behaviour::AlwaysFail(500)).unwrap();
     let err = failing_run(LlmConfig {
