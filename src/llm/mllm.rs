@@ -158,6 +158,23 @@ pub enum IssuePolicy {
 }
 
 /// The MLLM settings of a suite (the endpoint itself is the `[llm]` table's [`LlmConfig`]).
+/// Every field has a default; e.g. for Qwen2-VL behind vLLM:
+///
+/// ```toml
+/// [llm]
+/// base_url = "http://127.0.0.1:8000/v1"
+/// model = "Qwen/Qwen2-VL-7B-Instruct"
+/// temperature = 0
+/// max_tokens = 512
+/// seed = 1
+///
+/// [mllm]
+/// prompt = "gmner-mllm-v1"
+/// max_image_side = 1024
+/// image_format = "jpeg"      # or "png"
+/// box_convention = "grid1000" # "pixel" (of the image as sent) or "normalized" (0-1)
+/// labels = ["PER", "LOC", "ORG", "OTHER"]
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MllmSettings {
