@@ -864,6 +864,37 @@ impl MllmAnswer {
     pub fn to_entities(&self) -> Vec<Entity> {
         self.entities.iter().map(MllmEntity::to_entity).collect()
     }
+
+    /// The MLLM's grounding of an entity found by another tagger (for `entailer`/`grounder` =
+    /// `mllm`): the MLLM entity with the same token span when both have one, else the first with
+    /// the same text ignoring case and whitespace.
+    pub fn grounding_for(&self, entity: &Entity) -> Grounding {
+        let key = |t: &str| {
+            t.split_whitespace()
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let by_span = entity.span().and_then(|span| {
+            self.entities
+                .iter()
+                .find(|m| m.start.zip(m.end) == Some(span))
+        });
+        let wanted = key(&entity.text);
+        match by_span.or_else(|| self.entities.iter().find(|m| key(&m.text) == wanted)) {
+            Some(m) => Grounding::Listed { bbox: m.bbox },
+            None => Grounding::NotListed,
+        }
+    }
+}
+
+/// What an [`MllmAnswer`] says about an entity found by another tagger.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Grounding {
+    /// The MLLM listed the entity: groundable when it gave a box.
+    Listed { bbox: Option<[f64; 4]> },
+    /// The MLLM did not list it (callers usually treat it as not groundable, and count it).
+    NotListed,
 }
 
 /// Counts for reports: requests (from the client) and every outcome by kind.
@@ -1410,6 +1441,41 @@ mod tests {
         let predictions = answer.to_entities();
         assert_eq!(predictions.len(), 2);
         assert!(!predictions[1].groundable);
+    }
+
+    #[test]
+    fn grounding_for_matches_span_then_text() {
+        let entity = |text: &str, start: usize, bbox: Option<[f64; 4]>| MllmEntity {
+            text: text.to_string(),
+            entity_type: "PER".to_string(),
+            bbox,
+            start: Some(start),
+            end: Some(start + text.split(' ').count()),
+        };
+        let boxed = Some([1.0, 2.0, 3.0, 4.0]);
+        let answer = MllmAnswer {
+            tweet_id: "T".to_string(),
+            entities: vec![entity("Trump", 0, None), entity("Trump", 5, boxed)],
+            issues: Vec::new(),
+            reply: String::new(),
+            from_cache: false,
+            tokens_available: true,
+        };
+        let mut second = Entity::new("Trump", "PER");
+        (second.start, second.end) = (Some(5), Some(6));
+        assert_eq!(
+            answer.grounding_for(&second),
+            Grounding::Listed { bbox: boxed }
+        );
+        // No span: the first with the same text, ignoring case.
+        assert_eq!(
+            answer.grounding_for(&Entity::new("TRUMP", "PER")),
+            Grounding::Listed { bbox: None }
+        );
+        assert_eq!(
+            answer.grounding_for(&Entity::new("Obama", "PER")),
+            Grounding::NotListed
+        );
     }
 
     #[test]

@@ -28,8 +28,8 @@ pub use client::{
 };
 pub use error::{Item, LlmError};
 pub use mllm::{
-    BoxConvention, ImageFormat, IssuePolicy, MllmAnnotator, MllmAnswer, MllmEntity, MllmError,
-    MllmIssue, MllmSettings, MllmStats,
+    BoxConvention, Grounding, ImageFormat, IssuePolicy, MllmAnnotator, MllmAnswer, MllmEntity,
+    MllmError, MllmIssue, MllmSettings, MllmStats,
 };
 pub use mock::{serve_forever, Behaviour, MockServer};
 pub use prompt::{parse_expansion, PromptTemplate};
