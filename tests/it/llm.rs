@@ -1,6 +1,8 @@
-//! Integration tests: the LLM client and reformulator against the mock server on 127.0.0.1.
+//! Integration tests: the LLM client and reformulator against the mock server on 127.0.0.1, and
+//! the mock itself as an OpenAI-compatible server (list content, `n`, streaming, models).
 //! Every test has its own server (port 0) and cache directory; delays and timeouts are kept to a
-//! few hundred milliseconds and retries to a handful.
+//! few hundred milliseconds and retries to a handful (except the HTTP-date `Retry-After` test,
+//! which waits 1-2 s: HTTP dates have whole seconds).
 
 use std::time::{Duration, Instant};
 
