@@ -162,6 +162,7 @@ pub struct MockLlmArgs {
     #[arg(long, default_value_t = 8089)]
     pub port: u16,
     /// echo | fail:STATUS:TIMES | always-fail:STATUS | delay:MS | malformed | empty | empty-content
+    /// | detail:STATUS | echo-auth | echo-auth-error:STATUS | no-vision | content:TEXT
     #[arg(long, default_value = "echo")]
     pub behaviour: String,
 }

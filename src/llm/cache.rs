@@ -2,9 +2,12 @@
 //! reformulation) sends no request for what was already answered.
 //!
 //! The key is the sha256 of a canonical JSON of everything that decides the reply: the model
-//! name, the prompt template's name and version, the rendered messages, the temperature and
-//! max_tokens (a shorter budget can cut a reply). The endpoint's URL and the API key are not part
-//! of it: the same model behind another port or key gives the same answer. One JSON file per key,
+//! name, the prompt template's name and version, the rendered messages (for a multimodal request
+//! they hold the image's data URL, so the key covers the image bytes as sent) and every request
+//! field the config adds ([`LlmConfig::request_fields`]: temperature, top_p, max_tokens,
+//! max_completion_tokens, seed and `extra`; a shorter budget can cut a reply). The endpoint's URL
+//! and the API key are not part of it: the same model behind another port or key gives the same
+//! answer. One JSON file per key,
 //! `<dir>/<first 2 hex>/<hex>.json`, written atomically with [`crate::io_util::write_atomic_unsynced`] (a bad entry is a miss).
 //! The raw reply is stored, not the normalised expansion, so that a change in parsing needs no
 //! new requests.
@@ -17,48 +20,63 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::client::ChatMessage;
+use super::client::LlmConfig;
 use super::error::LlmError;
 use super::prompt::PromptTemplate;
 
-/// Bumped when the key material or the entry layout changes.
-const CACHE_FORMAT: u32 = 1;
+/// Bumped when the key material or the entry layout changes (2: all request fields).
+const CACHE_FORMAT: u32 = 2;
 
 /// A request's cache key: 64 hex digits of sha256.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CacheKey(String);
 
 #[derive(Serialize)]
-struct KeyMaterial<'a> {
+struct KeyMaterial<'a, M: Serialize + ?Sized> {
     format: u32,
     model: &'a str,
     prompt_name: &'a str,
     prompt_version: &'a str,
-    messages: &'a [ChatMessage],
-    temperature: f32,
-    max_tokens: u32,
+    messages: &'a M,
+    request_fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Feeds serialised bytes straight into the hash (an image's data URL can be megabytes).
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl CacheKey {
-    pub fn new(
-        model: &str,
+    /// The key of a request for `messages` (text or multimodal) under `config`'s model and
+    /// request fields, rendered from `template`.
+    pub fn for_chat<M: Serialize + ?Sized>(
+        config: &LlmConfig,
         template: &PromptTemplate,
-        messages: &[ChatMessage],
-        temperature: f32,
-        max_tokens: u32,
+        messages: &M,
     ) -> Self {
         let material = KeyMaterial {
             format: CACHE_FORMAT,
-            model,
+            model: &config.model,
             prompt_name: &template.name,
             prompt_version: &template.version,
             messages,
-            temperature,
-            max_tokens,
+            request_fields: config.request_fields(),
         };
-        // Serialising plain strings and numbers cannot fail.
-        let bytes = serde_json::to_vec(&material).unwrap_or_default();
-        let digest = Sha256::digest(&bytes);
+        let mut hasher = HashWriter(Sha256::new());
+        // Messages are strings and lists of tagged parts: serialising them cannot fail.
+        if let Err(e) = serde_json::to_writer(&mut hasher, &material) {
+            log::warn!("LLM cache key: cannot serialise the request ({e}); caching it under a key of its error");
+            hasher.0.update(e.to_string().as_bytes());
+        }
+        let digest = hasher.0.finalize();
         CacheKey(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
@@ -168,14 +186,21 @@ impl ResponseCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::client::{ChatMessage, ContentPart, MultimodalMessage};
+
+    fn config_with(temperature: f32) -> LlmConfig {
+        LlmConfig {
+            model: "m".to_string(),
+            temperature: Some(temperature),
+            ..LlmConfig::default()
+        }
+    }
 
     fn key(content: &str, temperature: f32) -> CacheKey {
-        CacheKey::new(
-            "m",
+        CacheKey::for_chat(
+            &config_with(temperature),
             &PromptTemplate::reformulate_v1(),
             &[ChatMessage::user(content)],
-            temperature,
-            256,
         )
     }
 
@@ -186,14 +211,69 @@ mod tests {
         assert_eq!(base, key("a", 0.0));
         assert_ne!(base, key("b", 0.0));
         assert_ne!(base, key("a", 0.7));
-        let other_model = CacheKey::new(
-            "m2",
-            &PromptTemplate::reformulate_v1(),
-            &[ChatMessage::user("a")],
-            0.0,
-            256,
+        let template = PromptTemplate::reformulate_v1();
+        let messages = [ChatMessage::user("a")];
+        let with = |config: LlmConfig| CacheKey::for_chat(&config, &template, &messages);
+        assert_ne!(
+            base,
+            with(LlmConfig {
+                model: "m2".to_string(),
+                ..config_with(0.0)
+            })
         );
-        assert_ne!(base, other_model);
+        // Every sampling setting and extra field is part of the key; the URL is not.
+        let variants = [
+            LlmConfig {
+                max_tokens: None,
+                ..config_with(0.0)
+            },
+            LlmConfig {
+                max_completion_tokens: Some(100),
+                ..config_with(0.0)
+            },
+            LlmConfig {
+                top_p: Some(0.5),
+                ..config_with(0.0)
+            },
+            LlmConfig {
+                seed: Some(1),
+                ..config_with(0.0)
+            },
+            LlmConfig {
+                temperature: None,
+                ..config_with(0.0)
+            },
+        ];
+        for v in variants {
+            assert_ne!(base, with(v.clone()), "{v:?}");
+        }
+        let mut extra = config_with(0.0);
+        extra
+            .extra
+            .insert("reasoning_effort".to_string(), "low".into());
+        assert_ne!(base, with(extra));
+        assert_eq!(
+            base,
+            with(LlmConfig {
+                base_url: "http://elsewhere:1/v1".to_string(),
+                ..config_with(0.0)
+            })
+        );
+    }
+
+    #[test]
+    fn key_covers_image_bytes() {
+        let image = |url: &str| {
+            [MultimodalMessage {
+                role: "user".to_string(),
+                content: vec![ContentPart::text("t"), ContentPart::image(url)],
+            }]
+        };
+        let template = PromptTemplate::reformulate_v1();
+        let config = config_with(0.0);
+        let a = CacheKey::for_chat(&config, &template, &image("data:image/png;base64,AAAA"));
+        let b = CacheKey::for_chat(&config, &template, &image("data:image/png;base64,AAAB"));
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -5,10 +5,23 @@
 //!   retried `max_retries` times with exponential backoff (`backoff_base_ms · 2^n`, capped at
 //!   `backoff_max_ms`, with a little jitter), honouring a server's `Retry-After` (capped too).
 //!   Other 4xx are not retried: the same request would fail the same way.
+//! - `Retry-After` is read in both its forms (seconds, or an HTTP date via `httpdate`); the jitter
+//!   added to the exponential backoff comes from a seeded SplitMix64, not the clock.
 //! - The API key is read from the environment variable named by `api_key_env` when the client is
 //!   built; it lives only inside the client, whose `Debug` redacts it. It is never logged, cached
-//!   or part of a cache key. (ureq's own `TRACE` logging is wire level and unredacted: leave
-//!   `ureq=trace` off against a real provider.)
+//!   or part of a cache key. Because some endpoints echo the `Authorization` header (in an error
+//!   body, or in a completion), every reply body is passed through a [`Redactor`] the moment it is
+//!   read: error messages, excerpts, log lines and returned completions never hold the key's value.
+//!   (ureq's own `TRACE` logging is wire level and unredacted: leave `ureq=trace` off against a
+//!   real provider.)
+//! - Sampling settings (`temperature`, `top_p`, `max_tokens`, `max_completion_tokens`, `seed`)
+//!   and `extra` request fields come from the suite's `[llm]` table; each is sent only when set, so
+//!   reasoning models that reject `max_tokens` or a non-default temperature can be used (write
+//!   `temperature = "omit"`). [`LlmConfig::request_fields`] is what every request adds to `model`
+//!   and `messages`; the response cache keys on it, and results record it.
+//! - Messages are plain text ([`ChatMessage`]) or typed parts ([`MultimodalMessage`]: text and
+//!   `image_url` parts with base64 data URLs, as vLLM, llama.cpp's server, SGLang, LM Studio and
+//!   hosted APIs accept); both go through the same retries, timeouts and key handling.
 //! - The client is `Sync`: one instance serves every worker thread of the reformulator.
 //!
 //! This module must not know about prompts, entities or the cache: it sends messages and returns
@@ -16,11 +29,13 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::{Item, LlmError, UNREACHABLE_HINT};
+use super::redact::Redactor;
+use crate::util::SplitMix64;
 
 /// Largest reply body read, in bytes; chat replies are a few KiB.
 const MAX_REPLY_BYTES: u64 = 8 * 1024 * 1024;
@@ -49,10 +64,69 @@ pub struct LlmConfig {
     pub backoff_max_ms: u64,
     /// Requests in flight at once.
     pub max_concurrency: usize,
-    /// Sampling temperature (0 for reproducible runs).
-    pub temperature: f32,
-    /// Upper bound on the reply's length, in tokens.
-    pub max_tokens: u32,
+    /// Sampling temperature (0 for reproducible runs); `"omit"` in a suite sends none (reasoning
+    /// models accept only their default).
+    #[serde(deserialize_with = "omittable")]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling; sent only when set.
+    #[serde(deserialize_with = "omittable")]
+    pub top_p: Option<f32>,
+    /// Upper bound on the reply's length, in tokens (`max_tokens` of the request); `"omit"` sends
+    /// none (reasoning models reject it: set `max_completion_tokens` instead).
+    #[serde(deserialize_with = "omittable")]
+    pub max_tokens: Option<u32>,
+    /// `max_completion_tokens` of the request (OpenAI's newer name, which also counts reasoning
+    /// tokens); sent only when set.
+    #[serde(deserialize_with = "omittable")]
+    pub max_completion_tokens: Option<u32>,
+    /// Sampling seed, for servers that honour it (vLLM, OpenAI); sent only when set.
+    #[serde(deserialize_with = "omittable")]
+    pub seed: Option<u64>,
+    /// Extra top-level request fields merged into every request body, for servers that need
+    /// them (e.g. `extra = { chat_template_kwargs = { enable_thinking = false } }` for vLLM, or
+    /// `reasoning_effort = "low"`). They cannot replace `model`, `messages`, `stream` or a setting
+    /// above (set that setting instead).
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Request fields that the client owns: `extra` cannot set them.
+const RESERVED_FIELDS: [&str; 8] = [
+    "model",
+    "messages",
+    "stream",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+];
+
+/// A number, or the word `"omit"` (→ `None`, the field is not sent); `null` (as results.json
+/// writes an unset field) is `None` too.
+fn omittable<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ValueOrOther<T> {
+        Value(T),
+        // Anything else, kept to name it in the error (serde's own untagged error names nothing).
+        Other(serde_json::Value),
+    }
+    match Option::<ValueOrOther<T>>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(ValueOrOther::Value(v)) => Ok(Some(v)),
+        Some(ValueOrOther::Other(serde_json::Value::String(w)))
+            if w.trim().eq_ignore_ascii_case("omit") =>
+        {
+            Ok(None)
+        }
+        Some(ValueOrOther::Other(other)) => Err(serde::de::Error::custom(format!(
+            "expected a number in the setting's range or \"omit\" (not sent), found {other}"
+        ))),
+    }
 }
 
 impl Default for LlmConfig {
@@ -66,8 +140,12 @@ impl Default for LlmConfig {
             backoff_base_ms: 500,
             backoff_max_ms: 30_000,
             max_concurrency: 4,
-            temperature: 0.0,
-            max_tokens: 256,
+            temperature: Some(0.0),
+            top_p: None,
+            max_tokens: Some(256),
+            max_completion_tokens: None,
+            seed: None,
+            extra: serde_json::Map::new(),
         }
     }
 }
@@ -134,16 +212,87 @@ impl LlmConfig {
                 "set max_concurrency to at least 1",
             );
         }
-        if !(self.temperature.is_finite() && (0.0..=2.0).contains(&self.temperature)) {
+        if let Some(t) = self.temperature {
+            if !(t.is_finite() && (0.0..=2.0).contains(&t)) {
+                return config_error(
+                    format!("temperature {t} is outside 0..=2"),
+                    "use temperature = 0 for reproducible runs, or \"omit\" for the server's default",
+                );
+            }
+        }
+        if let Some(p) = self.top_p {
+            if !(p.is_finite() && p > 0.0 && p <= 1.0) {
+                return config_error(
+                    format!("top_p {p} is outside (0, 1]"),
+                    "use e.g. top_p = 1, or leave it out",
+                );
+            }
+        }
+        if self.max_tokens == Some(0) {
             return config_error(
-                format!("temperature {} is outside 0..=2", self.temperature),
-                "use temperature = 0 for reproducible runs",
+                "max_tokens is 0".to_string(),
+                "set max_tokens to e.g. 256, or \"omit\"",
             );
         }
-        if self.max_tokens == 0 {
-            return config_error("max_tokens is 0".to_string(), "set max_tokens to e.g. 256");
+        if self.max_completion_tokens == Some(0) {
+            return config_error(
+                "max_completion_tokens is 0".to_string(),
+                "set max_completion_tokens to e.g. 1024, or leave it out",
+            );
+        }
+        if let Some(key) = self
+            .extra
+            .keys()
+            .find(|k| RESERVED_FIELDS.contains(&k.as_str()))
+        {
+            return config_error(
+                format!("extra sets the request field {key:?}, which the client owns"),
+                if matches!(key.as_str(), "model" | "messages" | "stream") {
+                    "remove it from extra: model is its own setting, messages come from the prompt, and replies are read whole (no streaming)"
+                } else {
+                    "set it as its own [llm] setting (e.g. temperature = 0.2) instead of in extra"
+                },
+            );
         }
         Ok(())
+    }
+
+    /// The fields every request carries besides `model`, `messages` and `stream`: the sampling
+    /// settings that are set, then `extra`. This is what the response cache keys on (a reply
+    /// depends on all of it) and what results record.
+    pub fn request_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = serde_json::Map::new();
+        let mut put = |name: &str, value: Option<serde_json::Value>| {
+            if let Some(v) = value {
+                fields.insert(name.to_string(), v);
+            }
+        };
+        // f32 → f64 through the decimal text, so 0.7 is sent as 0.7, not 0.699999988079071.
+        let float = |v: f32| {
+            v.to_string()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(serde_json::Value::Number)
+        };
+        put("temperature", self.temperature.and_then(float));
+        put("top_p", self.top_p.and_then(float));
+        put("max_tokens", self.max_tokens.map(Into::into));
+        put(
+            "max_completion_tokens",
+            self.max_completion_tokens.map(Into::into),
+        );
+        put("seed", self.seed.map(Into::into));
+        for (k, v) in &self.extra {
+            fields.insert(k.clone(), v.clone());
+        }
+        fields
+    }
+
+    /// A one-line summary of [`LlmConfig::request_fields`] (compact JSON, keys sorted), for stage
+    /// fingerprints: two configs that send different requests never share one.
+    pub fn sampling_fingerprint(&self) -> String {
+        serde_json::Value::Object(self.request_fields()).to_string()
     }
 
     /// Reads the key from the variable named by `api_key_env` (an error if it is named but unset).
@@ -205,7 +354,57 @@ impl ChatMessage {
     }
 }
 
-/// Counters for reports: what the LLM stage cost. Cache fields are filled by the reformulator.
+/// One part of a multimodal message's content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart {
+    Text { text: String },
+    ImageUrl { image_url: ImageUrl },
+}
+
+/// An `image_url` part's target: a `data:image/...;base64,...` URL here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageUrl {
+    pub url: String,
+    /// OpenAI's `detail` (`low`, `high`, `auto`); not sent when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ContentPart {
+    pub fn text(text: impl Into<String>) -> Self {
+        ContentPart::Text { text: text.into() }
+    }
+
+    /// An image part from a data URL (see [`crate::llm::mllm::EncodedImage::data_url`]).
+    pub fn image(url: impl Into<String>) -> Self {
+        ContentPart::ImageUrl {
+            image_url: ImageUrl {
+                url: url.into(),
+                detail: None,
+            },
+        }
+    }
+}
+
+/// A message whose content is a list of typed parts (text and images).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MultimodalMessage {
+    pub role: String,
+    pub content: Vec<ContentPart>,
+}
+
+impl MultimodalMessage {
+    /// Whether any part is an image.
+    pub fn has_image(&self) -> bool {
+        self.content
+            .iter()
+            .any(|p| matches!(p, ContentPart::ImageUrl { .. }))
+    }
+}
+
+/// Counters for reports: what the LLM stage cost. Cache fields are filled by the reformulator and
+/// the MLLM annotator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LlmStats {
     /// HTTP attempts made (first tries and retries).
@@ -216,9 +415,10 @@ pub struct LlmStats {
     pub replies_ok: u64,
     /// Requests that failed after all attempts.
     pub requests_failed: u64,
-    /// Entities answered from the response cache.
+    /// Items answered from the response cache (entities for the reformulator, tweets for the
+    /// MLLM).
     pub cache_hits: u64,
-    /// Entities that needed a request.
+    /// Items that needed a request.
     pub cache_misses: u64,
 }
 
@@ -243,16 +443,6 @@ impl Counters {
             cache_misses: self.cache_misses.load(Ordering::Relaxed),
         }
     }
-}
-
-/// The request body of `/chat/completions`.
-#[derive(Serialize)]
-struct ChatRequest<'a> {
-    model: &'a str,
-    messages: &'a [ChatMessage],
-    temperature: f32,
-    max_tokens: u32,
-    stream: bool,
 }
 
 /// Why one attempt failed in a way worth retrying.
@@ -290,7 +480,10 @@ pub struct LlmClient {
     chat_url: String,
     agent: ureq::Agent,
     api_key: Option<ApiKey>,
+    redactor: Redactor,
     counters: Counters,
+    /// Jitter draws so far; each seeds a SplitMix64 step, so concurrent retries differ.
+    jitter_draws: AtomicU64,
 }
 
 impl fmt::Debug for LlmClient {
@@ -316,12 +509,15 @@ impl LlmClient {
             .max_idle_connections_per_host(config.max_concurrency)
             .user_agent(format!("riveg-bench/{}", env!("CARGO_PKG_VERSION")))
             .build();
+        let redactor = Redactor::new(api_key.as_ref().map(|k| k.0.as_str()));
         Ok(LlmClient {
             chat_url: config.chat_url(),
             agent: ureq::Agent::new_with_config(agent_config),
             config,
             api_key,
+            redactor,
             counters: Counters::default(),
+            jitter_draws: AtomicU64::new(0),
         })
     }
 
@@ -343,26 +539,68 @@ impl LlmClient {
         &self.counters
     }
 
-    /// Sends `messages` and returns the first choice's text, retrying transient failures.
-    /// `item` names the tweet/entity in errors and log lines.
+    /// The redactor that hides this client's API key (for callers that print or store text
+    /// from elsewhere, e.g. a cached reply written by an older version).
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Sends `messages` and returns the first choice's text (the API key redacted), retrying
+    /// transient failures. `item` names the tweet/entity in errors and log lines.
     pub fn chat(&self, messages: &[ChatMessage], item: &Item) -> Result<String, LlmError> {
-        let request = ChatRequest {
-            model: &self.config.model,
-            messages,
-            temperature: self.config.temperature,
-            max_tokens: self.config.max_tokens,
-            stream: false,
-        };
-        let body = serde_json::to_vec(&request).map_err(|e| LlmError::Other {
-            what: format!("{item}cannot serialise the chat request: {e}"),
+        self.send(messages, false, item)
+    }
+
+    /// [`LlmClient::chat`] for messages with typed parts (text and images). A 400/415/422 answer
+    /// to a request with an image gets a hint about vision support.
+    pub fn chat_multimodal(
+        &self,
+        messages: &[MultimodalMessage],
+        item: &Item,
+    ) -> Result<String, LlmError> {
+        let has_images = messages.iter().any(MultimodalMessage::has_image);
+        self.send(messages, has_images, item)
+    }
+
+    /// The request body: `model`, `messages`, `stream: false`, then [`LlmConfig::request_fields`].
+    pub fn request_body<M: Serialize + ?Sized>(&self, messages: &M) -> Result<Vec<u8>, LlmError> {
+        let bug = |e: serde_json::Error| LlmError::Other {
+            what: format!("cannot serialise the chat request: {e}"),
             hint: "this is a bug in riveg-bench; please report it".to_string(),
+        };
+        let mut body = serde_json::Map::new();
+        body.insert(
+            "model".to_string(),
+            serde_json::Value::String(self.config.model.clone()),
+        );
+        body.insert(
+            "messages".to_string(),
+            serde_json::to_value(messages).map_err(bug)?,
+        );
+        body.insert("stream".to_string(), serde_json::Value::Bool(false));
+        body.extend(self.config.request_fields());
+        serde_json::to_vec(&serde_json::Value::Object(body)).map_err(bug)
+    }
+
+    fn send<M: Serialize + ?Sized>(
+        &self,
+        messages: &M,
+        has_images: bool,
+        item: &Item,
+    ) -> Result<String, LlmError> {
+        let body = self.request_body(messages).map_err(|e| match e {
+            LlmError::Other { what, hint } => LlmError::Other {
+                what: format!("{item}{what}"),
+                hint,
+            },
+            other => other,
         })?;
         let attempts_allowed = self.config.max_retries.saturating_add(1);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             self.counters.requests_sent.fetch_add(1, Ordering::Relaxed);
-            let failure = match self.attempt_once(&body, item) {
+            let failure = match self.attempt_once(&body, has_images, item) {
                 Ok(content) => {
                     self.counters.replies_ok.fetch_add(1, Ordering::Relaxed);
                     return Ok(content);
@@ -398,7 +636,8 @@ impl LlmClient {
                 retry_after_ms,
             );
             if retry_after_ms.is_none() {
-                delay_ms = delay_ms.saturating_add(jitter_ms(delay_ms / 4));
+                let draw = self.jitter_draws.fetch_add(1, Ordering::Relaxed);
+                delay_ms = delay_ms.saturating_add(jitter_ms(draw, delay_ms / 4));
             }
             log::warn!(
                 "{item}LLM request to {} failed ({transient}); retry {attempt}/{} in {delay_ms} ms",
@@ -446,7 +685,7 @@ impl LlmClient {
     }
 
     /// One HTTP exchange.
-    fn attempt_once(&self, body: &[u8], item: &Item) -> Result<String, Failure> {
+    fn attempt_once(&self, body: &[u8], has_images: bool, item: &Item) -> Result<String, Failure> {
         let mut request = self
             .agent
             .post(&self.chat_url)
@@ -462,14 +701,19 @@ impl LlmClient {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after_ms);
+            .and_then(|v| parse_retry_after_ms(v, SystemTime::now()));
         let bytes = response
             .body_mut()
             .with_config()
             .limit(MAX_REPLY_BYTES)
             .read_to_vec()
             .map_err(|e| self.transport_failure(e, item))?;
-        let text = String::from_utf8_lossy(&bytes);
+        // Redacted before anything looks at it: excerpts, messages and the content all come
+        // from this text.
+        let text = self
+            .redactor
+            .redact(&String::from_utf8_lossy(&bytes))
+            .into_owned();
         if (200..300).contains(&status) {
             return self.parse_reply(&text, item).map_err(Failure::Fatal);
         }
@@ -486,11 +730,17 @@ impl LlmClient {
             item: Box::new(item.clone()),
             status,
             message,
-            hint: self.status_hint(status),
+            hint: self.status_hint(status, has_images),
         }))
     }
 
-    fn status_hint(&self, status: u16) -> String {
+    fn status_hint(&self, status: u16, has_images: bool) -> String {
+        if has_images && matches!(status, 400 | 415 | 422) {
+            return format!(
+                "the endpoint refused a request with an image: does model {:?} accept images? Use a vision model (vLLM: a multimodal model, llama.cpp's server: --mmproj, LM Studio: a VLM); if it does, check max_image_side / image_format against its limits",
+                self.config.model
+            );
+        }
         match (status, &self.config.api_key_env) {
             (401 | 403, Some(var)) => format!(
                 "the server rejected the API key read from the environment variable {var} (api_key_env): check its value and its rights for model {:?}",
@@ -502,8 +752,9 @@ impl LlmClient {
                 self.chat_url, self.config.model
             ),
             (400 | 422, _) => format!(
-                "the server rejected the request body: check model {:?}, max_tokens ({}) and temperature ({}) against what it accepts",
-                self.config.model, self.config.max_tokens, self.config.temperature
+                "the server rejected the request body: check model {:?} and the request fields {} against what it accepts (in [llm]: reasoning models want max_tokens = \"omit\" with max_completion_tokens set, and temperature = \"omit\"; server-specific fields go in extra)",
+                self.config.model,
+                self.config.sampling_fingerprint()
             ),
             _ => "see the server's message above".to_string(),
         }
@@ -528,13 +779,17 @@ impl LlmClient {
             {
                 Failure::Transient(Transient::Timeout)
             }
-            ureq::Error::Io(e) => Failure::Transient(Transient::Connection(e.to_string())),
+            ureq::Error::Io(e) => Failure::Transient(Transient::Connection(
+                self.redactor.redact(&e.to_string()).into_owned(),
+            )),
             ureq::Error::ConnectionFailed => {
                 Failure::Transient(Transient::Connection("connection failed".to_string()))
             }
-            ureq::Error::Protocol(e) => {
-                Failure::Transient(Transient::Connection(format!("HTTP protocol error: {e}")))
-            }
+            ureq::Error::Protocol(e) => Failure::Transient(Transient::Connection(
+                self.redactor
+                    .redact(&format!("HTTP protocol error: {e}"))
+                    .into_owned(),
+            )),
             ureq::Error::HostNotFound => {
                 unreachable("host not found".to_string(), UNREACHABLE_HINT)
             }
@@ -543,10 +798,13 @@ impl LlmClient {
                 hint: "use e.g. base_url = \"http://127.0.0.1:8000/v1\"".to_string(),
             }),
             other if self.chat_url.starts_with("https://") => unreachable(
-                other.to_string(),
+                self.redactor.redact(&other.to_string()).into_owned(),
                 "the TLS connection failed: check the URL and the server's certificate",
             ),
-            other => unreachable(other.to_string(), UNREACHABLE_HINT),
+            other => unreachable(
+                self.redactor.redact(&other.to_string()).into_owned(),
+                UNREACHABLE_HINT,
+            ),
         }
     }
 
@@ -564,6 +822,14 @@ impl LlmClient {
             why: why.to_string(),
             hint,
         };
+        if body.trim_start().starts_with("data:") {
+            // A proxy that streams whatever the request says.
+            return Err(malformed(
+                "the server streamed the reply as server-sent events although the request said \
+                 stream: false"
+                    .to_string(),
+            ));
+        }
         let value: serde_json::Value =
             serde_json::from_str(body).map_err(|e| malformed(format!("invalid JSON ({e})")))?;
         if !value.is_object() {
@@ -598,8 +864,8 @@ impl LlmClient {
         if content.trim().is_empty() {
             let hint = match choice.get("finish_reason").and_then(|f| f.as_str()) {
                 Some("length") => format!(
-                    "the model used all max_tokens ({}) before answering: raise max_tokens",
-                    self.config.max_tokens
+                    "the model used its whole token budget (max_tokens {:?}, max_completion_tokens {:?}) before answering: raise it",
+                    self.config.max_tokens, self.config.max_completion_tokens
                 ),
                 Some("content_filter") => {
                     "the provider's content filter withheld the answer".to_string()
@@ -627,27 +893,35 @@ pub fn retry_delay_ms(
     wanted.min(backoff_max_ms)
 }
 
-/// `Retry-After` in seconds (integer or decimal); the HTTP-date form is ignored (falls back to
-/// the exponential backoff).
-pub fn parse_retry_after_ms(value: &str) -> Option<u64> {
-    let seconds: f64 = value.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).min(u64::MAX as f64) as u64)
+/// `Retry-After` in milliseconds from `now`: seconds (integer or decimal), or an HTTP date (RFC
+/// 9110: IMF-fixdate, RFC 850 or asctime; a date in the past is 0). `None` when unreadable (the
+/// caller falls back to the exponential backoff).
+pub fn parse_retry_after_ms(value: &str, now: SystemTime) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| (seconds * 1000.0).min(u64::MAX as f64) as u64);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let wait = at.duration_since(now).unwrap_or(Duration::ZERO);
+    Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Up to `max_ms` of jitter so that concurrent retries do not arrive together.
-fn jitter_ms(max_ms: u64) -> u64 {
+/// Up to `max_ms` of jitter so that concurrent retries do not arrive together: draw number
+/// `draw` of a SplitMix64 stream (deterministic, unlike clock nanoseconds, which repeat for
+/// threads that wake together).
+fn jitter_ms(draw: u64, max_ms: u64) -> u64 {
     if max_ms == 0 {
         return 0;
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    u64::from(nanos) % (max_ms + 1)
+    const JITTER_SEED: u64 = 0x6A09_E667_F3BC_C908;
+    let mut rng = SplitMix64::new(JITTER_SEED ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let span = usize::try_from(max_ms.saturating_add(1)).unwrap_or(usize::MAX);
+    rng.below(span) as u64
 }
 
-/// The server's error message: `error.message` / `error` / `message` of a JSON body, else the
-/// body itself, shortened.
+/// The server's error message: `error.message` / `error` / `message` of a JSON body, FastAPI's
+/// `detail` (text, or a list of `{loc, msg}` validation errors), else the body itself, shortened.
 fn error_message(body: &str) -> String {
     if let Ok(value) = serde_json::from_str::<serde_json::Value>(body) {
         let message = value
@@ -658,11 +932,56 @@ fn error_message(body: &str) -> String {
         if let Some(m) = message {
             return excerpt(m, 300);
         }
+        if let Some(detail) = value.get("detail").and_then(detail_message) {
+            return excerpt(&detail, 300);
+        }
     }
     if body.trim().is_empty() {
         "(empty body)".to_string()
     } else {
         excerpt(body, 300)
+    }
+}
+
+/// FastAPI's `detail`: a string, an object with `message`/`msg`, or a list of validation errors
+/// `{"loc": [...], "msg": ...}` shown as `loc.path: msg; ...`.
+fn detail_message(detail: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let one = |v: &Value| -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(o) => {
+                let msg = o
+                    .get("msg")
+                    .or_else(|| o.get("message"))
+                    .and_then(Value::as_str)?;
+                let loc: Vec<String> = o
+                    .get("loc")
+                    .and_then(Value::as_array)
+                    .map(|l| {
+                        l.iter()
+                            .map(|p| match p {
+                                Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some(if loc.is_empty() {
+                    msg.to_string()
+                } else {
+                    format!("{}: {msg}", loc.join("."))
+                })
+            }
+            _ => None,
+        }
+    };
+    match detail {
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().filter_map(one).collect();
+            (!parts.is_empty()).then(|| parts.join("; "))
+        }
+        other => one(other),
     }
 }
 
@@ -711,11 +1030,40 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_parses_seconds_only() {
-        assert_eq!(parse_retry_after_ms("2"), Some(2000));
-        assert_eq!(parse_retry_after_ms(" 0.5 "), Some(500));
-        assert_eq!(parse_retry_after_ms("-1"), None);
-        assert_eq!(parse_retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    fn retry_after_parses_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(parse_retry_after_ms("2", now), Some(2000));
+        assert_eq!(parse_retry_after_ms(" 0.5 ", now), Some(500));
+        assert_eq!(parse_retry_after_ms("-1", now), None);
+        assert_eq!(
+            parse_retry_after_ms("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(30_000)
+        );
+        // RFC 850 and asctime forms are HTTP dates too.
+        assert_eq!(
+            parse_retry_after_ms("Wednesday, 21-Oct-15 07:29:00 GMT", now),
+            Some(60_000)
+        );
+        assert_eq!(
+            parse_retry_after_ms("Wed Oct 21 07:28:01 2015", now),
+            Some(1_000)
+        );
+        // A date in the past means "now".
+        assert_eq!(
+            parse_retry_after_ms("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(0)
+        );
+        assert_eq!(parse_retry_after_ms("soon", now), None);
+    }
+
+    #[test]
+    fn jitter_is_bounded_and_varies_between_draws() {
+        let draws: Vec<u64> = (0..64).map(|d| jitter_ms(d, 100)).collect();
+        assert!(draws.iter().all(|&j| j <= 100), "{draws:?}");
+        assert_eq!(jitter_ms(7, 100), jitter_ms(7, 100));
+        let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+        assert!(distinct.len() > 32, "{distinct:?}");
+        assert_eq!(jitter_ms(3, 0), 0);
     }
 
     #[test]
@@ -730,6 +1078,120 @@ mod tests {
     }
 
     #[test]
+    fn error_message_reads_fastapi_detail() {
+        assert_eq!(error_message(r#"{"detail":"Not Found"}"#), "Not Found");
+        assert_eq!(
+            error_message(
+                r#"{"detail":[{"loc":["body","messages",0,"content"],"msg":"field required","type":"missing"},{"loc":["body","n"],"msg":"must be >= 1"}]}"#
+            ),
+            "body.messages.0.content: field required; body.n: must be >= 1"
+        );
+        assert_eq!(
+            error_message(r#"{"detail":{"message":"model busy"}}"#),
+            "model busy"
+        );
+        // An unknown detail shape falls back to the raw body.
+        assert_eq!(error_message(r#"{"detail":42}"#), r#"{"detail":42}"#);
+    }
+
+    #[test]
+    fn request_fields_send_only_what_is_set() {
+        let config = LlmConfig::default();
+        assert_eq!(
+            config.sampling_fingerprint(),
+            r#"{"max_tokens":256,"temperature":0.0}"#
+        );
+        let reasoning: LlmConfig = toml::from_str(
+            "temperature = \"omit\"\nmax_tokens = \"omit\"\nmax_completion_tokens = 2048\nseed = 7\ntop_p = 0.9\n\
+             extra = { reasoning_effort = \"low\", chat_template_kwargs = { enable_thinking = false } }\n",
+        )
+        .unwrap();
+        assert_eq!((reasoning.temperature, reasoning.max_tokens), (None, None));
+        assert!(reasoning.validate().is_ok());
+        assert_eq!(
+            reasoning.sampling_fingerprint(),
+            r#"{"chat_template_kwargs":{"enable_thinking":false},"max_completion_tokens":2048,"reasoning_effort":"low","seed":7,"top_p":0.9}"#
+        );
+        // results.json round trip: unset fields are null.
+        let json = serde_json::to_string(&reasoning).unwrap();
+        assert!(json.contains("\"temperature\":null"), "{json}");
+        assert_eq!(serde_json::from_str::<LlmConfig>(&json).unwrap(), reasoning);
+        let word = toml::from_str::<LlmConfig>("temperature = \"zero\"").unwrap_err();
+        assert!(word.to_string().contains("found \"zero\""), "{word}");
+        let negative = toml::from_str::<LlmConfig>("max_tokens = -1").unwrap_err();
+        assert!(negative.to_string().contains("found -1"), "{negative}");
+        // Integers are fine where floats are expected.
+        let ints: LlmConfig = toml::from_str("temperature = 1\nmax_tokens = 64\n").unwrap();
+        assert_eq!((ints.temperature, ints.max_tokens), (Some(1.0), Some(64)));
+    }
+
+    #[test]
+    fn streamed_or_partial_replies_are_malformed() {
+        let client = LlmClient::new(LlmConfig::default()).unwrap();
+        let item = Item::entity("O_1", "UN");
+        let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: [DONE]\n\n";
+        let err = client.parse_reply(sse, &item).unwrap_err();
+        assert!(err.to_string().contains("server-sent events"), "{err}");
+        let ok = client
+            .parse_reply(
+                r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#,
+                &item,
+            )
+            .unwrap();
+        assert_eq!(ok, "ab");
+    }
+
+    #[test]
+    fn extra_cannot_take_over_owned_fields() {
+        for key in ["model", "stream", "temperature", "max_tokens"] {
+            let mut config = LlmConfig::default();
+            config
+                .extra
+                .insert(key.to_string(), serde_json::Value::Bool(true));
+            let err = config.validate().unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn request_body_merges_settings_and_extra() {
+        let mut config = LlmConfig {
+            seed: Some(3),
+            ..LlmConfig::default()
+        };
+        config
+            .extra
+            .insert("n".to_string(), serde_json::Value::from(2));
+        let client = LlmClient::new(config).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&client.request_body(&[ChatMessage::user("hi")]).unwrap())
+                .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "model": "mock", "messages": [{"role": "user", "content": "hi"}],
+                "stream": false, "temperature": 0.0, "max_tokens": 256, "seed": 3, "n": 2,
+            })
+        );
+        let parts = [MultimodalMessage {
+            role: "user".to_string(),
+            content: vec![
+                ContentPart::text("look"),
+                ContentPart::image("data:image/png;base64,AAAA"),
+            ],
+        }];
+        let body: serde_json::Value =
+            serde_json::from_slice(&client.request_body(&parts).unwrap()).unwrap();
+        assert_eq!(
+            body["messages"][0]["content"],
+            serde_json::json!([
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ])
+        );
+    }
+
+    #[test]
     fn validate_rejects_unusable_configs() {
         assert!(LlmConfig::default().validate().is_ok());
         let bad = [
@@ -739,7 +1201,15 @@ mod tests {
                 ..LlmConfig::default()
             },
             LlmConfig {
-                temperature: f32::NAN,
+                temperature: Some(f32::NAN),
+                ..LlmConfig::default()
+            },
+            LlmConfig {
+                top_p: Some(0.0),
+                ..LlmConfig::default()
+            },
+            LlmConfig {
+                max_completion_tokens: Some(0),
                 ..LlmConfig::default()
             },
             LlmConfig {

@@ -75,6 +75,12 @@ impl PromptTemplate {
 
     /// Loads a template file; its name is the file stem, its version the sha256 prefix.
     pub fn from_file(path: &Path) -> Result<Self, LlmError> {
+        PromptTemplate::from_file_requiring(path, &["{entity}"])
+    }
+
+    /// [`PromptTemplate::from_file`] for a template whose `[user]` section must hold each of
+    /// `required` (e.g. `{tweet}` for the MLLM prompt).
+    pub fn from_file_requiring(path: &Path, required: &[&str]) -> Result<Self, LlmError> {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| LlmError::Template {
             path: shown.clone(),
@@ -95,18 +101,32 @@ impl PromptTemplate {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "custom".to_string());
-        PromptTemplate::parse(&name, &version, &text, &shown)
+        PromptTemplate::parse_requiring(&name, &version, &text, &shown, required)
     }
 
-    /// Parses template text (`origin` names it in errors).
+    /// Parses template text (`origin` names it in errors); the `[user]` section must hold
+    /// `{entity}`.
     pub fn parse(name: &str, version: &str, text: &str, origin: &str) -> Result<Self, LlmError> {
+        PromptTemplate::parse_requiring(name, version, text, origin, &["{entity}"])
+    }
+
+    /// [`PromptTemplate::parse`] with the placeholders the `[user]` section must hold.
+    pub fn parse_requiring(
+        name: &str,
+        version: &str,
+        text: &str,
+        origin: &str,
+        required: &[&str],
+    ) -> Result<Self, LlmError> {
         let error = |what: &str| LlmError::Template {
             path: origin.to_string(),
             what: what.to_string(),
-            hint: "a template is comment lines (#), then a line `[system]`, the system message, \
-                   a line `[user]` and the user message with {entity} (and {tweet}, {type}); \
-                   see src/llm/prompts/reformulate-v1.txt"
-                .to_string(),
+            hint: format!(
+                "a template is comment lines (#), then a line `[system]`, the system message, \
+                 a line `[user]` and the user message with {}; see the built-in templates in \
+                 src/llm/prompts/",
+                required.join(", ")
+            ),
         };
         // sections[0]: system, sections[1]: user; None until its header is seen.
         let mut sections: [Option<Vec<&str>>; 2] = [None, None];
@@ -140,8 +160,10 @@ impl PromptTemplate {
         let Some(user) = join(user).filter(|u| !u.is_empty()) else {
             return Err(error("it has no [user] section, or an empty one"));
         };
-        if !user.contains("{entity}") {
-            return Err(error("its [user] section lacks the {entity} placeholder"));
+        if let Some(missing) = required.iter().find(|p| !user.contains(**p)) {
+            return Err(error(&format!(
+                "its [user] section lacks the {missing} placeholder"
+            )));
         }
         Ok(PromptTemplate {
             name: name.to_string(),
@@ -170,6 +192,12 @@ impl PromptTemplate {
         }
         messages.push(ChatMessage::user(fill(&self.user, &values)));
         messages
+    }
+
+    /// The system and user texts with `values` (`("{name}", value)`) filled in one pass; other
+    /// braces stay as they are. The system text is empty when the template has none.
+    pub fn fill_with(&self, values: &[(&str, String)]) -> (String, String) {
+        (fill(&self.system, values), fill(&self.user, values))
     }
 
     /// [`PromptTemplate::render`] for an entity of a tweet.

@@ -90,13 +90,7 @@ impl LlmReformulator {
                 let messages = self
                     .template
                     .render(&text, &entity.text, &entity.entity_type);
-                let key = CacheKey::new(
-                    &config.model,
-                    &self.template,
-                    &messages,
-                    config.temperature,
-                    config.max_tokens,
-                );
+                let key = CacheKey::for_chat(config, &self.template, &messages);
                 Job {
                     entity,
                     item: Item::entity(&tweet.id, &entity.text),

@@ -168,11 +168,10 @@ impl DefaultBackends {
             }
         };
         let fingerprint = format!(
-            "llm|{}|{}|{}|{}",
+            "llm|{}|{}|{}",
             config.model,
             template.id(),
-            config.temperature,
-            config.max_tokens
+            config.sampling_fingerprint()
         );
         let cache = self.config.cache_dir.as_ref().map(|d| d.join("llm"));
         let r = LlmReformulator::new(config, template, cache.as_deref())

@@ -1,6 +1,8 @@
-//! Integration tests: the LLM client and reformulator against the mock server on 127.0.0.1.
+//! Integration tests: the LLM client and reformulator against the mock server on 127.0.0.1, and
+//! the mock itself as an OpenAI-compatible server (list content, `n`, streaming, models).
 //! Every test has its own server (port 0) and cache directory; delays and timeouts are kept to a
-//! few hundred milliseconds and retries to a handful.
+//! few hundred milliseconds and retries to a handful (except the HTTP-date `Retry-After` test,
+//! which waits 1-2 s: HTTP dates have whole seconds).
 
 use std::time::{Duration, Instant};
 
@@ -105,7 +107,7 @@ fn llm_cache_hit_sends_no_request() {
 
     // Another temperature is another key.
     let hotter = LlmConfig {
-        temperature: 0.7,
+        temperature: Some(0.7),
         ..config(&server)
     };
     assert!(reformulator(hotter, Some(dir.path()))
@@ -186,6 +188,34 @@ fn llm_429_then_success_counts_retries() {
         (stats.retries, stats.requests_sent, stats.replies_ok),
         (2, 3, 1)
     );
+}
+
+#[test]
+fn llm_retry_after_http_date_is_honoured() {
+    let server = MockServer::start(Behaviour::Fail(503, 1)).unwrap();
+    // "now + 2 s" as an HTTP date (whole seconds): the client waits between 1 and 2 s, where its
+    // own backoff would be 1 ms.
+    server.set_retry_after_s(Some(2));
+    server.set_retry_after_http_date(true);
+    let (tweet, entities) = tweet();
+    let r = reformulator(
+        LlmConfig {
+            max_retries: 1,
+            backoff_base_ms: 1,
+            backoff_max_ms: 5_000,
+            ..config(&server)
+        },
+        None,
+    );
+    let started = Instant::now();
+    let got = r.reformulate_entities(&tweet, &entities[..1]).unwrap();
+    assert_eq!(got, expected(&entities[..1]));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After date ignored: retried after {:?}",
+        started.elapsed()
+    );
+    assert_eq!((r.stats().retries, server.requests()), (1, 2));
 }
 
 #[test]
@@ -420,4 +450,228 @@ fn llm_mock_speaks_plain_http() {
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     assert_eq!(server.requests(), 1);
     server.shutdown();
+}
+
+#[test]
+fn llm_sampling_settings_are_sent_and_keyed() {
+    let server = MockServer::start(Behaviour::Echo).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (tweet, entities) = tweet();
+    let mut reasoning: LlmConfig = toml::from_str(
+        "temperature = \"omit\"\nmax_tokens = \"omit\"\nmax_completion_tokens = 512\n\
+         seed = 7\ntop_p = 0.9\nextra = { n = 2, chat_template_kwargs = { enable_thinking = false } }\n",
+    )
+    .unwrap();
+    reasoning.base_url = server.base_url();
+    reasoning.max_retries = 0;
+    let r = reformulator(reasoning.clone(), Some(dir.path()));
+    let got = r.reformulate_entities(&tweet, &entities[..1]).unwrap();
+    // n = 2: two choices come back; the first is used.
+    assert_eq!(got, expected(&entities[..1]));
+    let sent = server.last_request().unwrap();
+    assert_eq!(sent["max_completion_tokens"], 512);
+    assert_eq!(sent["seed"], 7);
+    assert_eq!(sent["top_p"], 0.9);
+    assert_eq!(sent["n"], 2);
+    assert_eq!(sent["stream"], false);
+    assert_eq!(
+        sent["chat_template_kwargs"],
+        serde_json::json!({"enable_thinking": false})
+    );
+    for omitted in ["temperature", "max_tokens"] {
+        assert!(sent.get(omitted).is_none(), "{omitted} sent: {sent}");
+    }
+    assert_eq!(server.requests(), 1);
+
+    // Same settings: a cache hit. Any other seed or extra field: a new request.
+    reformulator(reasoning.clone(), Some(dir.path()))
+        .reformulate_entities(&tweet, &entities[..1])
+        .unwrap();
+    assert_eq!(server.requests(), 1);
+    let other_seed = LlmConfig {
+        seed: Some(8),
+        ..reasoning.clone()
+    };
+    reformulator(other_seed, Some(dir.path()))
+        .reformulate_entities(&tweet, &entities[..1])
+        .unwrap();
+    assert_eq!(server.requests(), 2);
+    let mut other_extra = reasoning;
+    other_extra
+        .extra
+        .insert("reasoning_effort".to_string(), "low".into());
+    reformulator(other_extra, Some(dir.path()))
+        .reformulate_entities(&tweet, &entities[..1])
+        .unwrap();
+    assert_eq!(server.requests(), 3);
+    assert_eq!(server.last_request().unwrap()["reasoning_effort"], "low");
+}
+
+fn files_text(dir: &std::path::Path) -> String {
+    walk(dir)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn llm_echoed_api_key_is_redacted_everywhere() {
+    let server = MockServer::start(Behaviour::EchoAuthorization).unwrap();
+    let var = format!("RIVEG_TEST_LLM_KEY_ECHO_{}", std::process::id());
+    let secret = "sk-riveg-echoed-secret-77";
+    std::env::set_var(&var, secret);
+    let config = LlmConfig {
+        api_key_env: Some(var.clone()),
+        ..config(&server)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (tweet, entities) = tweet();
+    let r = reformulator(config.clone(), Some(dir.path()));
+    let got = r.reformulate_entities(&tweet, &entities[..1]).unwrap();
+    // The server really did echo the header ...
+    assert_eq!(
+        server.last_authorization().as_deref(),
+        Some(format!("Bearer {secret}").as_str())
+    );
+    // ... but neither the prediction nor the cache holds the key.
+    assert_eq!(
+        got,
+        vec!["Angelina Jolie(PER)-A mock description of Angelina Jolie. (sent with Authorization: Bearer <redacted>)".to_string()]
+    );
+    let cached = files_text(dir.path());
+    assert!(cached.contains("Bearer <redacted>"), "{cached}");
+    assert!(!cached.contains(secret), "{cached}");
+
+    // Error bodies that echo it: not retried (400) and retried (500), the message is redacted.
+    for (status, retries) in [(400, 0), (500, 1)] {
+        server.set_behaviour(Behaviour::EchoAuthorizationError(status));
+        let err = failing_run(LlmConfig {
+            max_retries: retries,
+            ..config.clone()
+        });
+        let message = err.to_string();
+        assert!(
+            message.contains("invalid credentials in header Authorization: Bearer <redacted>"),
+            "{message}"
+        );
+        assert!(!message.contains(secret), "{message}");
+        assert!(!format!("{err:?}").contains(secret));
+    }
+}
+
+#[test]
+fn llm_fastapi_detail_bodies_show_their_message() {
+    let server = MockServer::start(Behaviour::Detail(404)).unwrap();
+    let err = failing_run(config(&server));
+    let message = err.to_string();
+    assert!(
+        message.contains("HTTP 404: scripted mock failure (FastAPI style)\n"),
+        "{message}"
+    );
+    assert!(!message.contains("{\"detail\""), "{message}");
+    server.set_behaviour(Behaviour::Detail(422));
+    let message = failing_run(config(&server)).to_string();
+    assert!(
+        message.contains("HTTP 422: body.messages: scripted mock validation failure"),
+        "{message}"
+    );
+}
+
+/// What an OpenAI SDK sends that our client does not: list-form content, `n` > 1, `stream`,
+/// `GET /v1/models/{id}`.
+#[test]
+fn llm_mock_answers_any_openai_client() {
+    let server = MockServer::start(Behaviour::Echo).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let post = |body: serde_json::Value| {
+        let mut response = agent
+            .post(format!("{}/chat/completions", server.base_url()))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, content_type, text)
+    };
+    let parts = serde_json::json!([
+        {"type": "text", "text": "Entity: UN"},
+        {"type": "text", "text": "Type: ORG"},
+    ]);
+    let (status, _, text) = post(serde_json::json!({
+        "model": "gpt-x", "n": 3,
+        "messages": [{"role": "user", "content": parts}],
+    }));
+    assert_eq!(status, 200, "{text}");
+    let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let choices = reply["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+        assert_eq!(
+            choice["message"]["content"],
+            "UN(ORG)-A mock description of UN."
+        );
+    }
+    assert_eq!(reply["model"], "gpt-x");
+
+    let (status, content_type, text) = post(serde_json::json!({
+        "model": "gpt-x", "stream": true, "n": 2,
+        "messages": [{"role": "user", "content": "Entity: UN\nType: ORG"}],
+    }));
+    assert_eq!((status, content_type.as_str()), (200, "text/event-stream"));
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let mut streamed = [String::new(), String::new()];
+    let mut finished = 0;
+    for event in text.split("\n\n").filter(|e| !e.is_empty()) {
+        let data = event.strip_prefix("data: ").unwrap();
+        if data == "[DONE]" {
+            continue;
+        }
+        let chunk: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(chunk["object"], "chat.completion.chunk");
+        let choice = &chunk["choices"][0];
+        let index = choice["index"].as_u64().unwrap() as usize;
+        if let Some(piece) = choice["delta"]["content"].as_str() {
+            streamed[index].push_str(piece);
+        }
+        if choice["finish_reason"] == "stop" {
+            finished += 1;
+        }
+    }
+    assert_eq!(finished, 2);
+    assert_eq!(streamed[0], "UN(ORG)-A mock description of UN.");
+    assert_eq!(streamed[1], streamed[0]);
+
+    let (status, _, text) = post(serde_json::json!({
+        "model": "m", "n": 0, "messages": [{"role": "user", "content": "x"}],
+    }));
+    assert_eq!(status, 400);
+    assert!(text.contains("n must be"), "{text}");
+    let (status, _, text) = post(serde_json::json!({
+        "model": "m", "messages": [{"role": "system", "content": "x"}],
+    }));
+    assert_eq!(status, 400);
+    assert!(text.contains("no message with role"), "{text}");
+
+    let mut response = agent
+        .get(format!("{}/models/gpt-x", server.base_url()))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let model: serde_json::Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(
+        (model["id"].as_str(), model["object"].as_str()),
+        (Some("gpt-x"), Some("model"))
+    );
 }

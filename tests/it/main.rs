@@ -9,6 +9,7 @@ mod fmnerg;
 mod fuzz;
 mod geometry;
 mod llm;
+mod mllm;
 mod report;
 mod run_layer;
 mod smoke;
