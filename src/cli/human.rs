@@ -42,6 +42,9 @@ pub fn render_eval(r: &EvalReport) -> String {
         r.protocol.name(),
         r.iou_threshold
     ));
+    if let Some(c) = &r.compat {
+        out.push_str(&c.render_human());
+    }
     out.push_str(&frame(task_frame(r)));
     out.push_str("\n\nper type (percent)\n");
     out.push_str(&frame(per_type_frame(&r.per_type)));

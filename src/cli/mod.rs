@@ -298,6 +298,9 @@ pub struct EvalArgs {
     /// Mask IoU needed for an SMNER match.
     #[arg(long = "mask-iou", default_value_t = 0.5)]
     pub mask_iou_threshold: f64,
+    /// Reproduce a published scorer, quirks included (replaces --protocol's keying).
+    #[arg(long, value_enum)]
+    pub compat: Option<crate::metrics::Compat>,
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
     /// Save this evaluation as a named baseline (one variant, `eval`), for `compare`.
@@ -456,13 +459,14 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
         protocol: args.protocol,
         iou_threshold: args.iou_threshold,
         mask_iou_threshold: args.mask_iou_threshold,
+        compat: args.compat,
     };
     let report = evaluate(&gold, &pred, &opts).map_err(|e| {
         anyhow::anyhow!(
             "cannot score {} against {} with the {} protocol: {e}\n  hint: use --protocol riveg, or import predictions that carry token offsets",
             args.pred.display(),
             args.gold.display(),
-            args.protocol.name()
+            args.compat.map_or(args.protocol, crate::metrics::Compat::protocol).name()
         )
     })?;
     match resolve_format(args.format) {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::compat::{score_tweet, Compat, CompatInfo};
 use super::matching::{
     align, best_box_iou, grounding_ok, match_tweet, same_key, AlignedTweet, Grounding, Protocol,
     TaskSpec, TypeKey,
@@ -21,6 +22,9 @@ pub struct EvalOptions {
     pub iou_threshold: f64,
     /// Mask IoU needed for an SMNER match. Published: 0.5.
     pub mask_iou_threshold: f64,
+    /// Reproduce a published scorer with its quirks (`--compat`); its key replaces `protocol`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<Compat>,
 }
 
 impl Default for EvalOptions {
@@ -29,6 +33,7 @@ impl Default for EvalOptions {
             protocol: Protocol::Riveg,
             iou_threshold: 0.5,
             mask_iou_threshold: 0.5,
+            compat: None,
         }
     }
 }
@@ -125,6 +130,9 @@ pub struct PerTweet {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     pub protocol: Protocol,
+    /// The published scorer reproduced (`--compat`) and each quirk it applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<CompatInfo>,
     pub iou_threshold: f64,
     pub mner: Prf,
     pub eeg: Prf,
@@ -162,7 +170,9 @@ pub fn evaluate(
     pred: &Dataset,
     opts: &EvalOptions,
 ) -> Result<EvalReport, NotApplicable> {
-    if opts.protocol == Protocol::Span {
+    // A compat mode keys entities like its scorer (span for H-Index, entity string otherwise).
+    let protocol = opts.compat.map_or(opts.protocol, Compat::protocol);
+    if protocol == Protocol::Span {
         for (name, ds) in [("gold", gold), ("predictions", pred)] {
             if !ds.has_spans() {
                 return Err(NotApplicable(format!(
@@ -172,7 +182,7 @@ pub fn evaluate(
         }
     }
     let tweets = align(gold, pred);
-    let protocol = opts.protocol;
+    let compat = opts.compat;
     let boxes = Grounding::Box {
         iou_threshold: opts.iou_threshold,
     };
@@ -198,18 +208,32 @@ pub fn evaluate(
         let mut all = Vec::with_capacity(tweets.len());
         let mut cells = Vec::with_capacity(tweets.len());
         for t in &tweets {
-            let m = match_tweet(protocol, spec, t);
+            let (m, predicted, gold) = match compat {
+                None => (match_tweet(protocol, spec, t), t.pred.len(), t.gold.len()),
+                Some(c) => {
+                    let s = score_tweet(c, spec, t);
+                    (s.matches, s.predicted, s.gold)
+                }
+            };
             let c = m.iter().filter(|x| x.is_some()).count();
-            cells.push([c as u32, t.pred.len() as u32, t.gold.len() as u32]);
+            cells.push([c as u32, predicted as u32, gold as u32]);
             total.add(Counts {
                 correct: c,
-                predicted: t.pred.len(),
-                gold: t.gold.len(),
+                predicted,
+                gold,
             });
             all.push(m);
         }
         per_tweet.counts.insert(name.to_string(), cells);
         (total, all)
+    };
+    // The breakdown tables keep the base protocol's matching (the published scorers have none,
+    // and its greedy pairing keeps their invariants); `standard` gives those matches.
+    let standard = |spec: TaskSpec| -> Vec<Vec<Option<usize>>> {
+        tweets
+            .iter()
+            .map(|t| match_tweet(protocol, spec, t))
+            .collect()
     };
 
     let (mner_c, mner_m) = run("mner", mner_spec);
@@ -254,6 +278,39 @@ pub fn evaluate(
         mask_iou_threshold = Some(opts.mask_iou_threshold);
     }
 
+    // Breakdowns: under a compat mode, recompute the base protocol's greedy matches.
+    let counts_of = |m: &[Vec<Option<usize>>]| {
+        let mut c = Counts::default();
+        for (t, row) in tweets.iter().zip(m) {
+            c.add(Counts {
+                correct: row.iter().filter(|x| x.is_some()).count(),
+                predicted: t.pred.len(),
+                gold: t.gold.len(),
+            });
+        }
+        c
+    };
+    let (mner_m, gmner_m, fine_matches) = match compat {
+        None => (mner_m, gmner_m, fine_matches),
+        Some(_) => (
+            standard(mner_spec),
+            standard(gmner_spec),
+            fine_matches.map(|_| {
+                (
+                    standard(TaskSpec {
+                        types: TypeKey::Fine,
+                        grounding: Grounding::Ignore,
+                    }),
+                    standard(TaskSpec {
+                        types: TypeKey::Fine,
+                        grounding: boxes,
+                    }),
+                )
+            }),
+        ),
+    };
+    let (base_mner_c, base_gmner_c) = (counts_of(&mner_m), counts_of(&gmner_m));
+
     let per_type = per_type_scores(&tweets, &mner_m, &gmner_m, |e| Some(e.entity_type.as_str()));
     // Per fine type: MNER at fine level and FMNERG.
     let per_fine_type = match &fine_matches {
@@ -265,6 +322,7 @@ pub fn evaluate(
 
     Ok(EvalReport {
         protocol,
+        compat: compat.map(Compat::info),
         iou_threshold: opts.iou_threshold,
         mner: mner_c.prf(),
         eeg: eeg_c.prf(),
@@ -278,7 +336,13 @@ pub fn evaluate(
         per_fine_type,
         groundability: groundability_split(&tweets, &gmner_m),
         errors: error_breakdown(protocol, &tweets, &gmner_m),
-        diagnostics: diagnostics(&tweets, &mner_m, &gmner_c, &mner_c, opts.iou_threshold),
+        diagnostics: diagnostics(
+            &tweets,
+            &mner_m,
+            &base_gmner_c,
+            &base_mner_c,
+            opts.iou_threshold,
+        ),
         per_tweet,
     })
 }

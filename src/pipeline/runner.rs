@@ -969,6 +969,7 @@ pub fn settings_eval(suite: &Suite) -> EvalOptions {
         protocol: Protocol::Riveg,
         iou_threshold: suite.file.settings.iou,
         mask_iou_threshold: suite.file.settings.mask_iou,
+        compat: None,
     }
 }
 

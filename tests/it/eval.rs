@@ -67,7 +67,7 @@ fn span_protocol_is_not_applicable_to_release_files() {
 
 /// Writes a deterministic OFA REC boxes file for the VE-positive lines: the first gold box of the
 /// same image + text shifted by a varying offset (some IoU above, some below 0.5), or a far box.
-fn synthetic_rec(pred: &Dataset, gold: &Dataset, path: &std::path::Path) {
+pub fn synthetic_rec(pred: &Dataset, gold: &Dataset, path: &std::path::Path) {
     let mut entries = Vec::new();
     let mut i = 0usize;
     for t in &pred.tweets {

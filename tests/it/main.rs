@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod compare;
+mod compat;
 mod eval;
 mod fmnerg;
 mod geometry;
