@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::data::readers;
-use crate::data::tags::Scheme;
+use crate::data::tags::{Decode, Scheme};
 use crate::data::{jsonl, Dataset, ReadOutput};
 use crate::metrics::{evaluate, EvalOptions, Protocol};
 use crate::pipeline::backends::DefaultBackends;
@@ -215,6 +215,9 @@ pub enum ImportCommand {
         dataset: PathBuf,
         #[arg(long, default_value = "test")]
         split: String,
+        /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
+        #[arg(long, value_enum, default_value = "default")]
+        decode: Decode,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -227,6 +230,9 @@ pub enum ImportCommand {
         /// A Twitter-GMNER v2.0 folder whose xml/ gives the boxes.
         #[arg(long)]
         boxes_from: Option<PathBuf>,
+        /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
+        #[arg(long, value_enum, default_value = "default")]
+        decode: Decode,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -235,6 +241,9 @@ pub enum ImportCommand {
         file: PathBuf,
         #[arg(long, value_enum, default_value = "auto")]
         scheme: Scheme,
+        /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
+        #[arg(long, value_enum, default_value = "default")]
+        decode: Decode,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -247,6 +256,9 @@ pub enum ImportCommand {
         /// Also write the file's gold column as canonical JSONL.
         #[arg(long)]
         gold_out: Option<PathBuf>,
+        /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
+        #[arg(long, value_enum, default_value = "default")]
+        decode: Decode,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -370,30 +382,40 @@ fn import(cmd: ImportCommand) -> anyhow::Result<i32> {
         ImportCommand::Gmner {
             dataset,
             split,
+            decode,
             output,
-        } => (readers::gmner::read_gmner(&dataset, &split)?, output),
+        } => (
+            readers::gmner::read_gmner_decoded(&dataset, &split, decode)?,
+            output,
+        ),
         ImportCommand::Fmnerg {
             dataset,
             split,
             boxes_from,
+            decode,
             output,
         } => (
-            readers::fmnerg::read_fmnerg(&dataset, &split, boxes_from.as_deref())?,
+            readers::fmnerg::read_fmnerg_decoded(&dataset, &split, boxes_from.as_deref(), decode)?,
             output,
         ),
         ImportCommand::Conll {
             file,
             scheme,
+            decode,
             output,
-        } => (readers::conll::read_conll(&file, scheme)?, output),
+        } => (
+            readers::conll::read_conll_decoded(&file, scheme, decode)?,
+            output,
+        ),
         ImportCommand::Adaseq {
             file,
             ids_from,
             gold_out,
+            decode,
             output,
         } => {
             let ids = ids_from.as_deref().map(jsonl::read_jsonl).transpose()?;
-            let ada = readers::adaseq::read_adaseq(&file, ids.as_ref())?;
+            let ada = readers::adaseq::read_adaseq_decoded(&file, ids.as_ref(), decode)?;
             if let Some(g) = gold_out {
                 write_output(&ada.gold, &g)?;
             }

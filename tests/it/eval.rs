@@ -138,7 +138,7 @@ fn seqeval(file: &std::path::Path, gold_col: &str, pred_col: &str, eos: bool) ->
     run_py("seqeval_check.py", &args)
 }
 
-fn assert_matches_seqeval(r: &EvalReport, py: &serde_json::Value) {
+pub fn assert_matches_seqeval(r: &EvalReport, py: &serde_json::Value) {
     assert_close(
         r.mner.precision,
         py["precision"].as_f64().unwrap(),

@@ -11,3 +11,4 @@ mod llm;
 mod report;
 mod smoke;
 mod stages;
+mod strict;
