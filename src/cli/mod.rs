@@ -313,6 +313,9 @@ pub struct EvalArgs {
     /// Reproduce a published scorer, quirks included (replaces --protocol's keying).
     #[arg(long, value_enum)]
     pub compat: Option<crate::metrics::Compat>,
+    /// Write one row per gold and predicted entity (outcome, pairing, IoU) to this .csv file.
+    #[arg(long)]
+    pub outcomes: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
     /// Save this evaluation as a named baseline (one variant, `eval`), for `compare`.
@@ -494,6 +497,10 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
     match resolve_format(args.format) {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Human => print!("{}", human::render_eval(&report)),
+    }
+    if let Some(path) = &args.outcomes {
+        let n = crate::metrics::outcomes::write_outcomes(&gold, &pred, &opts, path)?;
+        eprintln!("wrote {n} entity outcomes to {}", path.display());
     }
     if let Some(name) = &args.save_baseline {
         let dir = save_eval_baseline(&gold, &pred, &opts, &args, name)?;

@@ -417,8 +417,95 @@ fn groundability_split(
     }
 }
 
-/// Classifies every GMNER failure, continuing the same greedy matching: first the GMNER matches,
-/// then same text+type pairs (groundability or box errors), then same text pairs (type errors).
+/// What happened to one entity under GMNER (the error-source table's rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Correct,
+    Missed,
+    Spurious,
+    WrongType,
+    WrongGroundability,
+    WrongBox,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Correct => "correct",
+            Outcome::Missed => "missed",
+            Outcome::Spurious => "spurious",
+            Outcome::WrongType => "wrong_type",
+            Outcome::WrongGroundability => "wrong_groundability",
+            Outcome::WrongBox => "wrong_box",
+        }
+    }
+}
+
+/// One tweet's GMNER error pairing: each prediction's outcome and counterpart, and each gold
+/// entity's counterpart (a gold entity shares its counterpart's outcome; none = missed).
+pub(crate) struct TweetPairing {
+    pub pred_outcome: Vec<Outcome>,
+    pub pred_pair: Vec<Option<usize>>,
+    pub gold_pair: Vec<Option<usize>>,
+}
+
+/// Classifies every GMNER failure of one tweet, continuing the same greedy matching: first the
+/// GMNER matches, then same text+type pairs (groundability or box errors), then same text pairs
+/// (type errors).
+pub(crate) fn pair_tweet(
+    protocol: Protocol,
+    t: &AlignedTweet<'_>,
+    gmner_row: &[Option<usize>],
+) -> TweetPairing {
+    let mut taken = vec![false; t.gold.len()];
+    let mut done = vec![false; t.pred.len()];
+    let mut pred_outcome = vec![Outcome::Spurious; t.pred.len()];
+    let mut pred_pair = vec![None; t.pred.len()];
+    let mut gold_pair = vec![None; t.gold.len()];
+    for (pi, m) in gmner_row.iter().enumerate() {
+        if let Some(gi) = m {
+            taken[*gi] = true;
+            done[pi] = true;
+            pred_outcome[pi] = Outcome::Correct;
+            pred_pair[pi] = Some(*gi);
+        }
+    }
+    let typed = super::matching::greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
+        same_key(protocol, TypeKey::Coarse, g, p)
+    });
+    for (pi, m) in typed.iter().enumerate() {
+        if let Some(gi) = m {
+            done[pi] = true;
+            pred_pair[pi] = Some(*gi);
+            pred_outcome[pi] = if t.gold[*gi].groundable != t.pred[pi].groundable {
+                Outcome::WrongGroundability
+            } else {
+                Outcome::WrongBox
+            };
+        }
+    }
+    let untyped = super::matching::greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
+        same_key(protocol, TypeKey::None, g, p)
+    });
+    for (pi, m) in untyped.iter().enumerate() {
+        if let Some(gi) = m {
+            pred_pair[pi] = Some(*gi);
+            pred_outcome[pi] = Outcome::WrongType;
+        }
+    }
+    for (pi, g) in pred_pair.iter().enumerate() {
+        if let Some(gi) = g {
+            gold_pair[*gi] = Some(pi);
+        }
+    }
+    TweetPairing {
+        pred_outcome,
+        pred_pair,
+        gold_pair,
+    }
+}
+
 fn error_breakdown(
     protocol: Protocol,
     tweets: &[AlignedTweet<'_>],
@@ -426,39 +513,18 @@ fn error_breakdown(
 ) -> ErrorBreakdown {
     let mut b = ErrorBreakdown::default();
     for (ti, t) in tweets.iter().enumerate() {
-        let mut taken = vec![false; t.gold.len()];
-        let mut done = vec![false; t.pred.len()];
-        for (pi, m) in gmner_m[ti].iter().enumerate() {
-            if let Some(gi) = m {
-                taken[*gi] = true;
-                done[pi] = true;
-                b.correct += 1;
+        let pairing = pair_tweet(protocol, t, &gmner_m[ti]);
+        for o in &pairing.pred_outcome {
+            match o {
+                Outcome::Correct => b.correct += 1,
+                Outcome::Spurious => b.spurious += 1,
+                Outcome::WrongType => b.wrong_type += 1,
+                Outcome::WrongGroundability => b.wrong_groundability += 1,
+                Outcome::WrongBox => b.wrong_box += 1,
+                Outcome::Missed => {}
             }
         }
-        let typed = super::matching::greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
-            same_key(protocol, TypeKey::Coarse, g, p)
-        });
-        for (pi, m) in typed.iter().enumerate() {
-            if let Some(gi) = m {
-                done[pi] = true;
-                if t.gold[*gi].groundable != t.pred[pi].groundable {
-                    b.wrong_groundability += 1;
-                } else {
-                    b.wrong_box += 1;
-                }
-            }
-        }
-        let untyped = super::matching::greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
-            same_key(protocol, TypeKey::None, g, p)
-        });
-        for (pi, m) in untyped.iter().enumerate() {
-            if m.is_some() {
-                done[pi] = true;
-                b.wrong_type += 1;
-            }
-        }
-        b.spurious += done.iter().filter(|d| !**d).count();
-        b.missed += taken.iter().filter(|d| !**d).count();
+        b.missed += pairing.gold_pair.iter().filter(|p| p.is_none()).count();
     }
     b
 }

@@ -4,6 +4,7 @@
 pub mod compat;
 pub mod eval;
 pub mod matching;
+pub mod outcomes;
 pub mod prf;
 pub mod tables;
 

@@ -35,7 +35,7 @@ fn counts(p: Prf) -> (usize, usize, usize) {
 /// Deterministic predictions from gold that exercise every quirk: dropped entities, flipped
 /// groundability, boxes moved below IoU 0.5, duplicates (same key with a bad box, or same span
 /// with another type) and spurious sub-spans. Changing it changes the recorded counts.
-fn perturb(gold: &Dataset) -> Dataset {
+pub fn perturb(gold: &Dataset) -> Dataset {
     let mut types: Vec<String> = gold
         .tweets
         .iter()

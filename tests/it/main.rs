@@ -8,6 +8,7 @@ mod eval;
 mod fmnerg;
 mod geometry;
 mod llm;
+mod outcomes;
 mod report;
 mod smoke;
 mod stages;
