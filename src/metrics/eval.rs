@@ -43,6 +43,62 @@ impl Default for EvalOptions {
 #[error("{0}")]
 pub struct NotApplicable(pub String);
 
+/// Precision, recall and F1 without counts (an average of per-type scores).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Scores {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// seqeval's `classification_report` averages over the types of `per_type` (gold or predicted):
+/// macro = unweighted mean of the per-type scores, weighted = mean weighted by gold support
+/// (0 when there is no gold entity). Micro is the task score itself.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct TypeAverages {
+    #[serde(rename = "macro")]
+    pub macro_avg: Scores,
+    #[serde(rename = "weighted")]
+    pub weighted_avg: Scores,
+}
+
+/// Macro and weighted averages of MNER and GMNER over coarse types.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Averages {
+    pub mner: TypeAverages,
+    pub gmner: TypeAverages,
+}
+
+/// Averages of one task's per-type scores.
+pub fn type_averages<'a>(per_type: impl IntoIterator<Item = &'a Prf>) -> TypeAverages {
+    let rows: Vec<&Prf> = per_type.into_iter().collect();
+    let mut out = TypeAverages::default();
+    if rows.is_empty() {
+        return out;
+    }
+    let n = rows.len() as f64;
+    let support: usize = rows.iter().map(|p| p.gold).sum();
+    let mean = |f: fn(&Prf) -> f64| rows.iter().map(|p| f(p)).sum::<f64>() / n;
+    let weighted = |f: fn(&Prf) -> f64| {
+        if support == 0 {
+            0.0
+        } else {
+            rows.iter().map(|p| f(p) * p.gold as f64).sum::<f64>() / support as f64
+        }
+    };
+    out.macro_avg = Scores {
+        precision: mean(|p| p.precision),
+        recall: mean(|p| p.recall),
+        f1: mean(|p| p.f1),
+    };
+    out.weighted_avg = Scores {
+        precision: weighted(|p| p.precision),
+        recall: weighted(|p| p.recall),
+        f1: weighted(|p| p.f1),
+    };
+    out
+}
+
 /// Per-type scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TypeScores {
@@ -153,6 +209,9 @@ pub struct EvalReport {
     pub mask_iou_threshold: Option<f64>,
     /// Coarse type → MNER and GMNER scores.
     pub per_type: BTreeMap<String, TypeScores>,
+    /// Macro and weighted averages of `per_type` (seqeval's classification_report convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub averages: Option<Averages>,
     /// Fine type → FMNERG scores (MNER at fine level in `mner`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub per_fine_type: BTreeMap<String, TypeScores>,
@@ -320,8 +379,13 @@ pub fn evaluate(
         None => BTreeMap::new(),
     };
 
+    let averages = Averages {
+        mner: type_averages(per_type.values().map(|s| &s.mner)),
+        gmner: type_averages(per_type.values().map(|s| &s.gmner)),
+    };
     Ok(EvalReport {
         protocol,
+        averages: Some(averages),
         compat: compat.map(Compat::info),
         iou_threshold: opts.iou_threshold,
         mner: mner_c.prf(),

@@ -146,6 +146,16 @@ pub fn assert_matches_seqeval(r: &EvalReport, py: &serde_json::Value) {
     );
     assert_close(r.mner.recall, py["recall"].as_f64().unwrap(), "recall");
     assert_close(r.mner.f1, py["f1"].as_f64().unwrap(), "f1");
+    let avg = r.averages.expect("averages");
+    for (name, ours) in [
+        ("macro avg", avg.mner.macro_avg),
+        ("weighted avg", avg.mner.weighted_avg),
+    ] {
+        let v = &py["averages"][name];
+        assert_close(ours.precision, v["precision"].as_f64().unwrap(), name);
+        assert_close(ours.recall, v["recall"].as_f64().unwrap(), name);
+        assert_close(ours.f1, v["f1-score"].as_f64().unwrap(), name);
+    }
     let per_type = py["per_type"].as_object().unwrap();
     for (ty, v) in per_type {
         let ours = &r.per_type[ty].mner;

@@ -68,6 +68,8 @@ def main():
         "f1": float(f1_score(y_true, y_pred, **kw)),
         "sentences": len(y_true),
         "per_type": per_type,
+        "averages": {k: {m: float(report[k][m]) for m in ("precision", "recall", "f1-score")}
+                     for k in ("macro avg", "weighted avg")},
     }))
 
 
