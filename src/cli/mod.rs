@@ -59,6 +59,17 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two runs, saved baselines or published results; exit 1 on a gated regression.
     Compare(CompareArgs),
+    /// Mean, std, min, max and n of every metric over runs (seeds, shards, repeated sampling).
+    Aggregate(AggregateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    /// Run directories (reports/<run-id>) or results.json files.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,6 +339,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Import(cmd) => import(cmd),
         Command::Eval(args) => eval(args),
+        Command::Aggregate(args) => {
+            let a = crate::metrics::aggregate::aggregate_dirs(&args.runs)?;
+            match resolve_format(args.format) {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&a)?),
+                OutputFormat::Human => {
+                    print!("{}", crate::metrics::aggregate::render_aggregate(&a))
+                }
+            }
+            Ok(exit::OK)
+        }
         Command::Run(args) => run_cmd(args),
         Command::Merge(args) => merge_cmd(args),
         Command::Synth(SynthCommand::Smner {

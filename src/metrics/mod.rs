@@ -1,6 +1,7 @@
 //! Scoring: protocols (RiVEG seed greedy, span), published scorers' quirks (`compat`), tasks (MNER, EEG, GMNER, FMNERG, SMNER),
 //! breakdowns and stage diagnostics, and the polars tables built from them. Pure: no file IO.
 
+pub mod aggregate;
 pub mod compat;
 pub mod eval;
 pub mod matching;

@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link step keeps `cargo test` fast). One module per area.
 
+mod aggregate;
 mod cli;
 mod common;
 mod compare;
