@@ -407,6 +407,9 @@ mod tests {
             assert_eq!(c.name().parse::<Compat>().unwrap(), c);
             assert!(!c.quirks().is_empty());
         }
+        // Suites name the mode in TOML/JSON with the same spelling.
+        let c: Compat = serde_json::from_str("\"h-index\"").unwrap();
+        assert_eq!(c, Compat::HIndex);
         let err = "hindex".parse::<Compat>().unwrap_err().to_string();
         assert!(err.contains("h-index") && err.contains("hint"), "{err}");
     }

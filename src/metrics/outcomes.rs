@@ -443,3 +443,31 @@ pub fn frame_csv(df: &DataFrame) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_nulls() {
+        let df = df!(
+            "text" => ["a,b", "say \"hi\"", "plain"],
+            "iou" => [Some(0.5), None, Some(1.0)],
+            "ok" => [true, false, true],
+        )
+        .unwrap();
+        assert_eq!(
+            frame_csv(&df),
+            "text,iou,ok\n\"a,b\",0.5,true\n\"say \"\"hi\"\"\",,false\nplain,1,true\n"
+        );
+    }
+
+    #[test]
+    fn unknown_extension_is_refused_with_a_hint() {
+        let df = df!("a" => [1u32]).unwrap();
+        let err = outcomes_bytes(&df, std::path::Path::new("o.xlsx")).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("hint: the file name must end in .csv"));
+    }
+}
