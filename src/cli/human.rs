@@ -42,9 +42,14 @@ pub fn render_eval(r: &EvalReport) -> String {
         r.protocol.name(),
         r.iou_threshold
     ));
+    if let Some(c) = &r.compat {
+        out.push_str(&c.render_human());
+    }
     out.push_str(&frame(task_frame(r)));
     out.push_str("\n\nper type (percent)\n");
     out.push_str(&frame(per_type_frame(&r.per_type)));
+    out.push_str("\n\naverages over types (percent; seqeval's macro / weighted)\n");
+    out.push_str(&frame(crate::metrics::tables::averages_frame(r)));
     if !r.per_fine_type.is_empty() {
         out.push_str("\n\nper fine type, FMNERG (top 15 by gold count)\n");
         let top: std::collections::BTreeMap<_, _> = {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::data::readers;
-use crate::data::tags::Scheme;
+use crate::data::tags::{Decode, Scheme};
 use crate::data::{jsonl, Dataset, ReadOutput};
 use crate::metrics::{evaluate, EvalOptions, Protocol};
 use crate::pipeline::backends::DefaultBackends;
@@ -85,6 +85,17 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two runs, saved baselines or published results; exit 1 on a gated regression.
     Compare(CompareArgs),
+    /// Mean, std, min, max and n of every metric over runs (seeds, shards, repeated sampling).
+    Aggregate(AggregateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    /// Run directories (reports/<run-id>) or results.json files.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +253,9 @@ pub enum ImportCommand {
         dataset: PathBuf,
         #[arg(long, default_value = "test")]
         split: String,
+        /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
+        #[arg(long, value_enum, default_value = "default")]
+        decode: Decode,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -254,6 +268,9 @@ pub enum ImportCommand {
         /// A Twitter-GMNER v2.0 folder whose xml/ gives the boxes.
         #[arg(long)]
         boxes_from: Option<PathBuf>,
+        /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
+        #[arg(long, value_enum, default_value = "default")]
+        decode: Decode,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -262,6 +279,9 @@ pub enum ImportCommand {
         file: PathBuf,
         #[arg(long, value_enum, default_value = "auto")]
         scheme: Scheme,
+        /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
+        #[arg(long, value_enum, default_value = "default")]
+        decode: Decode,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -274,6 +294,9 @@ pub enum ImportCommand {
         /// Also write the file's gold column as canonical JSONL.
         #[arg(long)]
         gold_out: Option<PathBuf>,
+        /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
+        #[arg(long, value_enum, default_value = "default")]
+        decode: Decode,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -325,6 +348,12 @@ pub struct EvalArgs {
     /// Mask IoU needed for an SMNER match.
     #[arg(long = "mask-iou", default_value_t = 0.5)]
     pub mask_iou_threshold: f64,
+    /// Reproduce a published scorer, quirks included (replaces --protocol's keying).
+    #[arg(long, value_enum)]
+    pub compat: Option<crate::metrics::Compat>,
+    /// Write one row per gold and predicted entity (outcome, pairing, IoU) to this .csv file.
+    #[arg(long)]
+    pub outcomes: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
     /// Save this evaluation as a named baseline (one variant, `eval`), for `compare`.
@@ -339,6 +368,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Import(cmd) => import(cmd),
         Command::Eval(args) => eval(args),
+        Command::Aggregate(args) => {
+            let a = crate::metrics::aggregate::aggregate_dirs(&args.runs)?;
+            match resolve_format(args.format) {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&a)?),
+                OutputFormat::Human => {
+                    print!("{}", crate::metrics::aggregate::render_aggregate(&a))
+                }
+            }
+            Ok(exit::OK)
+        }
         Command::Run(args) => run_cmd(args),
         Command::Merge(args) => merge_cmd(args),
         Command::Synth(SynthCommand::Smner {
@@ -397,30 +436,40 @@ fn import(cmd: ImportCommand) -> anyhow::Result<i32> {
         ImportCommand::Gmner {
             dataset,
             split,
+            decode,
             output,
-        } => (readers::gmner::read_gmner(&dataset, &split)?, output),
+        } => (
+            readers::gmner::read_gmner_decoded(&dataset, &split, decode)?,
+            output,
+        ),
         ImportCommand::Fmnerg {
             dataset,
             split,
             boxes_from,
+            decode,
             output,
         } => (
-            readers::fmnerg::read_fmnerg(&dataset, &split, boxes_from.as_deref())?,
+            readers::fmnerg::read_fmnerg_decoded(&dataset, &split, boxes_from.as_deref(), decode)?,
             output,
         ),
         ImportCommand::Conll {
             file,
             scheme,
+            decode,
             output,
-        } => (readers::conll::read_conll(&file, scheme)?, output),
+        } => (
+            readers::conll::read_conll_decoded(&file, scheme, decode)?,
+            output,
+        ),
         ImportCommand::Adaseq {
             file,
             ids_from,
             gold_out,
+            decode,
             output,
         } => {
             let ids = ids_from.as_deref().map(jsonl::read_jsonl).transpose()?;
-            let ada = readers::adaseq::read_adaseq(&file, ids.as_ref())?;
+            let ada = readers::adaseq::read_adaseq_decoded(&file, ids.as_ref(), decode)?;
             if let Some(g) = gold_out {
                 write_output(&ada.gold, &g)?;
             }
@@ -492,18 +541,23 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
         protocol: args.protocol,
         iou_threshold: args.iou_threshold,
         mask_iou_threshold: args.mask_iou_threshold,
+        compat: args.compat,
     };
     let report = evaluate(&gold, &pred, &opts).map_err(|e| {
         anyhow::anyhow!(
             "cannot score {} against {} with the {} protocol: {e}\n  hint: use --protocol riveg, or import predictions that carry token offsets",
             args.pred.display(),
             args.gold.display(),
-            args.protocol.name()
+            args.compat.map_or(args.protocol, crate::metrics::Compat::protocol).name()
         )
     })?;
     match resolve_format(args.format) {
         OutputFormat::Json => out(format!("{}\n", serde_json::to_string_pretty(&report)?))?,
         OutputFormat::Human => out(human::render_eval(&report))?,
+    }
+    if let Some(path) = &args.outcomes {
+        let n = crate::metrics::outcomes::write_outcomes(&gold, &pred, &opts, path)?;
+        eprintln!("wrote {n} entity outcomes to {}", path.display());
     }
     if let Some(name) = &args.save_baseline {
         let dir = save_eval_baseline(&gold, &pred, &opts, &args, name)?;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::compat::{score_tweet, Compat, CompatInfo};
 use super::matching::{
     align, best_box_iou, grounding_ok, match_tweet, same_key, AlignedTweet, Grounding, Protocol,
     TaskSpec, TypeKey,
@@ -21,6 +22,9 @@ pub struct EvalOptions {
     pub iou_threshold: f64,
     /// Mask IoU needed for an SMNER match. Published: 0.5.
     pub mask_iou_threshold: f64,
+    /// Reproduce a published scorer with its quirks (`--compat`); its key replaces `protocol`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<Compat>,
 }
 
 impl Default for EvalOptions {
@@ -29,6 +33,7 @@ impl Default for EvalOptions {
             protocol: Protocol::Riveg,
             iou_threshold: 0.5,
             mask_iou_threshold: 0.5,
+            compat: None,
         }
     }
 }
@@ -37,6 +42,62 @@ impl Default for EvalOptions {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{0}")]
 pub struct NotApplicable(pub String);
+
+/// Precision, recall and F1 without counts (an average of per-type scores).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Scores {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// seqeval's `classification_report` averages over the types of `per_type` (gold or predicted):
+/// macro = unweighted mean of the per-type scores, weighted = mean weighted by gold support
+/// (0 when there is no gold entity). Micro is the task score itself.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct TypeAverages {
+    #[serde(rename = "macro")]
+    pub macro_avg: Scores,
+    #[serde(rename = "weighted")]
+    pub weighted_avg: Scores,
+}
+
+/// Macro and weighted averages of MNER and GMNER over coarse types.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Averages {
+    pub mner: TypeAverages,
+    pub gmner: TypeAverages,
+}
+
+/// Averages of one task's per-type scores.
+pub fn type_averages<'a>(per_type: impl IntoIterator<Item = &'a Prf>) -> TypeAverages {
+    let rows: Vec<&Prf> = per_type.into_iter().collect();
+    let mut out = TypeAverages::default();
+    if rows.is_empty() {
+        return out;
+    }
+    let n = rows.len() as f64;
+    let support: usize = rows.iter().map(|p| p.gold).sum();
+    let mean = |f: fn(&Prf) -> f64| rows.iter().map(|p| f(p)).sum::<f64>() / n;
+    let weighted = |f: fn(&Prf) -> f64| {
+        if support == 0 {
+            0.0
+        } else {
+            rows.iter().map(|p| f(p) * p.gold as f64).sum::<f64>() / support as f64
+        }
+    };
+    out.macro_avg = Scores {
+        precision: mean(|p| p.precision),
+        recall: mean(|p| p.recall),
+        f1: mean(|p| p.f1),
+    };
+    out.weighted_avg = Scores {
+        precision: weighted(|p| p.precision),
+        recall: weighted(|p| p.recall),
+        f1: weighted(|p| p.f1),
+    };
+    out
+}
 
 /// Per-type scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +186,9 @@ pub struct PerTweet {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     pub protocol: Protocol,
+    /// The published scorer reproduced (`--compat`) and each quirk it applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<CompatInfo>,
     pub iou_threshold: f64,
     pub mner: Prf,
     pub eeg: Prf,
@@ -145,6 +209,9 @@ pub struct EvalReport {
     pub mask_iou_threshold: Option<f64>,
     /// Coarse type → MNER and GMNER scores.
     pub per_type: BTreeMap<String, TypeScores>,
+    /// Macro and weighted averages of `per_type` (seqeval's classification_report convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub averages: Option<Averages>,
     /// Fine type → FMNERG scores (MNER at fine level in `mner`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub per_fine_type: BTreeMap<String, TypeScores>,
@@ -162,7 +229,9 @@ pub fn evaluate(
     pred: &Dataset,
     opts: &EvalOptions,
 ) -> Result<EvalReport, NotApplicable> {
-    if opts.protocol == Protocol::Span {
+    // A compat mode keys entities like its scorer (span for H-Index, entity string otherwise).
+    let protocol = opts.compat.map_or(opts.protocol, Compat::protocol);
+    if protocol == Protocol::Span {
         for (name, ds) in [("gold", gold), ("predictions", pred)] {
             if !ds.has_spans() {
                 return Err(NotApplicable(format!(
@@ -172,7 +241,7 @@ pub fn evaluate(
         }
     }
     let tweets = align(gold, pred);
-    let protocol = opts.protocol;
+    let compat = opts.compat;
     let boxes = Grounding::Box {
         iou_threshold: opts.iou_threshold,
     };
@@ -198,18 +267,32 @@ pub fn evaluate(
         let mut all = Vec::with_capacity(tweets.len());
         let mut cells = Vec::with_capacity(tweets.len());
         for t in &tweets {
-            let m = match_tweet(protocol, spec, t);
+            let (m, predicted, gold) = match compat {
+                None => (match_tweet(protocol, spec, t), t.pred.len(), t.gold.len()),
+                Some(c) => {
+                    let s = score_tweet(c, spec, t);
+                    (s.matches, s.predicted, s.gold)
+                }
+            };
             let c = m.iter().filter(|x| x.is_some()).count();
-            cells.push([c as u32, t.pred.len() as u32, t.gold.len() as u32]);
+            cells.push([c as u32, predicted as u32, gold as u32]);
             total.add(Counts {
                 correct: c,
-                predicted: t.pred.len(),
-                gold: t.gold.len(),
+                predicted,
+                gold,
             });
             all.push(m);
         }
         per_tweet.counts.insert(name.to_string(), cells);
         (total, all)
+    };
+    // The breakdown tables keep the base protocol's matching (the published scorers have none,
+    // and its greedy pairing keeps their invariants); `standard` gives those matches.
+    let standard = |spec: TaskSpec| -> Vec<Vec<Option<usize>>> {
+        tweets
+            .iter()
+            .map(|t| match_tweet(protocol, spec, t))
+            .collect()
     };
 
     let (mner_c, mner_m) = run("mner", mner_spec);
@@ -254,6 +337,39 @@ pub fn evaluate(
         mask_iou_threshold = Some(opts.mask_iou_threshold);
     }
 
+    // Breakdowns: under a compat mode, recompute the base protocol's greedy matches.
+    let counts_of = |m: &[Vec<Option<usize>>]| {
+        let mut c = Counts::default();
+        for (t, row) in tweets.iter().zip(m) {
+            c.add(Counts {
+                correct: row.iter().filter(|x| x.is_some()).count(),
+                predicted: t.pred.len(),
+                gold: t.gold.len(),
+            });
+        }
+        c
+    };
+    let (mner_m, gmner_m, fine_matches) = match compat {
+        None => (mner_m, gmner_m, fine_matches),
+        Some(_) => (
+            standard(mner_spec),
+            standard(gmner_spec),
+            fine_matches.map(|_| {
+                (
+                    standard(TaskSpec {
+                        types: TypeKey::Fine,
+                        grounding: Grounding::Ignore,
+                    }),
+                    standard(TaskSpec {
+                        types: TypeKey::Fine,
+                        grounding: boxes,
+                    }),
+                )
+            }),
+        ),
+    };
+    let (base_mner_c, base_gmner_c) = (counts_of(&mner_m), counts_of(&gmner_m));
+
     let per_type = per_type_scores(&tweets, &mner_m, &gmner_m, |e| Some(e.entity_type.as_str()));
     // Per fine type: MNER at fine level and FMNERG.
     let per_fine_type = match &fine_matches {
@@ -263,8 +379,14 @@ pub fn evaluate(
         None => BTreeMap::new(),
     };
 
+    let averages = Averages {
+        mner: type_averages(per_type.values().map(|s| &s.mner)),
+        gmner: type_averages(per_type.values().map(|s| &s.gmner)),
+    };
     Ok(EvalReport {
         protocol,
+        averages: Some(averages),
+        compat: compat.map(Compat::info),
         iou_threshold: opts.iou_threshold,
         mner: mner_c.prf(),
         eeg: eeg_c.prf(),
@@ -278,7 +400,13 @@ pub fn evaluate(
         per_fine_type,
         groundability: groundability_split(&tweets, &gmner_m),
         errors: error_breakdown(protocol, &tweets, &gmner_m),
-        diagnostics: diagnostics(&tweets, &mner_m, &gmner_c, &mner_c, opts.iou_threshold),
+        diagnostics: diagnostics(
+            &tweets,
+            &mner_m,
+            &base_gmner_c,
+            &base_mner_c,
+            opts.iou_threshold,
+        ),
         per_tweet,
     })
 }
@@ -353,8 +481,95 @@ fn groundability_split(
     }
 }
 
-/// Classifies every GMNER failure, continuing the same greedy matching: first the GMNER matches,
-/// then same text+type pairs (groundability or box errors), then same text pairs (type errors).
+/// What happened to one entity under GMNER (the error-source table's rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Correct,
+    Missed,
+    Spurious,
+    WrongType,
+    WrongGroundability,
+    WrongBox,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Correct => "correct",
+            Outcome::Missed => "missed",
+            Outcome::Spurious => "spurious",
+            Outcome::WrongType => "wrong_type",
+            Outcome::WrongGroundability => "wrong_groundability",
+            Outcome::WrongBox => "wrong_box",
+        }
+    }
+}
+
+/// One tweet's GMNER error pairing: each prediction's outcome and counterpart, and each gold
+/// entity's counterpart (a gold entity shares its counterpart's outcome; none = missed).
+pub(crate) struct TweetPairing {
+    pub pred_outcome: Vec<Outcome>,
+    pub pred_pair: Vec<Option<usize>>,
+    pub gold_pair: Vec<Option<usize>>,
+}
+
+/// Classifies every GMNER failure of one tweet, continuing the same greedy matching: first the
+/// GMNER matches, then same text+type pairs (groundability or box errors), then same text pairs
+/// (type errors).
+pub(crate) fn pair_tweet(
+    protocol: Protocol,
+    t: &AlignedTweet<'_>,
+    gmner_row: &[Option<usize>],
+) -> TweetPairing {
+    let mut taken = vec![false; t.gold.len()];
+    let mut done = vec![false; t.pred.len()];
+    let mut pred_outcome = vec![Outcome::Spurious; t.pred.len()];
+    let mut pred_pair = vec![None; t.pred.len()];
+    let mut gold_pair = vec![None; t.gold.len()];
+    for (pi, m) in gmner_row.iter().enumerate() {
+        if let Some(gi) = m {
+            taken[*gi] = true;
+            done[pi] = true;
+            pred_outcome[pi] = Outcome::Correct;
+            pred_pair[pi] = Some(*gi);
+        }
+    }
+    let typed = super::matching::greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
+        same_key(protocol, TypeKey::Coarse, g, p)
+    });
+    for (pi, m) in typed.iter().enumerate() {
+        if let Some(gi) = m {
+            done[pi] = true;
+            pred_pair[pi] = Some(*gi);
+            pred_outcome[pi] = if t.gold[*gi].groundable != t.pred[pi].groundable {
+                Outcome::WrongGroundability
+            } else {
+                Outcome::WrongBox
+            };
+        }
+    }
+    let untyped = super::matching::greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
+        same_key(protocol, TypeKey::None, g, p)
+    });
+    for (pi, m) in untyped.iter().enumerate() {
+        if let Some(gi) = m {
+            pred_pair[pi] = Some(*gi);
+            pred_outcome[pi] = Outcome::WrongType;
+        }
+    }
+    for (pi, g) in pred_pair.iter().enumerate() {
+        if let Some(gi) = g {
+            gold_pair[*gi] = Some(pi);
+        }
+    }
+    TweetPairing {
+        pred_outcome,
+        pred_pair,
+        gold_pair,
+    }
+}
+
 fn error_breakdown(
     protocol: Protocol,
     tweets: &[AlignedTweet<'_>],
@@ -362,39 +577,18 @@ fn error_breakdown(
 ) -> ErrorBreakdown {
     let mut b = ErrorBreakdown::default();
     for (ti, t) in tweets.iter().enumerate() {
-        let mut taken = vec![false; t.gold.len()];
-        let mut done = vec![false; t.pred.len()];
-        for (pi, m) in gmner_m[ti].iter().enumerate() {
-            if let Some(gi) = m {
-                taken[*gi] = true;
-                done[pi] = true;
-                b.correct += 1;
+        let pairing = pair_tweet(protocol, t, &gmner_m[ti]);
+        for o in &pairing.pred_outcome {
+            match o {
+                Outcome::Correct => b.correct += 1,
+                Outcome::Spurious => b.spurious += 1,
+                Outcome::WrongType => b.wrong_type += 1,
+                Outcome::WrongGroundability => b.wrong_groundability += 1,
+                Outcome::WrongBox => b.wrong_box += 1,
+                Outcome::Missed => {}
             }
         }
-        let typed = super::matching::greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
-            same_key(protocol, TypeKey::Coarse, g, p)
-        });
-        for (pi, m) in typed.iter().enumerate() {
-            if let Some(gi) = m {
-                done[pi] = true;
-                if t.gold[*gi].groundable != t.pred[pi].groundable {
-                    b.wrong_groundability += 1;
-                } else {
-                    b.wrong_box += 1;
-                }
-            }
-        }
-        let untyped = super::matching::greedy_match(&t.gold, &t.pred, &mut taken, &done, |g, p| {
-            same_key(protocol, TypeKey::None, g, p)
-        });
-        for (pi, m) in untyped.iter().enumerate() {
-            if m.is_some() {
-                done[pi] = true;
-                b.wrong_type += 1;
-            }
-        }
-        b.spurious += done.iter().filter(|d| !**d).count();
-        b.missed += taken.iter().filter(|d| !**d).count();
+        b.missed += pairing.gold_pair.iter().filter(|p| p.is_none()).count();
     }
     b
 }

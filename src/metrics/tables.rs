@@ -57,6 +57,33 @@ pub fn task_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
     prf_frame(&rows, "task")
 }
 
+/// Micro (the task score), macro and weighted averages of MNER and GMNER over types.
+pub fn averages_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
+    let Some(a) = r.averages else {
+        return df!("task" => Vec::<&str>::new());
+    };
+    let micro = |p: &Prf| super::eval::Scores {
+        precision: p.precision,
+        recall: p.recall,
+        f1: p.f1,
+    };
+    let rows = [
+        ("MNER", "micro", micro(&r.mner)),
+        ("MNER", "macro", a.mner.macro_avg),
+        ("MNER", "weighted", a.mner.weighted_avg),
+        ("GMNER", "micro", micro(&r.gmner)),
+        ("GMNER", "macro", a.gmner.macro_avg),
+        ("GMNER", "weighted", a.gmner.weighted_avg),
+    ];
+    df!(
+        "task" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "average" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "precision" => rows.iter().map(|r| r.2.precision).collect::<Vec<_>>(),
+        "recall" => rows.iter().map(|r| r.2.recall).collect::<Vec<_>>(),
+        "f1" => rows.iter().map(|r| r.2.f1).collect::<Vec<_>>(),
+    )
+}
+
 /// Per-type MNER and GMNER, sorted by gold count (descending), then name.
 pub fn per_type_frame(
     per_type: &std::collections::BTreeMap<String, super::eval::TypeScores>,

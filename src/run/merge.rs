@@ -106,6 +106,7 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunOutput,
         protocol: Protocol::Riveg,
         iou_threshold: plan.file.settings.iou,
         mask_iou_threshold: plan.file.settings.mask_iou,
+        compat: None,
     };
 
     let mut gold = Dataset::default();

@@ -94,6 +94,7 @@ impl RunPlan {
             protocol: Protocol::Riveg,
             iou_threshold: suite.file.settings.iou,
             mask_iou_threshold: suite.file.settings.mask_iou,
+            compat: None,
         };
         let started_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

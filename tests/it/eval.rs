@@ -67,7 +67,7 @@ fn span_protocol_is_not_applicable_to_release_files() {
 
 /// Writes a deterministic OFA REC boxes file for the VE-positive lines: the first gold box of the
 /// same image + text shifted by a varying offset (some IoU above, some below 0.5), or a far box.
-fn synthetic_rec(pred: &Dataset, gold: &Dataset, path: &std::path::Path) {
+pub fn synthetic_rec(pred: &Dataset, gold: &Dataset, path: &std::path::Path) {
     let mut entries = Vec::new();
     let mut i = 0usize;
     for t in &pred.tweets {
@@ -138,7 +138,7 @@ fn seqeval(file: &std::path::Path, gold_col: &str, pred_col: &str, eos: bool) ->
     run_py("seqeval_check.py", &args)
 }
 
-fn assert_matches_seqeval(r: &EvalReport, py: &serde_json::Value) {
+pub fn assert_matches_seqeval(r: &EvalReport, py: &serde_json::Value) {
     assert_close(
         r.mner.precision,
         py["precision"].as_f64().unwrap(),
@@ -146,6 +146,16 @@ fn assert_matches_seqeval(r: &EvalReport, py: &serde_json::Value) {
     );
     assert_close(r.mner.recall, py["recall"].as_f64().unwrap(), "recall");
     assert_close(r.mner.f1, py["f1"].as_f64().unwrap(), "f1");
+    let avg = r.averages.expect("averages");
+    for (name, ours) in [
+        ("macro avg", avg.mner.macro_avg),
+        ("weighted avg", avg.mner.weighted_avg),
+    ] {
+        let v = &py["averages"][name];
+        assert_close(ours.precision, v["precision"].as_f64().unwrap(), name);
+        assert_close(ours.recall, v["recall"].as_f64().unwrap(), name);
+        assert_close(ours.f1, v["f1-score"].as_f64().unwrap(), name);
+    }
     let per_type = py["per_type"].as_object().unwrap();
     for (ty, v) in per_type {
         let ours = &r.per_type[ty].mner;

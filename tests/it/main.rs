@@ -1,16 +1,20 @@
 //! The one integration-test binary (one link step keeps `cargo test` fast). One module per area.
 
 mod arch;
+mod aggregate;
 mod cli;
 mod common;
 mod compare;
+mod compat;
 mod eval;
 mod fmnerg;
 mod fuzz;
 mod geometry;
 mod llm;
 mod mllm;
+mod outcomes;
 mod report;
 mod run_layer;
 mod smoke;
 mod stages;
+mod strict;

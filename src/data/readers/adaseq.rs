@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::data::error::{DataError, DataResult, Location};
 use crate::data::model::{Dataset, DatasetMeta, Side, Tweet};
 use crate::data::readers::columns::{decode_column, read_sentences, Sentence};
-use crate::data::tags::Scheme;
+use crate::data::tags::{Decode, Scheme};
 use crate::data::text::read_text;
 
 /// The predicted and gold columns of an AdaSeq file, as two aligned datasets.
@@ -21,6 +21,15 @@ pub struct AdaSeqOutput {
 /// Reads an AdaSeq prediction file. With `ids_from`, sentence i takes the id (and image) of tweet
 /// i there, and its tokens must equal that tweet's tokens.
 pub fn read_adaseq(path: &Path, ids_from: Option<&Dataset>) -> DataResult<AdaSeqOutput> {
+    read_adaseq_decoded(path, ids_from, Decode::Default)
+}
+
+/// [`read_adaseq`] with a chunk decoding mode (`import adaseq --decode`; strict = IOBES).
+pub fn read_adaseq_decoded(
+    path: &Path,
+    ids_from: Option<&Dataset>,
+    decode: Decode,
+) -> DataResult<AdaSeqOutput> {
     let text = read_text(path)?;
     let mut sentences = read_sentences(&text, path, 2)?;
     for s in &mut sentences {
@@ -73,8 +82,8 @@ pub fn read_adaseq(path: &Path, ids_from: Option<&Dataset>) -> DataResult<AdaSeq
             }
             None => (format!("#{}", i + 1), None),
         };
-        let gold_entities = decode_column(s, 0, Scheme::Bioes, path)?;
-        let pred_entities = decode_column(s, 1, Scheme::Bioes, path)?;
+        let gold_entities = decode_column(s, 0, Scheme::Bioes, decode, path)?;
+        let pred_entities = decode_column(s, 1, Scheme::Bioes, decode, path)?;
         let tweet = |entities| Tweet {
             id: id.clone(),
             image: image.clone(),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::data::error::{DataError, DataResult, Location};
 use crate::data::model::Entity;
-use crate::data::tags::{decode_chunks, detect_scheme, validate_tag, Scheme};
+use crate::data::tags::{decode_tags, detect_scheme, validate_tag, Decode, Scheme};
 
 /// One sentence as read: its id (when an `IMGID:` line gave one), tokens, tag columns, and the
 /// 1-based line number of every token (for errors).
@@ -133,6 +133,7 @@ pub fn decode_column(
     sentence: &Sentence,
     column: usize,
     scheme: Scheme,
+    decode: Decode,
     path: &Path,
 ) -> DataResult<Vec<Entity>> {
     let tags = &sentence.columns[column];
@@ -145,7 +146,7 @@ pub fn decode_column(
             )
         })?;
     }
-    Ok(decode_chunks(tags)
+    Ok(decode_tags(tags, scheme, decode)
         .into_iter()
         .map(|c| Entity {
             text: sentence.tokens[c.start..c.end].join(" "),
@@ -188,9 +189,15 @@ mod tests {
     fn invalid_tag_names_its_line() {
         let text = "IMGID:1\nA\tX-PER\n";
         let s = read_sentences(text, &PathBuf::from("t.txt"), 1).unwrap();
-        let err = decode_column(&s[0], 0, Scheme::Bio, &PathBuf::from("t.txt"))
-            .unwrap_err()
-            .to_string();
+        let err = decode_column(
+            &s[0],
+            0,
+            Scheme::Bio,
+            Decode::Default,
+            &PathBuf::from("t.txt"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("t.txt:2: invalid tag \"X-PER\""), "{err}");
     }
 }

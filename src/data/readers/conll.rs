@@ -14,12 +14,17 @@ use crate::data::model::{Dataset, DatasetMeta, Side, Tweet};
 use crate::data::readers::columns::{
     check_unique_ids, decode_column, read_sentences, resolve_scheme, Sentence,
 };
-use crate::data::tags::Scheme;
+use crate::data::tags::{Decode, Scheme};
 use crate::data::text::read_text;
 use crate::data::warnings::ReadOutput;
 
 /// Reads a CoNLL-style file; the number of tag columns (1 or 2) is taken from its first token line.
 pub fn read_conll(path: &Path, scheme: Scheme) -> DataResult<ReadOutput> {
+    read_conll_decoded(path, scheme, Decode::Default)
+}
+
+/// [`read_conll`] with a chunk decoding mode (`import conll --decode`).
+pub fn read_conll_decoded(path: &Path, scheme: Scheme, decode: Decode) -> DataResult<ReadOutput> {
     let text = read_text(path)?;
     // A line without any tab gets the line-numbered "has no tab" error from read_sentences.
     let n_columns = first_token_line_columns(&text).unwrap_or(1).max(1);
@@ -35,9 +40,9 @@ pub fn read_conll(path: &Path, scheme: Scheme) -> DataResult<ReadOutput> {
     let scheme = resolve_scheme(&sentences, 0, scheme);
     let mut tweets = Vec::with_capacity(sentences.len());
     for (i, s) in sentences.iter().enumerate() {
-        let mut entities = decode_column(s, 0, scheme, path)?;
+        let mut entities = decode_column(s, 0, scheme, decode, path)?;
         if n_columns == 2 {
-            attach_fine_types(s, &mut entities, scheme, path)?;
+            attach_fine_types(s, &mut entities, scheme, decode, path)?;
         }
         let id = s.id.clone().unwrap_or_else(|| format!("#{}", i + 1));
         tweets.push(Tweet {
@@ -69,9 +74,10 @@ pub(crate) fn attach_fine_types(
     s: &Sentence,
     entities: &mut [crate::data::model::Entity],
     scheme: Scheme,
+    decode: Decode,
     path: &Path,
 ) -> DataResult<()> {
-    let fine = decode_column(s, 1, scheme, path)?;
+    let fine = decode_column(s, 1, scheme, decode, path)?;
     for e in entities.iter_mut() {
         let f = fine.iter().find(|f| f.start == e.start && f.end == e.end);
         match f {

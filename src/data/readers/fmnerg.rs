@@ -11,7 +11,7 @@ use crate::data::error::{DataError, DataResult, Location};
 use crate::data::model::{Dataset, DatasetMeta, Side, Tweet};
 use crate::data::readers::columns::{check_unique_ids, decode_column, read_sentences};
 use crate::data::readers::conll::attach_fine_types;
-use crate::data::tags::Scheme;
+use crate::data::tags::{Decode, Scheme};
 use crate::data::text::read_text;
 use crate::data::warnings::{DataWarning, ReadOutput};
 
@@ -20,6 +20,16 @@ pub fn read_fmnerg(
     dataset_dir: &Path,
     split: &str,
     boxes_from: Option<&Path>,
+) -> DataResult<ReadOutput> {
+    read_fmnerg_decoded(dataset_dir, split, boxes_from, Decode::Default)
+}
+
+/// [`read_fmnerg`] with a chunk decoding mode (`import fmnerg --decode`).
+pub fn read_fmnerg_decoded(
+    dataset_dir: &Path,
+    split: &str,
+    boxes_from: Option<&Path>,
+    decode: Decode,
 ) -> DataResult<ReadOutput> {
     let path = dataset_dir.join("txt_fine").join(format!("{split}.txt"));
     if !path.is_file() {
@@ -42,8 +52,8 @@ pub fn read_fmnerg(
                 "every tweet starts with `IMGID:<id>`",
             )
         })?;
-        let mut entities = decode_column(s, 0, Scheme::Bio, &path)?;
-        attach_fine_types(s, &mut entities, Scheme::Bio, &path)?;
+        let mut entities = decode_column(s, 0, Scheme::Bio, decode, &path)?;
+        attach_fine_types(s, &mut entities, Scheme::Bio, decode, &path)?;
         for e in &entities {
             let line = s.lines[e.start.unwrap_or(0)];
             types.push((

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::data::error::{DataError, DataResult, Location};
 use crate::data::model::{Dataset, DatasetMeta, Side, Tweet};
 use crate::data::readers::columns::{check_unique_ids, decode_column, read_sentences};
-use crate::data::tags::Scheme;
+use crate::data::tags::{Decode, Scheme};
 use crate::data::text::read_text;
 use crate::data::warnings::{DataWarning, ReadOutput};
 use crate::geometry::BBox;
@@ -37,6 +37,15 @@ pub struct VocAnnotation {
 
 /// Reads `DIR/txt/{split}.txt` and links boxes from `DIR/xml/`.
 pub fn read_gmner(dataset_dir: &Path, split: &str) -> DataResult<ReadOutput> {
+    read_gmner_decoded(dataset_dir, split, Decode::Default)
+}
+
+/// [`read_gmner`] with a chunk decoding mode (`import gmner --decode`).
+pub fn read_gmner_decoded(
+    dataset_dir: &Path,
+    split: &str,
+    decode: Decode,
+) -> DataResult<ReadOutput> {
     let txt = dataset_dir.join("txt").join(format!("{split}.txt"));
     let xml_dir = dataset_dir.join("xml");
     if !txt.is_file() {
@@ -46,7 +55,7 @@ pub fn read_gmner(dataset_dir: &Path, split: &str) -> DataResult<ReadOutput> {
             "--dataset must point at a Twitter-GMNER folder with txt/{train,dev,test}.txt and xml/",
         ));
     }
-    let mut out = read_text_column_file(&txt, 0, 1)?;
+    let mut out = read_text_column_file(&txt, 0, 1, decode)?;
     out.dataset.meta = Some(DatasetMeta::new(Side::Gold, "twitter-gmner txt+xml"));
     link_boxes(&mut out, &xml_dir)?;
     Ok(out)
@@ -57,6 +66,7 @@ pub(crate) fn read_text_column_file(
     path: &Path,
     column: usize,
     n_columns: usize,
+    decode: Decode,
 ) -> DataResult<ReadOutput> {
     let text = read_text(path)?;
     let sentences = read_sentences(&text, path, n_columns)?;
@@ -70,7 +80,7 @@ pub(crate) fn read_text_column_file(
                 "every tweet in a Twitter-GMNER file starts with `IMGID:<id>`",
             )
         })?;
-        let entities = decode_column(s, column, Scheme::Bio, path)?;
+        let entities = decode_column(s, column, Scheme::Bio, decode, path)?;
         tweets.push(Tweet {
             image: Some(format!("{id}.jpg")),
             id,
