@@ -95,6 +95,9 @@ pub struct ReportArgs {
     /// criterion's output folder (target/criterion) for the throughput/latency figure.
     #[arg(long)]
     pub criterion_dir: Option<PathBuf>,
+    /// Also print the main results table on stdout: md, csv or latex (booktabs).
+    #[arg(long)]
+    pub format: Option<crate::report::export::TableFormat>,
 }
 
 #[derive(Debug, Args)]
@@ -104,9 +107,9 @@ pub struct CompareArgs {
     pub base: String,
     /// Same kinds as BASE.
     pub new: String,
-    /// Compare only this variant (default: every variant on both sides).
-    #[arg(long)]
-    pub variant: Option<String>,
+    /// Compare and gate only these variants (repeatable; default: every variant on both sides).
+    #[arg(long = "variant")]
+    pub variants: Vec<String>,
     #[arg(long, value_enum, default_value = "riveg")]
     pub protocol: Protocol,
     /// Paired-bootstrap resamples over tweets.
@@ -120,8 +123,9 @@ pub struct CompareArgs {
     /// Smallest change, in percentage points, that counts as Improved/Regressed.
     #[arg(long, default_value_t = 0.0)]
     pub threshold: f64,
-    /// Gated metrics (`task.metric`, e.g. gmner.f1, mner.precision); repeatable.
-    #[arg(long = "gate", default_values_t = vec!["gmner.f1".to_string()])]
+    /// Gated metrics (`task.metric`, e.g. gmner.f1, mner.precision); repeatable. Default:
+    /// gmner.f1, except against a published row without --variant (nothing gated).
+    #[arg(long = "gate")]
     pub gates: Vec<String>,
     /// Also write compare.md, compare.json and compare_deltas.png into this folder.
     #[arg(long)]
@@ -329,6 +333,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let written = write_report(&args.run_dir, &results, args.criterion_dir.clone())?;
             for p in written {
                 eprintln!("wrote {}", p.display());
+            }
+            if let Some(f) = args.format {
+                let (table, _) = crate::report::export::main_results_table(&results, &[], Some(2));
+                print!("{}", table.render(f));
             }
             Ok(exit::OK)
         }
@@ -563,7 +571,7 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<i32> {
     let base = Side::resolve(&args.base)?;
     let new = Side::resolve(&args.new)?;
     let opts = CompareOptions {
-        variant: args.variant.clone(),
+        variants: args.variants.clone(),
         protocol: args.protocol,
         samples: args.samples,
         seed: args.seed,
