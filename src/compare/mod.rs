@@ -303,14 +303,23 @@ fn side_scores(side: &Side, variant: &str, protocol: Protocol) -> Result<SideSco
 }
 
 /// A run side's label with its directory shown relative to the project (see
-/// [`crate::report::markdown::display_path`]), so no machine path reaches a report or figure title.
+/// [`crate::report::markdown::display_path`]), or by its name when it lies elsewhere, so no
+/// machine path reaches a report or a figure title.
 fn side_label(side: &Side) -> String {
     match side {
         Side::Run(r) => match &r.origin {
-            RunOrigin::Run { dir } => format!(
-                "run {}",
-                crate::report::markdown::display_path(&dir.display().to_string())
-            ),
+            RunOrigin::Run { dir } => {
+                let shown = crate::report::markdown::display_path(&dir.display().to_string());
+                // Outside the project only the run directory's own name says something.
+                let shown = if std::path::Path::new(&shown).is_absolute() {
+                    dir.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or(shown)
+                } else {
+                    shown
+                };
+                format!("run {shown}")
+            }
             RunOrigin::Saved { .. } => side.label(),
         },
         Side::Published(_) => side.label(),

@@ -552,6 +552,22 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_shown_relative_to_the_project() {
+        let cwd = std::env::current_dir().unwrap();
+        let inside = cwd.join("suites/../reports/x/results.json");
+        assert_eq!(
+            display_path(&inside.display().to_string()),
+            "reports/x/results.json"
+        );
+        let beside = cwd.join("../shared/datasets/g.txt");
+        assert_eq!(
+            display_path(&beside.display().to_string()),
+            "../shared/datasets/g.txt"
+        );
+        assert_eq!(display_path("a/./b/../c.txt"), "a/c.txt");
+    }
+
+    #[test]
     fn pipes_are_escaped() {
         let t = md_table(&["a"], &[vec!["x|y".into()]]);
         assert!(t.contains("x\\|y"), "{t}");

@@ -5,8 +5,8 @@
 use plotters::prelude::*;
 
 use super::{
-    categories, color, draw_legend, draw_mesh, draw_notes, draw_title, draw_x_categories, line_h,
-    note_lines, pt, wrapped_categories, Area, Canvas, DrawResult, Figure, Swatch, ValueAxis,
+    categories, color, draw_legend, draw_mesh, draw_notes, draw_title, note_lines, pt, Area,
+    Canvas, DrawResult, Figure, Swatch, ValueAxis, XLabels,
 };
 use crate::metrics::EvalReport;
 use crate::results::RunResults;
@@ -103,9 +103,8 @@ impl Figure for Ablation {
         let y_area = axis.label_px(root, &label_style) + c.px(12.0);
         let n = self.variants.len().max(1);
         let slot = (c.width as i32 - y_area - c.px(6.0)) / n as i32;
-        let wrapped = wrapped_categories(root, c, &self.variants, slot);
-        let max_lines = wrapped.iter().map(Vec::len).max().unwrap_or(1) as i32;
-        let x_area = max_lines * line_h(&label_style) + c.px(4.0);
+        let xlabels = XLabels::new(root, c, &self.variants, slot);
+        let x_area = xlabels.height(c);
         let body = root.margin(top + c.px(2.0), bottom, c.px(2.0), c.px(4.0));
         let mut chart = ChartBuilder::on(&body)
             .x_label_area_size(x_area)
@@ -125,7 +124,7 @@ impl Figure for Ablation {
                 ))
             }))?;
         }
-        draw_x_categories(root, &chart, c, &wrapped, 0.0)?;
+        xlabels.draw(root, &chart, c, 0.0)?;
         Ok(())
     }
 }

@@ -107,6 +107,8 @@ impl Figure for Criterion {
             (body, None)
         };
         let x_area = line_h(&label_style) * 2 + c.px(6.0);
+        let time_axis =
+            time_axis.fit_labels(root, &label_style, left.dim_in_pixel().0 as i32 - label_px);
         let mut chart = ChartBuilder::on(&left)
             .x_label_area_size(x_area)
             .y_label_area_size(label_px)
@@ -137,6 +139,11 @@ impl Figure for Criterion {
         }
         draw_y_categories(root, &chart, c, &labels, time_axis.lo, &label_style)?;
         if let Some(right) = right {
+            let thr_axis = thr_axis.fit_labels(
+                root,
+                &label_style,
+                right.dim_in_pixel().0 as i32 - c.px(8.0),
+            );
             let mut thr = ChartBuilder::on(&right)
                 .x_label_area_size(x_area)
                 .y_label_area_size(c.px(4.0))

@@ -10,11 +10,14 @@ use super::{
     categories, draw_legend, draw_lines, draw_mesh, draw_notes, draw_title, line_h, note_lines, pt,
     Area, Canvas, DrawResult, Figure, Swatch, ValueAxis,
 };
-use crate::compare::{Comparison, Verdict};
+use crate::compare::{Comparison, TestUsed, Verdict};
 
 const IMPROVED: RGBColor = RGBColor(0, 158, 115);
 const REGRESSED: RGBColor = RGBColor(213, 94, 0);
 const NO_CHANGE: RGBColor = RGBColor(150, 150, 150);
+
+/// Above this many metric rows only F1 and gated metrics are drawn.
+pub const MAX_METRIC_ROWS: usize = 40;
 
 enum Row {
     Heading(String),
@@ -36,6 +39,10 @@ pub struct Deltas {
 impl Deltas {
     pub fn new(c: &Comparison, width: u32) -> Deltas {
         let mut rows = Vec::new();
+        // Many pairs (a whole suite against a saved run) would make a figure metres long: then
+        // only F1 and gated metrics are drawn (all are in compare.md and compare.json).
+        let metric_rows: usize = c.pairs.iter().map(|p| p.metrics.len()).sum();
+        let only_f1 = metric_rows > MAX_METRIC_ROWS;
         for p in &c.pairs {
             let name = if p.base_variant == p.new_variant {
                 p.new_variant.clone()
@@ -43,7 +50,11 @@ impl Deltas {
                 format!("{} → {}", p.base_variant, p.new_variant)
             };
             rows.push(Row::Heading(name));
-            for m in &p.metrics {
+            for m in p
+                .metrics
+                .iter()
+                .filter(|m| !only_f1 || m.metric == "f1" || m.gated)
+            {
                 rows.push(Row::Metric {
                     label: format!("{}{}", m.key, if m.gated { " (gated)" } else { "" }),
                     delta: m.delta * 100.0,
@@ -55,6 +66,18 @@ impl Deltas {
         let any_ci = rows
             .iter()
             .any(|r| matches!(r, Row::Metric { ci: Some(_), .. }));
+        let reason = c
+            .pairs
+            .iter()
+            .find_map(|p| match &p.test {
+                TestUsed::None { reason } => Some(
+                    reason
+                        .trim_start_matches("no significance test: ")
+                        .to_string(),
+                ),
+                TestUsed::PairedBootstrap { .. } => None,
+            })
+            .unwrap_or_default();
         let mut notes = vec![if any_ci {
             format!(
                 "whiskers: paired-bootstrap {:.0}% CI of the delta; {} protocol",
@@ -63,19 +86,14 @@ impl Deltas {
             )
         } else {
             format!(
-                "no confidence intervals: {} protocol",
-                c.pairs
-                    .first()
-                    .map(|p| match &p.test {
-                        crate::compare::TestUsed::None { reason } => reason.clone(),
-                        _ => String::new(),
-                    })
-                    .unwrap_or_default()
+                "no confidence intervals ({reason}); {} protocol",
+                c.protocol.name()
             )
         }];
-        notes[0] = notes[0].replace(": no significance test: ", " (no significance test: ");
-        if notes[0].contains("(no significance test") {
-            notes[0].push(')');
+        if only_f1 {
+            notes.push(format!(
+                "{metric_rows} metrics compared: F1 and gated metrics drawn, all in compare.md"
+            ));
         }
         if !c.options.gated.is_empty() {
             notes.push(format!("gated: {}", c.options.gated.join(", ")));
@@ -138,6 +156,7 @@ impl Figure for Deltas {
         let label_px = (c.width as i32 * 3 / 10).max(c.px(40.0));
         let n = self.rows.len().max(1);
         let body = root.margin(top + c.px(2.0), bottom, c.px(2.0), c.px(5.0));
+        let axis = axis.fit_labels(root, &label_style, body.dim_in_pixel().0 as i32 - label_px);
         let mut chart = ChartBuilder::on(&body)
             .x_label_area_size(line_h(&label_style) * 2 + c.px(6.0))
             .y_label_area_size(label_px)

@@ -137,6 +137,13 @@ impl Figure for ErrorSources {
         let (left, right) =
             body.split_horizontally(((bw as i32 - label_px) * 7 / 10 + label_px) as u32);
         let x_area = line_h(&label_style) * 2 + c.px(6.0);
+        let gold_axis =
+            gold_axis.fit_labels(root, &label_style, left.dim_in_pixel().0 as i32 - label_px);
+        let spur_axis = spur_axis.fit_labels(
+            root,
+            &label_style,
+            right.dim_in_pixel().0 as i32 - c.px(8.0),
+        );
         let mut gold = ChartBuilder::on(&left)
             .x_label_area_size(x_area)
             .y_label_area_size(label_px)

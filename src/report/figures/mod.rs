@@ -673,6 +673,42 @@ impl ValueAxis {
             light: self.minor.clone(),
         }
     }
+    /// Keeps every k-th tick (k as small as possible; on log axes every k-th decade) so that the
+    /// labels, side by side with a gap, fit into `span_px` pixels of a horizontal axis.
+    pub fn fit_labels<DB: DrawingBackend>(
+        mut self,
+        area: &Area<DB>,
+        style: &TextStyle<'_>,
+        span_px: i32,
+    ) -> ValueAxis
+    where
+        DB::ErrorType: 'static,
+    {
+        let widths: Vec<i32> = self
+            .ticks
+            .iter()
+            .map(|t| text_w(area, &self.label(*t), style))
+            .collect();
+        let gap = text_w(area, "00", style);
+        let all = self.ticks.clone();
+        for k in 1..=all.len().max(1) {
+            let kept: Vec<usize> = (0..all.len())
+                .filter(|i| {
+                    if self.log {
+                        (all[*i] as i64).rem_euclid(k as i64) == 0
+                    } else {
+                        i % k == 0
+                    }
+                })
+                .collect();
+            let need: i32 = kept.iter().map(|i| widths[*i] + gap).sum();
+            if need <= span_px || kept.len() <= 2 {
+                self.ticks = kept.iter().map(|i| all[*i]).collect();
+                break;
+            }
+        }
+        self
+    }
     /// The widest tick label in pixels.
     pub fn label_px<DB: DrawingBackend>(&self, area: &Area<DB>, style: &TextStyle<'_>) -> i32
     where
@@ -736,41 +772,92 @@ where
     Ok(())
 }
 
-/// Category labels under a vertical chart's x axis, wrapped to their slot; `lines` from
-/// [`wrapped_categories`].
-pub(crate) fn draw_x_categories<DB: DrawingBackend>(
-    root: &Area<DB>,
-    chart: &ChartContext<'_, DB, Coord>,
-    c: &Canvas,
-    lines: &[Vec<String>],
-    y0: f64,
-) -> DrawResult
-where
-    DB::ErrorType: 'static,
-{
-    let style = c.font(pt::LABEL);
-    for (i, l) in lines.iter().enumerate() {
-        let (px, py) = chart.backend_coord(&(i as f64 + 0.5, y0));
-        draw_lines(root, l, &style, HPos::Center, (px, py + c.px(2.0)))?;
-    }
-    Ok(())
+/// Category labels under a vertical chart's x axis: wrapped to their slot, or, when a single
+/// word would not fit its slot ("reformulator"), staggered on two rows so each label has two
+/// slots of room. Nothing is cut.
+pub(crate) struct XLabels {
+    lines: Vec<Vec<String>>,
+    stagger: bool,
+    line_px: i32,
 }
 
-/// Category labels wrapped to `slot_px` each.
-pub(crate) fn wrapped_categories<DB: DrawingBackend>(
-    area: &Area<DB>,
-    c: &Canvas,
-    names: &[String],
-    slot_px: i32,
-) -> Vec<Vec<String>>
-where
-    DB::ErrorType: 'static,
-{
-    let style = c.font(pt::LABEL);
-    names
-        .iter()
-        .map(|n| wrap(area, n, &style, (slot_px - c.px(2.0)).max(c.px(12.0))))
-        .collect()
+impl XLabels {
+    pub fn new<DB: DrawingBackend>(
+        area: &Area<DB>,
+        c: &Canvas,
+        names: &[String],
+        slot_px: i32,
+    ) -> XLabels
+    where
+        DB::ErrorType: 'static,
+    {
+        let style = c.font(pt::LABEL);
+        let width = (slot_px - c.px(2.0)).max(c.px(12.0));
+        let fits = |w: i32| {
+            names.iter().all(|n| {
+                n.split(['-', '_', '/', '.', ' '])
+                    .all(|piece| text_w(area, piece, &style) <= w * 5 / 4)
+            })
+        };
+        let stagger = !fits(width) && names.len() > 1;
+        let width = if stagger {
+            2 * slot_px - c.px(4.0)
+        } else {
+            width
+        };
+        XLabels {
+            lines: names.iter().map(|n| wrap(area, n, &style, width)).collect(),
+            stagger,
+            line_px: line_h(&style),
+        }
+    }
+    fn rows_even(&self) -> i32 {
+        self.lines
+            .iter()
+            .step_by(2)
+            .map(Vec::len)
+            .max()
+            .unwrap_or(1) as i32
+    }
+    /// Pixels the labels need below the axis.
+    pub fn height(&self, c: &Canvas) -> i32 {
+        let odd = self
+            .lines
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0) as i32;
+        let rows = if self.stagger {
+            self.rows_even() + odd
+        } else {
+            self.lines.iter().map(Vec::len).max().unwrap_or(1) as i32
+        };
+        rows * self.line_px + c.px(4.0)
+    }
+    pub fn draw<DB: DrawingBackend>(
+        &self,
+        root: &Area<DB>,
+        chart: &ChartContext<'_, DB, Coord>,
+        c: &Canvas,
+        y0: f64,
+    ) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        let style = c.font(pt::LABEL);
+        for (i, l) in self.lines.iter().enumerate() {
+            let (px, py) = chart.backend_coord(&(i as f64 + 0.5, y0));
+            let drop = if self.stagger && i % 2 == 1 {
+                self.rows_even() * self.line_px
+            } else {
+                0
+            };
+            draw_lines(root, l, &style, HPos::Center, (px, py + c.px(2.0) + drop))?;
+        }
+        Ok(())
+    }
 }
 
 /// Row labels left of a horizontal chart, right-aligned at the axis and wrapped to `width_px`.
@@ -795,4 +882,80 @@ where
         draw_lines(root, l, style, HPos::Right, (px - c.px(2.0), top))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_area<T>(f: impl FnOnce(&Area<GlyphLayout<BitMapBackend<'_>>>) -> T) -> T {
+        let faces = faces().unwrap().clone();
+        let mut buf = vec![255u8; 1200 * 900 * 3];
+        let backend = GlyphLayout {
+            inner: BitMapBackend::with_buffer(&mut buf, (1200, 900)),
+            faces,
+        };
+        let root = backend.into_drawing_area();
+        f(&root)
+    }
+
+    #[test]
+    fn text_is_at_least_seven_points_at_column_width() {
+        let c = Canvas::new(1200, 900);
+        // 1200 px over a 234 pt column: 5.13 px per point.
+        assert!((c.px(7.0) - 36).abs() <= 0);
+        let em_px = c.font(5.0).font.get_size() / PLOTTERS_SIZE_PER_EM;
+        assert!((c.pt_of_px(em_px) - MIN_FONT_PT).abs() < 1e-9);
+    }
+
+    #[test]
+    fn long_names_wrap_at_separators_and_nothing_is_cut() {
+        with_area(|area| {
+            let c = Canvas::new(1200, 900);
+            let style = c.font(pt::LABEL);
+            let name = "oracle-mner-replay-ve-oracle-vg";
+            let lines = wrap(area, name, &style, c.px(40.0));
+            assert!(lines.len() > 1, "{lines:?}");
+            assert_eq!(lines.concat(), name);
+            assert!(lines[..lines.len() - 1].iter().all(|l| l.ends_with('-')));
+            for l in &lines {
+                assert!(text_w(area, l, &style) <= c.px(40.0), "{l}");
+            }
+        });
+    }
+
+    #[test]
+    fn stage_names_stagger_instead_of_breaking_words() {
+        with_area(|area| {
+            let c = Canvas::new(1200, 900);
+            let names: Vec<String> = ["tagger", "reformulator", "entailer", "grounder"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let narrow = XLabels::new(area, &c, &names, c.px(30.0));
+            assert!(narrow.stagger);
+            assert!(
+                narrow.lines.iter().all(|l| l.len() == 1),
+                "{:?}",
+                narrow.lines
+            );
+            let wide = XLabels::new(area, &c, &names, c.px(80.0));
+            assert!(!wide.stagger);
+        });
+    }
+
+    #[test]
+    fn log_tick_labels_are_thinned_to_fit() {
+        with_area(|area| {
+            let c = Canvas::new(1200, 900);
+            let style = c.font(pt::LABEL);
+            let axis = ValueAxis::log_over([1e4, 4e8].into_iter(), TickFormat::DurationNs);
+            assert_eq!(axis.ticks.len(), 6);
+            let fitted = axis.clone().fit_labels(area, &style, c.px(80.0));
+            assert!(fitted.ticks.len() < 6 && fitted.ticks.len() >= 2);
+            let labels: Vec<String> = fitted.ticks.iter().map(|t| fitted.label(*t)).collect();
+            // Every k-th decade, aligned to multiples of k (1 ms, 1 s rather than 10 µs, 10 ms).
+            assert_eq!(labels, ["1 ms", "1 s"]);
+        });
+    }
 }

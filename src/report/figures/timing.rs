@@ -8,9 +8,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{
-    categories, color, draw_legend, draw_mesh, draw_notes, draw_title, draw_x_categories, line_h,
-    note_lines, pt, text_w, wrapped_categories, Area, Canvas, DrawResult, Figure, Swatch,
-    TickFormat, ValueAxis,
+    categories, color, draw_legend, draw_mesh, draw_notes, draw_title, note_lines, pt, text_w,
+    Area, Canvas, DrawResult, Figure, Swatch, TickFormat, ValueAxis, XLabels,
 };
 use crate::bench::{percentile, StageTiming};
 use crate::results::RunResults;
@@ -199,11 +198,10 @@ impl Figure for Latency {
         let y_area = axis.label_px(root, &label_style) + c.px(12.0);
         let n = self.stages.len().max(1);
         let slot = (c.width as i32 - y_area - c.px(6.0)) / n as i32;
-        let wrapped = wrapped_categories(root, c, &self.stages, slot);
-        let max_lines = wrapped.iter().map(Vec::len).max().unwrap_or(1) as i32;
+        let xlabels = XLabels::new(root, c, &self.stages, slot);
         let body = root.margin(top + c.px(2.0), bottom, c.px(2.0), c.px(4.0));
         let mut chart = ChartBuilder::on(&body)
-            .x_label_area_size(max_lines * line_h(&label_style) + c.px(4.0))
+            .x_label_area_size(xlabels.height(c))
             .y_label_area_size(y_area)
             .build_cartesian_2d(categories(n), axis.range())?;
         draw_mesh(
@@ -306,7 +304,7 @@ impl Figure for Latency {
                 }
             }
         }
-        draw_x_categories(root, &chart, c, &wrapped, axis.lo)?;
+        xlabels.draw(root, &chart, c, axis.lo)?;
         Ok(())
     }
 }
@@ -389,11 +387,10 @@ impl Figure for Throughput {
         let y_area = axis.label_px(root, &label_style) + c.px(12.0);
         let n = self.stages.len().max(1);
         let slot = (c.width as i32 - y_area - c.px(6.0)) / n as i32;
-        let wrapped = wrapped_categories(root, c, &self.stages, slot);
-        let max_lines = wrapped.iter().map(Vec::len).max().unwrap_or(1) as i32;
+        let xlabels = XLabels::new(root, c, &self.stages, slot);
         let body = root.margin(top + c.px(2.0), bottom, c.px(2.0), c.px(4.0));
         let mut chart = ChartBuilder::on(&body)
-            .x_label_area_size(max_lines * line_h(&label_style) + c.px(4.0))
+            .x_label_area_size(xlabels.height(c))
             .y_label_area_size(y_area)
             .build_cartesian_2d(categories(n), axis.range())?;
         draw_mesh(&mut chart, c, None, Some(&axis), "", "items/s (log)")?;
@@ -413,7 +410,7 @@ impl Figure for Throughput {
                 Some(Circle::new((x, axis.t(v)), r, BLACK.stroke_width(1)))
             }))?;
         }
-        draw_x_categories(root, &chart, c, &wrapped, axis.lo)?;
+        xlabels.draw(root, &chart, c, axis.lo)?;
         Ok(())
     }
 }
