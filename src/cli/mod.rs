@@ -582,7 +582,13 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<i32> {
     let c = compare(&base, &new, &opts)?;
     match resolve_format(args.format) {
         OutputFormat::Json => println!("{}", render::render_json(&c)),
-        OutputFormat::Human => print!("{}", render::render_human(&c)),
+        OutputFormat::Human => {
+            // Fit the terminal: one metric per line where a table would wrap.
+            let columns = console::Term::stdout()
+                .size_checked()
+                .map_or(usize::MAX, |(_, w)| w as usize);
+            print!("{}", render::render_human_fit(&c, columns))
+        }
     }
     if let Some(dir) = &args.report {
         for p in crate::report::write_compare_report(dir, &c, 1200)? {

@@ -107,9 +107,36 @@ fn table(c: &Comparison, p: &VariantComparison, markdown: bool) -> String {
     t.to_string()
 }
 
-/// The human output of `compare`: one table per variant pair, then notes and the verdict line.
-pub fn render_human(c: &Comparison) -> String {
-    // The details go on their own lines: a published source is longer than a terminal.
+/// One metric per line, for terminals narrower than the table.
+fn list(c: &Comparison, p: &VariantComparison) -> String {
+    let ci_level = format!("{:.0}% CI", (1.0 - c.options.alpha) * 100.0);
+    let mut out = String::new();
+    for m in &p.metrics {
+        let gate = match (m.gated, m.gate_failed) {
+            (true, true) => "  gate FAILED",
+            (true, false) => "  gate ok",
+            _ => "",
+        };
+        out.push_str(&format!(
+            "  {}: {} -> {} ({} points{}{}) {}{gate}\n",
+            m.key,
+            pct(m.base),
+            pct(m.new),
+            points(m.delta),
+            m.ci.map(|_| format!(", {ci_level} {}", ci(&m.ci)))
+                .unwrap_or_default(),
+            m.p_value
+                .map(|_| format!(", p {}", p_value(m.p_value, c.options.samples)))
+                .unwrap_or_default(),
+            m.verdict.label(),
+        ));
+    }
+    out
+}
+
+/// The human output of `compare` for a terminal `columns` wide: tables, or one metric per line
+/// when a table would wrap.
+pub fn render_human_fit(c: &Comparison, columns: usize) -> String {
     let mut out = format!(
         "base: {}\n      {}\nnew:  {}\n      {}\n",
         c.base.label, c.base.detail, c.new.label, c.new.detail
@@ -118,8 +145,13 @@ pub fn render_human(c: &Comparison) -> String {
         out.push('\n');
         out.push_str(&pair_title(c, p));
         out.push('\n');
-        out.push_str(&table(c, p, false));
-        out.push('\n');
+        let t = table(c, p, false);
+        if t.lines().map(|l| l.chars().count()).max().unwrap_or(0) <= columns {
+            out.push_str(&t);
+            out.push('\n');
+        } else {
+            out.push_str(&list(c, p));
+        }
         for n in &p.notes {
             out.push_str(&format!("note: {n}\n"));
         }
@@ -130,6 +162,11 @@ pub fn render_human(c: &Comparison) -> String {
     out.push_str(&summary_line(c));
     out.push('\n');
     out
+}
+
+/// The human output of `compare`: one table per variant pair, then notes and the verdict line.
+pub fn render_human(c: &Comparison) -> String {
+    render_human_fit(c, usize::MAX)
 }
 
 fn summary_line(c: &Comparison) -> String {
@@ -202,4 +239,26 @@ pub fn render_markdown(c: &Comparison) -> String {
 pub fn render_json(c: &Comparison) -> String {
     serde_json::to_string_pretty(c)
         .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise comparison: {e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::{compare, CompareOptions, Side};
+
+    #[test]
+    fn narrow_terminals_get_one_metric_per_line() {
+        let base = Side::published("h-index").unwrap();
+        let new = Side::published("riveg-roberta-dagger").unwrap();
+        let c = compare(&base, &new, &CompareOptions::default()).unwrap();
+        let wide = render_human_fit(&c, 200);
+        assert!(wide.contains("│ gmner.f1 "), "{wide}");
+        let narrow = render_human_fit(&c, 60);
+        assert!(
+            narrow.contains("  gmner.f1: 56.41 -> 67.06 (+10.65 points) Improved\n"),
+            "{narrow}"
+        );
+        assert!(!narrow.contains('│'));
+        assert!(narrow.ends_with("result: nothing gated; exit code 0\n"));
+    }
 }

@@ -30,8 +30,12 @@ pub struct SummaryInputs<'a> {
     pub criterion_dir: Option<String>,
     /// Estimates files that could not be read.
     pub criterion_unreadable: Vec<String>,
-    /// PNG file names written beside summary.md, with a caption each.
+    /// Figure files written beside summary.md (the first format), with a caption each.
     pub figures: Vec<(String, String)>,
+    /// Table exports written beside summary.md (CSV, LaTeX).
+    pub exports: Vec<String>,
+    /// Other formats the figures were also written in (`svg`).
+    pub other_figure_formats: Vec<String>,
 }
 
 /// Escapes a cell for a Markdown table (pipes, newlines).
@@ -394,6 +398,20 @@ fn timings(r: &RunResults, out: &mut String) {
             &rows,
         ));
         out.push('\n');
+        let few: Vec<String> = order
+            .iter()
+            .filter_map(|s| v.timings.get(s).map(|t| (s, t)))
+            .filter(|(_, t)| t.count > 0 && t.count < super::figures::timing::MIN_ITEMS_FOR_BOX)
+            .map(|(s, t)| format!("{s} (n = {})", t.count))
+            .collect();
+        if !few.is_empty() {
+            out.push_str(&format!(
+                "\nFewer than {} measured items: {}; their p95/p99 are close to the max and say \
+                 little (latency figure: every item drawn).\n",
+                super::figures::timing::MIN_ITEMS_FOR_BOX,
+                few.join(", ")
+            ));
+        }
     }
 }
 
@@ -528,8 +546,25 @@ pub fn render_summary(results: &RunResults, inputs: &SummaryInputs<'_>) -> Strin
     timings(results, &mut out);
     skipped(results, &mut out);
     criterion(inputs, &mut out);
+    if !inputs.exports.is_empty() {
+        out.push_str("\n## Exports\n\n");
+        out.push_str(
+            "The tables as CSV (full precision) and LaTeX booktabs (two decimals, needs \
+             `\\usepackage{booktabs}`):\n\n",
+        );
+        for e in &inputs.exports {
+            out.push_str(&format!("- [{e}]({e})\n"));
+        }
+    }
     if !inputs.figures.is_empty() {
         out.push_str("\n## Figures\n\n");
+        if !inputs.other_figure_formats.is_empty() {
+            out.push_str(&format!(
+                "Each figure is also written as {} (same name), laid out for a 3.25 in column \
+                 (text >= 7 pt at that width).\n\n",
+                inputs.other_figure_formats.join(", ")
+            ));
+        }
         for (file, caption) in &inputs.figures {
             out.push_str(&format!("### {caption}\n\n![{caption}]({file})\n\n"));
         }

@@ -130,13 +130,25 @@ pub fn render_run_report(
         files.extend(figs);
         captions = caps;
     }
-    files.extend(export::run_exports(results, &baselines));
+    let exports = export::run_exports(results, &baselines);
+    let export_names: Vec<String> = exports.iter().map(|(n, _)| n.clone()).collect();
+    files.extend(exports);
     let inputs = SummaryInputs {
         baselines,
         criterion: &estimates,
         criterion_dir: opts.criterion_dir.as_ref().map(|d| d.display().to_string()),
         criterion_unreadable: unreadable.iter().map(|p| p.display().to_string()).collect(),
         figures: captions,
+        exports: export_names,
+        other_figure_formats: if opts.figures {
+            opts.figure_formats
+                .iter()
+                .skip(1)
+                .map(|f| f.extension().to_string())
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     let summary = render_summary(results, &inputs);
     // summary.md last: when it exists, the figures it links exist too.
