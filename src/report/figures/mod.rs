@@ -796,7 +796,7 @@ impl XLabels {
         let fits = |w: i32| {
             names.iter().all(|n| {
                 n.split(['-', '_', '/', '.', ' '])
-                    .all(|piece| text_w(area, piece, &style) <= w * 5 / 4)
+                    .all(|piece| text_w(area, piece, &style) <= w)
             })
         };
         let stagger = !fits(width) && names.len() > 1;

@@ -172,14 +172,24 @@ impl Figure for Latency {
             counts.iter().min().copied().unwrap_or(0),
             counts.iter().max().copied().unwrap_or(0),
         );
+        let glyphs = || self.glyphs.iter().flatten().flatten().map(|(g, _)| g);
+        let mut rules = Vec::new();
+        if glyphs().any(|g| matches!(g, Glyph::Dots { .. })) {
+            rules.push(format!(
+                "n < {MIN_ITEMS_FOR_BOX}: every item a dot, bar = median"
+            ));
+        }
+        if glyphs().any(|g| matches!(g, Glyph::Box { .. })) {
+            rules.push("box p25–p75, bar median, whiskers p5–p99, dot max".to_string());
+        }
         let mut notes = vec![format!(
-            "n = {} measured items per glyph; n < {MIN_ITEMS_FOR_BOX}: every item a dot, bar = median; \
-             else box p25–p75, whiskers p5–p99, dot = max",
+            "n = {} measured items per glyph; {}",
             if nmin == nmax {
                 format!("{nmin}")
             } else {
                 format!("{nmin}–{nmax}")
-            }
+            },
+            rules.join("; ")
         )];
         let any_summary = self
             .glyphs
