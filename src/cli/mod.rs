@@ -335,8 +335,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 eprintln!("wrote {}", p.display());
             }
             if let Some(f) = args.format {
-                let (table, _) = crate::report::export::main_results_table(&results, &[], Some(2));
-                print!("{}", table.render(f));
+                let sel = crate::report::BaselineSelection::default();
+                print!("{}", crate::report::render_main_table(&results, &sel, f)?);
             }
             Ok(exit::OK)
         }

@@ -105,6 +105,18 @@ fn selected_baselines(
     }
 }
 
+/// The main results table (the run's variants and the selected published rows) in `format`,
+/// as `report --format` prints it.
+pub fn render_main_table(
+    results: &RunResults,
+    baselines: &BaselineSelection,
+    format: export::TableFormat,
+) -> Result<String, ReportError> {
+    let rows = selected_baselines(baselines)?;
+    let (table, _) = export::main_results_table(results, &rows, Some(2));
+    Ok(table.render(format))
+}
+
 /// Everything a run report consists of, rendered in memory: `(file name, bytes)` in write order.
 pub fn render_run_report(
     results: &RunResults,

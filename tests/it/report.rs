@@ -462,3 +462,54 @@ fn span_protocol_not_applicable_is_said() {
     assert!(md.contains("not scored: augmented (span protocol): span protocol needs token offsets"));
     assert!(md.contains("SMNER: not scored: no masks in the data"));
 }
+
+#[test]
+fn figures_survive_empty_runs_and_very_long_names() {
+    use riveg_bench::report::figures::{run_figures, ImageFormat};
+    let mut results = release_run(true);
+    let empty = RunResults {
+        variants: Vec::new(),
+        ..results.clone()
+    };
+    let (files, captions) = run_figures(
+        &empty,
+        &[],
+        (1200, 900),
+        &[ImageFormat::Png, ImageFormat::Svg],
+    )
+    .unwrap();
+    assert_eq!(files.len(), 8);
+    assert_eq!(captions.len(), 4);
+    // A name with no separator, longer than the figure is wide: wrapped between characters.
+    results.variants[0].name = "x".repeat(150);
+    let (files, _) = run_figures(&results, &[], (1200, 900), &[ImageFormat::Png]).unwrap();
+    for (name, bytes) in &files {
+        let img = assert_png(bytes, Some((1200, 900)));
+        assert!(img.width() == 1200, "{name}");
+    }
+}
+
+#[test]
+fn main_table_prints_in_every_format() {
+    use riveg_bench::report::export::TableFormat;
+    let results = release_run(false);
+    let sel = BaselineSelection::Only(vec!["riveg-roberta-dagger".into()]);
+    let latex = report::render_main_table(&results, &sel, TableFormat::Latex).unwrap();
+    // The same numbers as the Markdown summary (snapshot `summary_release_replay`) of the
+    // released plain-text predictions.
+    assert!(
+        latex.contains("\\begin{tabular}{lllrrrrrrrrr}\n\\toprule\n"),
+        "{latex}"
+    );
+    assert!(latex.contains(
+        "plain-text & this run & riveg & 83.53 & 85.56 & 84.53 & 41.74 & 42.76 & 42.25 & 39.02 & 39.97 & 39.49 \\\\"
+    ), "{latex}");
+    let md = report::render_main_table(&results, &sel, TableFormat::Markdown).unwrap();
+    assert!(md.contains("| RiVEG-RoBERTa† "), "{md}");
+    let csv = report::render_main_table(&results, &sel, TableFormat::Csv).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        4,
+        "header, two variants, one published row: {csv}"
+    );
+}
