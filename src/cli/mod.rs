@@ -127,7 +127,7 @@ pub struct CompareArgs {
     /// gmner.f1, except against a published row without --variant (nothing gated).
     #[arg(long = "gate")]
     pub gates: Vec<String>,
-    /// Also write compare.md, compare.json and compare_deltas.png into this folder.
+    /// Also write compare.md, compare.json and compare_deltas.png/.svg into this folder.
     #[arg(long)]
     pub report: Option<PathBuf>,
     #[arg(long, value_enum)]
