@@ -13,14 +13,36 @@ pub struct CriterionEstimate {
     pub mean_ns: f64,
     pub median_ns: f64,
     pub std_dev_ns: f64,
+    /// The slope of criterion's linear regression (absent in flat sampling mode).
+    #[serde(default)]
+    pub slope_ns: Option<f64>,
+    /// Confidence interval of [`CriterionEstimate::typical_ns`] (criterion's `time: [lo .. hi]`).
+    #[serde(default)]
+    pub typical_ci_ns: Option<[f64; 2]>,
     /// Elements per iteration when the bench declared `Throughput::Elements`.
     #[serde(default)]
     pub elements: Option<u64>,
 }
 
+impl CriterionEstimate {
+    /// What criterion reports as `time:` (its `typical` estimate): the slope when it has one,
+    /// else the mean.
+    pub fn typical_ns(&self) -> f64 {
+        self.slope_ns.unwrap_or(self.mean_ns)
+    }
+}
+
 #[derive(Deserialize)]
 struct Estimate {
     point_estimate: f64,
+    #[serde(default)]
+    confidence_interval: Option<Interval>,
+}
+
+#[derive(Deserialize)]
+struct Interval {
+    lower_bound: f64,
+    upper_bound: f64,
 }
 
 #[derive(Deserialize)]
@@ -28,6 +50,8 @@ struct Estimates {
     mean: Estimate,
     median: Estimate,
     std_dev: Estimate,
+    #[serde(default)]
+    slope: Option<Estimate>,
 }
 
 #[derive(Deserialize)]
@@ -86,7 +110,14 @@ fn read_one(root: &Path, new_dir: &Path) -> Option<CriterionEstimate> {
         .ok()?
         .to_string_lossy()
         .replace('\\', "/");
+    let typical = est.slope.as_ref().unwrap_or(&est.mean);
+    let typical_ci_ns = typical
+        .confidence_interval
+        .as_ref()
+        .map(|i| [i.lower_bound, i.upper_bound]);
     Some(CriterionEstimate {
+        slope_ns: est.slope.as_ref().map(|s| s.point_estimate),
+        typical_ci_ns,
         id,
         mean_ns: est.mean.point_estimate,
         median_ns: est.median.point_estimate,

@@ -132,6 +132,9 @@ pub struct ReportArgs {
     /// criterion's output folder (target/criterion) for the throughput/latency figure.
     #[arg(long)]
     pub criterion_dir: Option<PathBuf>,
+    /// Also print the main results table on stdout: md, csv or latex (booktabs).
+    #[arg(long)]
+    pub format: Option<crate::report::export::TableFormat>,
 }
 
 #[derive(Debug, Args)]
@@ -141,9 +144,9 @@ pub struct CompareArgs {
     pub base: String,
     /// Same kinds as BASE.
     pub new: String,
-    /// Compare only this variant (default: every variant on both sides).
-    #[arg(long)]
-    pub variant: Option<String>,
+    /// Compare and gate only these variants (repeatable; default: every variant on both sides).
+    #[arg(long = "variant")]
+    pub variants: Vec<String>,
     #[arg(long, value_enum, default_value = "riveg")]
     pub protocol: Protocol,
     /// Paired-bootstrap resamples over tweets.
@@ -157,10 +160,11 @@ pub struct CompareArgs {
     /// Smallest change, in percentage points, that counts as Improved/Regressed.
     #[arg(long, default_value_t = 0.0)]
     pub threshold: f64,
-    /// Gated metrics (`task.metric`, e.g. gmner.f1, mner.precision); repeatable.
-    #[arg(long = "gate", default_values_t = vec!["gmner.f1".to_string()])]
+    /// Gated metrics (`task.metric`, e.g. gmner.f1, mner.precision); repeatable. Default:
+    /// gmner.f1, except against a published row without --variant (nothing gated).
+    #[arg(long = "gate")]
     pub gates: Vec<String>,
-    /// Also write compare.md, compare.json and compare_deltas.png into this folder.
+    /// Also write compare.md, compare.json and compare_deltas.png/.svg into this folder.
     #[arg(long)]
     pub report: Option<PathBuf>,
     #[arg(long, value_enum)]
@@ -371,10 +375,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Aggregate(args) => {
             let a = crate::metrics::aggregate::aggregate_dirs(&args.runs)?;
             match resolve_format(args.format) {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&a)?),
-                OutputFormat::Human => {
-                    print!("{}", crate::metrics::aggregate::render_aggregate(&a))
-                }
+                OutputFormat::Json => out(format!("{}\n", serde_json::to_string_pretty(&a)?))?,
+                OutputFormat::Human => out(crate::metrics::aggregate::render_aggregate(&a))?,
             }
             Ok(exit::OK)
         }
@@ -398,6 +400,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let written = write_report(&run_dir, &results, args.criterion_dir.clone())?;
             for p in written {
                 note(format!("wrote {}", p.display()));
+            }
+            if let Some(f) = args.format {
+                let sel = crate::report::BaselineSelection::default();
+                out(crate::report::render_main_table(&results, &sel, f)?)?;
             }
             Ok(exit::OK)
         }
@@ -534,7 +540,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
     let gold = jsonl::read_jsonl(&args.gold)?;
     let pred = jsonl::read_jsonl(&args.pred)?;
     if let Some(w) = jsonl::swapped_roles_warning(&gold, &args.gold, &pred, &args.pred) {
-        eprintln!("{w}");
+        note(w);
     }
     warn_unaligned(&gold, &pred, &args.pred);
     let opts = EvalOptions {
@@ -557,7 +563,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
     }
     if let Some(path) = &args.outcomes {
         let n = crate::metrics::outcomes::write_outcomes(&gold, &pred, &opts, path)?;
-        eprintln!("wrote {n} entity outcomes to {}", path.display());
+        note(format!("wrote {n} entity outcomes to {}", path.display()));
     }
     if let Some(name) = &args.save_baseline {
         let dir = save_eval_baseline(&gold, &pred, &opts, &args, name)?;
@@ -633,7 +639,7 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<i32> {
     let base = Side::resolve(&args.base)?;
     let new = Side::resolve(&args.new)?;
     let opts = CompareOptions {
-        variant: args.variant.clone(),
+        variants: args.variants.clone(),
         protocol: args.protocol,
         samples: args.samples,
         seed: args.seed,
@@ -644,7 +650,13 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<i32> {
     let c = compare(&base, &new, &opts)?;
     match resolve_format(args.format) {
         OutputFormat::Json => out(format!("{}\n", render::render_json(&c)))?,
-        OutputFormat::Human => out(render::render_human(&c))?,
+        OutputFormat::Human => {
+            // Fit the terminal: one metric per line where a table would wrap.
+            let columns = console::Term::stdout()
+                .size_checked()
+                .map_or(usize::MAX, |(_, w)| w as usize);
+            out(render::render_human_fit(&c, columns))?
+        }
     }
     if let Some(dir) = &args.report {
         for p in crate::report::write_compare_report(dir, &c, 1200)? {

@@ -10,9 +10,17 @@
 //!   default `threshold = 0` any significant change counts.
 //! - without one (a published side, or per-tweet counts missing): no significance test;
 //!   **Improved** when `delta > threshold`, **Regressed** when `delta < -threshold`, else No change.
+//!   Against a published row the threshold is at least [`PUBLISHED_ROUNDING`] (half the last
+//!   printed digit, 0.005 points): a run that reproduces 67.06 as 67.058 has not regressed.
 //!
-//! Exit code ([`exit_code`]): 1 when a gated metric (default `gmner.f1`) of any compared variant
-//! is Regressed by the rule above, 0 otherwise. Errors (exit code 2) are [`CompareError`]s.
+//! Gates ([`CompareOptions::gated`] empty = the default policy): run against run or saved
+//! baseline gates `gmner.f1` of every compared variant (a paired bootstrap protects each one).
+//! Against a published row nothing is gated unless the user names the variants that should match
+//! it (`--variant`, repeatable: the designated main variants; then `gmner.f1` of those) or the
+//! gates (`--gate`): the suite's ablation and oracle variants are meant to differ from a paper.
+//!
+//! Exit code ([`exit_code`]): 1 when a gated metric of a compared variant is Regressed by the
+//! rule above, 0 otherwise. Errors (exit code 2) are [`CompareError`]s.
 
 pub mod baselines;
 pub mod bootstrap;
@@ -39,8 +47,8 @@ use bootstrap::{paired_bootstrap, PairedTask, METRICS};
 /// How to compare. `threshold` is an absolute delta as a fraction (0.005 = 0.5 points).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CompareOptions {
-    /// Compare only this variant (default: every variant present on both sides).
-    pub variant: Option<String>,
+    /// Compare (and gate) only these variants (default: every variant present on both sides).
+    pub variants: Vec<String>,
     /// Which protocol's metrics and per-tweet counts of a run to use.
     pub protocol: Protocol,
     /// Bootstrap resamples.
@@ -50,9 +58,17 @@ pub struct CompareOptions {
     pub alpha: f64,
     /// Minimum |delta| (fraction) for a verdict other than No change.
     pub threshold: f64,
-    /// `task.metric` keys whose regression fails the comparison (exit code 1).
+    /// `task.metric` keys whose regression fails the comparison (exit code 1); empty = the
+    /// default policy (see the module doc). A [`Comparison`] holds the resolved keys.
     pub gated: Vec<String>,
 }
+
+/// The gate of the default policy.
+pub const DEFAULT_GATE: &str = "gmner.f1";
+
+/// Smallest |delta| (fraction) that counts against a published row: half of the last digit
+/// papers print (0.01 points), since the published value is only known to ±0.005 points.
+pub const PUBLISHED_ROUNDING: f64 = 0.00005;
 
 /// Default seed of the bootstrap (any fixed value; reported in every comparison).
 pub const DEFAULT_SEED: u64 = 0x5EED_0000_2024;
@@ -60,13 +76,13 @@ pub const DEFAULT_SEED: u64 = 0x5EED_0000_2024;
 impl Default for CompareOptions {
     fn default() -> Self {
         CompareOptions {
-            variant: None,
+            variants: Vec::new(),
             protocol: Protocol::Riveg,
             samples: 1000,
             seed: DEFAULT_SEED,
             alpha: 0.05,
             threshold: 0.0,
-            gated: vec!["gmner.f1".to_string()],
+            gated: Vec::new(),
         }
     }
 }
@@ -286,10 +302,34 @@ fn side_scores(side: &Side, variant: &str, protocol: Protocol) -> Result<SideSco
     }
 }
 
+/// A run side's label with its directory shown relative to the project (see
+/// [`crate::report::markdown::display_path`]), or by its name when it lies elsewhere, so no
+/// machine path reaches a report or a figure title.
+fn side_label(side: &Side) -> String {
+    match side {
+        Side::Run(r) => match &r.origin {
+            RunOrigin::Run { dir } => {
+                let shown = crate::report::markdown::display_path(&dir.display().to_string());
+                // Outside the project only the run directory's own name says something.
+                let shown = if std::path::Path::new(&shown).is_absolute() {
+                    dir.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or(shown)
+                } else {
+                    shown
+                };
+                format!("run {shown}")
+            }
+            RunOrigin::Saved { .. } => side.label(),
+        },
+        Side::Published(_) => side.label(),
+    }
+}
+
 fn side_info(side: &Side) -> SideInfo {
     match side {
         Side::Run(r) => SideInfo {
-            label: side.label(),
+            label: side_label(side),
             kind: match r.origin {
                 RunOrigin::Run { .. } => "run".into(),
                 RunOrigin::Saved { .. } => "saved".into(),
@@ -343,13 +383,18 @@ fn variant_pairs(
         Ok(())
     };
     let pairs = match (base, new) {
-        (Side::Run(_), Side::Run(_)) => match &opts.variant {
-            Some(v) => {
-                check(base, v)?;
-                check(new, v)?;
-                vec![(v.clone(), v.clone())]
+        (Side::Run(_), Side::Run(_)) => match opts.variants.as_slice() {
+            [_, ..] => {
+                for v in &opts.variants {
+                    check(base, v)?;
+                    check(new, v)?;
+                }
+                opts.variants
+                    .iter()
+                    .map(|v| (v.clone(), v.clone()))
+                    .collect()
             }
-            None => {
+            [] => {
                 let (bn, nn) = (base.variant_names(), new.variant_names());
                 let common: Vec<(String, String)> = bn
                     .iter()
@@ -392,12 +437,13 @@ fn variant_pairs(
             } else {
                 new
             };
-            let variants = match &opts.variant {
-                Some(v) => {
+            let variants = if opts.variants.is_empty() {
+                run.variant_names()
+            } else {
+                for v in &opts.variants {
                     check(run, v)?;
-                    vec![v.clone()]
                 }
-                None => run.variant_names(),
+                opts.variants.clone()
             };
             let slug = p.row.slug.clone();
             variants
@@ -468,13 +514,13 @@ fn align_ids(variant: &str, base: &PerTweet, new: &PerTweet) -> Result<Vec<usize
     Ok(base.ids.iter().map(|id| index[id.as_str()]).collect())
 }
 
-fn verdict(delta: f64, p_value: Option<f64>, opts: &CompareOptions) -> Verdict {
+fn verdict_with(delta: f64, p_value: Option<f64>, alpha: f64, threshold: f64) -> Verdict {
     match p_value {
-        Some(p) if p < opts.alpha && delta > 0.0 && delta >= opts.threshold => Verdict::Improved,
-        Some(p) if p < opts.alpha && delta < 0.0 && -delta >= opts.threshold => Verdict::Regressed,
+        Some(p) if p < alpha && delta > 0.0 && delta >= threshold => Verdict::Improved,
+        Some(p) if p < alpha && delta < 0.0 && -delta >= threshold => Verdict::Regressed,
         Some(_) => Verdict::NoChange,
-        None if delta > opts.threshold => Verdict::Improved,
-        None if delta < -opts.threshold => Verdict::Regressed,
+        None if delta > threshold => Verdict::Improved,
+        None if delta < -threshold => Verdict::Regressed,
         None => Verdict::NoChange,
     }
 }
@@ -495,12 +541,29 @@ pub fn compare(base: &Side, new: &Side, opts: &CompareOptions) -> Result<Compari
                 .into(),
         });
     }
-    let gated: Vec<String> = opts
-        .gated
-        .iter()
-        .map(|g| parse_gate(g))
-        .collect::<Result<_, _>>()?;
+    let published = matches!(base, Side::Published(_)) || matches!(new, Side::Published(_));
     let (pairs, mut notes) = variant_pairs(base, new, opts)?;
+    let gated: Vec<String> = if !opts.gated.is_empty() {
+        opts.gated
+            .iter()
+            .map(|g| parse_gate(g))
+            .collect::<Result<_, _>>()?
+    } else if published && opts.variants.is_empty() {
+        notes.push(
+            "nothing gated: against a published row only the variants you name are gated \
+             (--variant NAME, repeatable; or --gate task.metric)"
+                .into(),
+        );
+        Vec::new()
+    } else {
+        vec![DEFAULT_GATE.to_string()]
+    };
+    // Published numbers are rounded to 0.01 points: smaller deltas are no evidence of a change.
+    let threshold = if published {
+        opts.threshold.max(PUBLISHED_ROUNDING)
+    } else {
+        opts.threshold
+    };
     for side in [base, new] {
         if let Side::Published(p) = side {
             if !p.row.is_riveg_protocol() {
@@ -544,7 +607,6 @@ pub fn compare(base: &Side, new: &Side, opts: &CompareOptions) -> Result<Compari
         }
 
         // Paired bootstrap when both sides carry per-tweet counts.
-        let published = matches!(base, Side::Published(_)) || matches!(new, Side::Published(_));
         let (test, stats) = match (&b.per_tweet, &n.per_tweet) {
             _ if published => (
                 TestUsed::None {
@@ -625,7 +687,7 @@ pub fn compare(base: &Side, new: &Side, opts: &CompareOptions) -> Result<Compari
                 let stat = stats.get(&(t.to_string(), m.to_string()));
                 let delta = nval - bval;
                 let p_value = stat.map(|s| s.p_value);
-                let v = verdict(delta, p_value, opts);
+                let v = verdict_with(delta, p_value, opts.alpha, threshold);
                 let is_gated = gated.contains(&key);
                 metrics.push(MetricComparison {
                     key,
@@ -664,6 +726,7 @@ pub fn compare(base: &Side, new: &Side, opts: &CompareOptions) -> Result<Compari
         protocol: opts.protocol,
         options: CompareOptions {
             gated,
+            threshold,
             ..opts.clone()
         },
         pairs: out_pairs,
@@ -695,6 +758,7 @@ mod tests {
             threshold: 0.01,
             ..CompareOptions::default()
         };
+        let verdict = |d, p, o: &CompareOptions| verdict_with(d, p, o.alpha, o.threshold);
         assert_eq!(verdict(-0.02, Some(0.01), &o), Verdict::Regressed);
         assert_eq!(verdict(-0.005, Some(0.01), &o), Verdict::NoChange);
         assert_eq!(verdict(-0.02, Some(0.2), &o), Verdict::NoChange);
@@ -703,6 +767,15 @@ mod tests {
         assert_eq!(
             verdict(0.0, None, &CompareOptions::default()),
             Verdict::NoChange
+        );
+        // Against a published row: a run of 67.058 against a printed 67.06 is rounding.
+        assert_eq!(
+            verdict_with(0.67058 - 0.6706, None, 0.05, PUBLISHED_ROUNDING),
+            Verdict::NoChange
+        );
+        assert_eq!(
+            verdict_with(0.6700 - 0.6706, None, 0.05, PUBLISHED_ROUNDING),
+            Verdict::Regressed
         );
     }
 
@@ -722,8 +795,14 @@ mod tests {
         assert!(
             matches!(&c.pairs[0].test, TestUsed::None { reason } if reason.contains("published numbers only"))
         );
+        // Published against published: nothing gated by default; a named gate decides.
         let back = compare(&new, &base, &CompareOptions::default()).unwrap();
-        assert_eq!(exit_code(&back), 1);
+        assert_eq!(exit_code(&back), 0);
+        let gated = CompareOptions {
+            gated: vec!["gmner.f1".into()],
+            ..CompareOptions::default()
+        };
+        assert_eq!(exit_code(&compare(&new, &base, &gated).unwrap()), 1);
     }
 
     #[test]

@@ -62,34 +62,39 @@ fn pair_title(c: &Comparison, p: &VariantComparison) -> String {
 }
 
 fn table(c: &Comparison, p: &VariantComparison, markdown: bool) -> String {
-    let mut b = Builder::default();
     let ci_head = format!("{:.0}% CI (points)", (1.0 - c.options.alpha) * 100.0);
-    b.push_record([
-        "metric",
-        "base",
-        "new",
-        "delta (points)",
-        ci_head.as_str(),
-        "p",
-        "verdict",
-        "gate",
-    ]);
+    // Without a significance test the CI and p columns would be all "-": leave them out so the
+    // table fits a terminal.
+    let tested = p
+        .metrics
+        .iter()
+        .any(|m| m.ci.is_some() || m.p_value.is_some());
+    let any_gate = p.metrics.iter().any(|m| m.gated);
+    let mut head = vec!["metric", "base", "new", "delta (points)"];
+    if tested {
+        head.extend([ci_head.as_str(), "p"]);
+    }
+    head.push("verdict");
+    if any_gate {
+        head.push("gate");
+    }
+    let mut b = Builder::default();
+    b.push_record(head.iter().map(|h| h.to_string()));
     for m in &p.metrics {
         let gate = match (m.gated, m.gate_failed) {
             (true, true) => "FAILED",
             (true, false) => "ok",
             _ => "",
         };
-        b.push_record([
-            m.key.clone(),
-            pct(m.base),
-            pct(m.new),
-            points(m.delta),
-            ci(&m.ci),
-            p_value(m.p_value, c.options.samples),
-            m.verdict.label().to_string(),
-            gate.to_string(),
-        ]);
+        let mut row = vec![m.key.clone(), pct(m.base), pct(m.new), points(m.delta)];
+        if tested {
+            row.extend([ci(&m.ci), p_value(m.p_value, c.options.samples)]);
+        }
+        row.push(m.verdict.label().to_string());
+        if any_gate {
+            row.push(gate.to_string());
+        }
+        b.push_record(row);
     }
     let mut t = b.build();
     if markdown {
@@ -97,22 +102,56 @@ fn table(c: &Comparison, p: &VariantComparison, markdown: bool) -> String {
     } else {
         t.with(Style::rounded());
     }
-    t.modify(Columns::new(1..6), Alignment::right());
+    let numeric_end = if tested { 6 } else { 4 };
+    t.modify(Columns::new(1..numeric_end), Alignment::right());
     t.to_string()
 }
 
-/// The human output of `compare`: one table per variant pair, then notes and the verdict line.
-pub fn render_human(c: &Comparison) -> String {
+/// One metric per line, for terminals narrower than the table.
+fn list(c: &Comparison, p: &VariantComparison) -> String {
+    let ci_level = format!("{:.0}% CI", (1.0 - c.options.alpha) * 100.0);
+    let mut out = String::new();
+    for m in &p.metrics {
+        let gate = match (m.gated, m.gate_failed) {
+            (true, true) => "  gate FAILED",
+            (true, false) => "  gate ok",
+            _ => "",
+        };
+        out.push_str(&format!(
+            "  {}: {} -> {} ({} points{}{}) {}{gate}\n",
+            m.key,
+            pct(m.base),
+            pct(m.new),
+            points(m.delta),
+            m.ci.map(|_| format!(", {ci_level} {}", ci(&m.ci)))
+                .unwrap_or_default(),
+            m.p_value
+                .map(|_| format!(", p {}", p_value(m.p_value, c.options.samples)))
+                .unwrap_or_default(),
+            m.verdict.label(),
+        ));
+    }
+    out
+}
+
+/// The human output of `compare` for a terminal `columns` wide: tables, or one metric per line
+/// when a table would wrap.
+pub fn render_human_fit(c: &Comparison, columns: usize) -> String {
     let mut out = format!(
-        "base: {} ({})\nnew:  {} ({})\n",
+        "base: {}\n      {}\nnew:  {}\n      {}\n",
         c.base.label, c.base.detail, c.new.label, c.new.detail
     );
     for p in &c.pairs {
         out.push('\n');
         out.push_str(&pair_title(c, p));
         out.push('\n');
-        out.push_str(&table(c, p, false));
-        out.push('\n');
+        let t = table(c, p, false);
+        if t.lines().map(|l| l.chars().count()).max().unwrap_or(0) <= columns {
+            out.push_str(&t);
+            out.push('\n');
+        } else {
+            out.push_str(&list(c, p));
+        }
         for n in &p.notes {
             out.push_str(&format!("note: {n}\n"));
         }
@@ -125,9 +164,16 @@ pub fn render_human(c: &Comparison) -> String {
     out
 }
 
+/// The human output of `compare`: one table per variant pair, then notes and the verdict line.
+pub fn render_human(c: &Comparison) -> String {
+    render_human_fit(c, usize::MAX)
+}
+
 fn summary_line(c: &Comparison) -> String {
     let failed = c.failed_gates();
-    if failed.is_empty() {
+    if c.options.gated.is_empty() {
+        "result: nothing gated; exit code 0".to_string()
+    } else if failed.is_empty() {
         format!(
             "result: no gated metric regressed ({}); exit code 0",
             c.options.gated.join(", ")
@@ -159,7 +205,7 @@ pub fn render_markdown(c: &Comparison) -> String {
         "- run-side metrics: {} protocol; gated: {}; threshold: {} points; alpha: {}\n",
         c.protocol.name(),
         c.options.gated.join(", "),
-        format_args!("{:.2}", c.options.threshold * 100.0),
+        format_args!("{}", c.options.threshold * 100.0),
         c.options.alpha
     ));
     for p in &c.pairs {
@@ -193,4 +239,26 @@ pub fn render_markdown(c: &Comparison) -> String {
 pub fn render_json(c: &Comparison) -> String {
     serde_json::to_string_pretty(c)
         .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise comparison: {e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::{compare, CompareOptions, Side};
+
+    #[test]
+    fn narrow_terminals_get_one_metric_per_line() {
+        let base = Side::published("h-index").unwrap();
+        let new = Side::published("riveg-roberta-dagger").unwrap();
+        let c = compare(&base, &new, &CompareOptions::default()).unwrap();
+        let wide = render_human_fit(&c, 200);
+        assert!(wide.contains("│ gmner.f1 "), "{wide}");
+        let narrow = render_human_fit(&c, 60);
+        assert!(
+            narrow.contains("  gmner.f1: 56.41 -> 67.06 (+10.65 points) Improved\n"),
+            "{narrow}"
+        );
+        assert!(!narrow.contains('│'));
+        assert!(narrow.ends_with("result: nothing gated; exit code 0\n"));
+    }
 }

@@ -1,8 +1,8 @@
 //! Scoring: protocols (RiVEG seed greedy, span), published scorers' quirks (`compat`), tasks (MNER, EEG, GMNER, FMNERG, SMNER),
 //! breakdowns and stage diagnostics, and the polars tables built from them. Pure: no file IO.
 
-mod by_task;
 pub mod aggregate;
+mod by_task;
 pub mod compat;
 pub mod eval;
 pub mod matching;

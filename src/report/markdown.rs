@@ -11,7 +11,7 @@ use tabled::settings::{object::Columns, Alignment, Style};
 
 use super::figures::stage_order;
 use crate::bench::criterion_estimates::CriterionEstimate;
-use crate::compare::baselines::{PublishedPrf, PublishedRow, PublishedTable};
+use crate::compare::baselines::{PublishedRow, PublishedTable};
 use crate::metrics::eval::EvalReport;
 use crate::metrics::tables::{
     diagnostics_frame, errors_frame, frame_cells, groundability_frame, per_type_frame,
@@ -30,8 +30,12 @@ pub struct SummaryInputs<'a> {
     pub criterion_dir: Option<String>,
     /// Estimates files that could not be read.
     pub criterion_unreadable: Vec<String>,
-    /// PNG file names written beside summary.md, with a caption each.
+    /// Figure files written beside summary.md (the first format), with a caption each.
     pub figures: Vec<(String, String)>,
+    /// Table exports written beside summary.md (CSV, LaTeX).
+    pub exports: Vec<String>,
+    /// Other formats the figures were also written in (`svg`).
+    pub other_figure_formats: Vec<String>,
 }
 
 /// Escapes a cell for a Markdown table (pipes, newlines).
@@ -81,18 +85,49 @@ fn prf_cells(p: &Prf) -> [String; 3] {
     [pct(p.precision), pct(p.recall), pct(p.f1)]
 }
 
-fn published_cells(p: Option<&PublishedPrf>) -> [String; 3] {
-    let f = |v: Option<f64>| v.map(pct).unwrap_or_else(|| "-".into());
-    match p {
-        Some(p) => [f(p.precision), f(p.recall), f(p.f1)],
-        None => ["-".into(), "-".into(), "-".into()],
-    }
-}
-
 /// `YYYY-MM-DD HH:MM:SS UTC` from Unix seconds.
 pub fn format_utc(unix: u64) -> String {
     let (y, m, d, hh, mm, ss) = crate::util::utc_parts(unix);
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
+}
+
+/// A path for people: `.` and `..` resolved without touching the disk, then relative to the
+/// working directory (the project) when it lies inside it, or to its parent (`../shared/...`,
+/// the data beside the project); other paths stay absolute. Machine paths such as
+/// `/work/wt/reports/../shared/x` would otherwise leak into reports.
+pub fn display_path(p: &str) -> String {
+    use std::path::{Component, Path, PathBuf};
+    let normalise = |p: &Path| -> PathBuf {
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if !out.pop() {
+                        out.push("..");
+                    }
+                }
+                other => out.push(other.as_os_str()),
+            }
+        }
+        out
+    };
+    let path = normalise(Path::new(p));
+    let Ok(cwd) = std::env::current_dir() else {
+        return path.display().to_string();
+    };
+    if !path.is_absolute() {
+        return path.display().to_string();
+    }
+    if let Ok(rel) = path.strip_prefix(&cwd) {
+        return rel.display().to_string();
+    }
+    if let Some(parent) = cwd.parent().filter(|p| p.parent().is_some()) {
+        if let Ok(rel) = path.strip_prefix(parent) {
+            return Path::new("..").join(rel).display().to_string();
+        }
+    }
+    path.display().to_string()
 }
 
 fn opt(s: &Option<String>) -> String {
@@ -128,7 +163,11 @@ fn meta_section(r: &RunResults, out: &mut String) {
             if m.gold.is_empty() {
                 "-".into()
             } else {
-                m.gold.join(", ")
+                m.gold
+                    .iter()
+                    .map(|g| display_path(g))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             },
         ],
     ];
@@ -175,59 +214,9 @@ fn variants_section(r: &RunResults, out: &mut String) {
 }
 
 fn main_table(r: &RunResults, inputs: &SummaryInputs<'_>, out: &mut String) {
-    let headers = [
-        "method", "source", "protocol", "MNER P", "MNER R", "MNER F1", "EEG P", "EEG R", "EEG F1",
-        "GMNER P", "GMNER R", "GMNER F1",
-    ];
-    let mut rows = Vec::new();
-    let mut not_applicable = Vec::new();
-    for v in &r.variants {
-        for protocol in ["riveg", "span"] {
-            let report = if protocol == "riveg" {
-                &v.metrics.riveg
-            } else {
-                &v.metrics.span
-            };
-            match report {
-                Some(rep) => {
-                    let mut row = vec![v.name.clone(), "this run".into(), protocol.into()];
-                    for p in [&rep.mner, &rep.eeg, &rep.gmner] {
-                        row.extend(prf_cells(p));
-                    }
-                    rows.push(row);
-                }
-                None => {
-                    let why = v
-                        .not_applicable
-                        .get(protocol)
-                        .cloned()
-                        .unwrap_or_else(|| "not computed".into());
-                    not_applicable.push(format!("{} ({protocol} protocol): {why}", v.name));
-                }
-            }
-        }
-    }
-    for (table, row) in &inputs.baselines {
-        let source = if table.source.secondary {
-            "secondary source".to_string()
-        } else {
-            format!(
-                "published ({}{})",
-                table.source.authors,
-                year_of(&table.source.venue)
-            )
-        };
-        let protocol = if row.is_riveg_protocol() {
-            "riveg"
-        } else {
-            "as reported"
-        };
-        let mut cells = vec![row.display_name(), source, protocol.to_string()];
-        for t in ["mner", "eeg", "gmner"] {
-            cells.extend(published_cells(row.task(t)));
-        }
-        rows.push(cells);
-    }
+    let (table, not_applicable) = super::export::main_results_table(r, &inputs.baselines, Some(2));
+    let headers: Vec<&str> = table.headers.iter().map(String::as_str).collect();
+    let rows = table.rows;
     out.push_str("## Main results (percent)\n\n");
     out.push_str(&md_table(&headers, &rows));
     out.push_str("\n\n");
@@ -275,14 +264,6 @@ fn main_table(r: &RunResults, inputs: &SummaryInputs<'_>, out: &mut String) {
         out.push_str(&format!("\n- not scored: {n}"));
     }
     out.push('\n');
-}
-
-fn year_of(venue: &str) -> String {
-    venue
-        .split_whitespace()
-        .find(|w| w.len() == 4 && w.chars().all(|c| c.is_ascii_digit()))
-        .map(|y| format!(" {y}"))
-        .unwrap_or_default()
 }
 
 fn fine_and_masks(r: &RunResults, out: &mut String) {
@@ -417,6 +398,20 @@ fn timings(r: &RunResults, out: &mut String) {
             &rows,
         ));
         out.push('\n');
+        let few: Vec<String> = order
+            .iter()
+            .filter_map(|s| v.timings.get(s).map(|t| (s, t)))
+            .filter(|(_, t)| t.count > 0 && t.count < super::figures::timing::MIN_ITEMS_FOR_BOX)
+            .map(|(s, t)| format!("{s} (n = {})", t.count))
+            .collect();
+        if !few.is_empty() {
+            out.push_str(&format!(
+                "\nFewer than {} measured items: {}; their p95/p99 are close to the max and say \
+                 little (latency figure: every item drawn).\n",
+                super::figures::timing::MIN_ITEMS_FOR_BOX,
+                few.join(", ")
+            ));
+        }
     }
 }
 
@@ -471,26 +466,44 @@ fn criterion(inputs: &SummaryInputs<'_>, out: &mut String) {
     let Some(dir) = &inputs.criterion_dir else {
         return;
     };
-    out.push_str(&format!("\n## Criterion benchmarks (`{dir}`)\n\n"));
+    out.push_str(&format!(
+        "\n## Criterion benchmarks (`{}`)\n\n",
+        display_path(dir)
+    ));
     if inputs.criterion.is_empty() {
         out.push_str(
             "No estimates found (run `cargo bench` first; estimates live in target/criterion).\n",
         );
     } else {
+        // criterion's `time:` is its typical estimate (slope, or mean in flat sampling mode):
+        // the table shows that one first so it matches what `cargo bench` printed.
+        let ms = |ns: f64| format!("{:.4}", ns / 1e6);
         let rows: Vec<Vec<String>> = inputs
             .criterion
             .iter()
             .map(|e| {
+                let typical = e.typical_ns();
                 vec![
                     e.id.clone(),
-                    format!("{:.4}", e.mean_ns / 1e6),
-                    format!("{:.4}", e.median_ns / 1e6),
-                    format!("{:.4}", e.std_dev_ns / 1e6),
+                    ms(typical),
+                    e.typical_ci_ns
+                        .map(|[lo, hi]| format!("[{}, {}]", ms(lo), ms(hi)))
+                        .unwrap_or_else(|| "-".into()),
+                    if e.slope_ns.is_some() {
+                        "slope"
+                    } else {
+                        "mean"
+                    }
+                    .to_string(),
+                    ms(e.mean_ns),
+                    ms(e.median_ns),
+                    ms(e.std_dev_ns),
                     e.elements
                         .map(|n| n.to_string())
                         .unwrap_or_else(|| "-".into()),
                     e.elements
-                        .map(|n| format!("{:.1}", n as f64 / (e.mean_ns / 1e9)))
+                        .filter(|_| typical > 0.0)
+                        .map(|n| format!("{:.1}", n as f64 / (typical / 1e9)))
                         .unwrap_or_else(|| "-".into()),
                 ]
             })
@@ -498,6 +511,9 @@ fn criterion(inputs: &SummaryInputs<'_>, out: &mut String) {
         out.push_str(&md_table(
             &[
                 "benchmark",
+                "time ms",
+                "time CI ms",
+                "estimate",
                 "mean ms",
                 "median ms",
                 "std dev ms",
@@ -506,10 +522,13 @@ fn criterion(inputs: &SummaryInputs<'_>, out: &mut String) {
             ],
             &rows,
         ));
-        out.push('\n');
+        out.push_str(
+            "\n\n`time` is what `cargo bench` prints (criterion's typical estimate: the regression slope, \
+             or the mean in flat sampling mode), with its confidence interval; elements/s uses it too.\n",
+        );
     }
     for p in &inputs.criterion_unreadable {
-        out.push_str(&format!("\n- unreadable: `{p}`"));
+        out.push_str(&format!("\n- unreadable: `{}`", display_path(p)));
     }
     if !inputs.criterion_unreadable.is_empty() {
         out.push('\n');
@@ -527,8 +546,25 @@ pub fn render_summary(results: &RunResults, inputs: &SummaryInputs<'_>) -> Strin
     timings(results, &mut out);
     skipped(results, &mut out);
     criterion(inputs, &mut out);
+    if !inputs.exports.is_empty() {
+        out.push_str("\n## Exports\n\n");
+        out.push_str(
+            "The tables as CSV (full precision) and LaTeX booktabs (two decimals, needs \
+             `\\usepackage{booktabs}`):\n\n",
+        );
+        for e in &inputs.exports {
+            out.push_str(&format!("- [{e}]({e})\n"));
+        }
+    }
     if !inputs.figures.is_empty() {
         out.push_str("\n## Figures\n\n");
+        if !inputs.other_figure_formats.is_empty() {
+            out.push_str(&format!(
+                "Each figure is also written as {} (same name), laid out for a 3.25 in column \
+                 (text >= 7 pt at that width).\n\n",
+                inputs.other_figure_formats.join(", ")
+            ));
+        }
         for (file, caption) in &inputs.figures {
             out.push_str(&format!("### {caption}\n\n![{caption}]({file})\n\n"));
         }
@@ -548,6 +584,22 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(format_utc(1_795_000_000), "2026-11-18 11:06:40 UTC");
+    }
+
+    #[test]
+    fn paths_are_shown_relative_to_the_project() {
+        let cwd = std::env::current_dir().unwrap();
+        let inside = cwd.join("suites/../reports/x/results.json");
+        assert_eq!(
+            display_path(&inside.display().to_string()),
+            "reports/x/results.json"
+        );
+        let beside = cwd.join("../shared/datasets/g.txt");
+        assert_eq!(
+            display_path(&beside.display().to_string()),
+            "../shared/datasets/g.txt"
+        );
+        assert_eq!(display_path("a/./b/../c.txt"), "a/c.txt");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! deterministic. The summary is rewritten whole each time, so calling the writer after each
 //! suite leaves a valid report even when a run is interrupted.
 
+pub mod export;
 pub mod figures;
 pub mod markdown;
 
@@ -39,8 +40,10 @@ pub struct ReportOptions {
     /// criterion's output directory (`target/criterion`) to add benchmark tables and a figure.
     pub criterion_dir: Option<PathBuf>,
     pub baselines: BaselineSelection,
-    /// Write the PNG figures (summary.md only when false).
+    /// Write the figures (summary.md and the table exports only when false).
     pub figures: bool,
+    /// Image formats of the figures (summary.md links the first).
+    pub figure_formats: Vec<figures::ImageFormat>,
     /// Width × height of the run figures in pixels (criterion and compare figures grow with their rows).
     pub figure_size: (u32, u32),
 }
@@ -51,7 +54,8 @@ impl Default for ReportOptions {
             criterion_dir: None,
             baselines: BaselineSelection::All,
             figures: true,
-            figure_size: (1200, 720),
+            figure_formats: vec![figures::ImageFormat::Png, figures::ImageFormat::Svg],
+            figure_size: (1200, 900),
         }
     }
 }
@@ -75,14 +79,6 @@ pub enum ReportError {
     #[error("figure size {width}x{height} is too small\n  hint: use at least 400x300 pixels")]
     BadSize { width: u32, height: u32 },
 }
-
-/// The file names the run report writes (besides optional `criterion.png`), with captions.
-pub const RUN_FIGURES: [(&str, &str); 4] = [
-    ("ablation.png", "F1 per variant and task"),
-    ("error_sources.png", "GMNER error sources per variant"),
-    ("latency.png", "Per-item latency by stage"),
-    ("throughput.png", "Throughput by stage"),
-];
 
 fn selected_baselines(
     sel: &BaselineSelection,
@@ -109,6 +105,18 @@ fn selected_baselines(
     }
 }
 
+/// The main results table (the run's variants and the selected published rows) in `format`,
+/// as `report --format` prints it.
+pub fn render_main_table(
+    results: &RunResults,
+    baselines: &BaselineSelection,
+    format: export::TableFormat,
+) -> Result<String, ReportError> {
+    let rows = selected_baselines(baselines)?;
+    let (table, _) = export::main_results_table(results, &rows, Some(2));
+    Ok(table.render(format))
+}
+
 /// Everything a run report consists of, rendered in memory: `(file name, bytes)` in write order.
 pub fn render_run_report(
     results: &RunResults,
@@ -129,42 +137,30 @@ pub fn render_run_report(
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut captions = Vec::new();
     if opts.figures {
-        let size = opts.figure_size;
-        files.push((
-            RUN_FIGURES[0].0.into(),
-            figures::ablation_chart(results, size)?,
-        ));
-        files.push((
-            RUN_FIGURES[1].0.into(),
-            figures::error_sources_chart(results, size)?,
-        ));
-        files.push((
-            RUN_FIGURES[2].0.into(),
-            figures::latency_chart(results, size)?,
-        ));
-        files.push((
-            RUN_FIGURES[3].0.into(),
-            figures::throughput_chart(results, size)?,
-        ));
-        captions.extend(
-            RUN_FIGURES
-                .iter()
-                .map(|(f, c)| (f.to_string(), c.to_string())),
-        );
-        if !estimates.is_empty() {
-            files.push((
-                "criterion.png".into(),
-                figures::criterion_chart(&estimates, w)?,
-            ));
-            captions.push(("criterion.png".into(), "criterion benchmarks".into()));
-        }
+        let (figs, caps) =
+            figures::run_figures(results, &estimates, opts.figure_size, &opts.figure_formats)?;
+        files.extend(figs);
+        captions = caps;
     }
+    let exports = export::run_exports(results, &baselines);
+    let export_names: Vec<String> = exports.iter().map(|(n, _)| n.clone()).collect();
+    files.extend(exports);
     let inputs = SummaryInputs {
         baselines,
         criterion: &estimates,
         criterion_dir: opts.criterion_dir.as_ref().map(|d| d.display().to_string()),
         criterion_unreadable: unreadable.iter().map(|p| p.display().to_string()).collect(),
         figures: captions,
+        exports: export_names,
+        other_figure_formats: if opts.figures {
+            opts.figure_formats
+                .iter()
+                .skip(1)
+                .map(|f| f.extension().to_string())
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     let summary = render_summary(results, &inputs);
     // summary.md last: when it exists, the figures it links exist too.
@@ -196,7 +192,7 @@ pub fn write_run_report(
     write_all(run_dir, files)
 }
 
-/// Writes `compare.md`, `compare.json` and `compare_deltas.png` into `dir`; returns the paths.
+/// Writes `compare.md`, `compare.json` and `compare_deltas.png`/`.svg` into `dir`; returns the paths.
 pub fn write_compare_report(
     dir: &Path,
     comparison: &Comparison,
@@ -206,6 +202,10 @@ pub fn write_compare_report(
         (
             "compare_deltas.png".to_string(),
             figures::compare_chart(comparison, figure_width.max(400))?,
+        ),
+        (
+            "compare_deltas.svg".to_string(),
+            figures::compare_figure(comparison, figure_width.max(400), figures::ImageFormat::Svg)?,
         ),
         (
             "compare.json".to_string(),

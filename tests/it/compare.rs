@@ -254,7 +254,7 @@ fn saved_baselines_round_trip_and_missing_ones_hint() {
 fn missing_variant_and_different_tweets_are_errors_with_hints() {
     let r = runs();
     let opts = CompareOptions {
-        variant: Some("no-ve".into()),
+        variants: vec!["no-ve".into()],
         ..CompareOptions::default()
     };
     let e = compare(&side(r.base.path()), &side(r.degraded.path()), &opts)
@@ -300,10 +300,43 @@ fn published_baselines_give_plain_deltas() {
     );
     let mner = metric(&c, "mner.f1");
     assert!((mner.base - 0.8594).abs() < 1e-12 && mner.p_value.is_none() && mner.ci.is_none());
-    // Without REC boxes the released file cannot reach the published GMNER F1: a regression by
-    // more than the (zero) threshold, so exit code 1.
+    // Without REC boxes the released file cannot reach the published GMNER F1: Regressed, but
+    // against a published row nothing is gated unless a variant is named, so exit code 0.
     assert_eq!(metric(&c, "gmner.f1").verdict, Verdict::Regressed);
-    assert_eq!(exit_code(&c), 1);
+    assert!(c.options.gated.is_empty() && !metric(&c, "gmner.f1").gated);
+    assert_eq!(exit_code(&c), 0);
+    assert!(
+        c.notes.iter().any(|n| n.contains("nothing gated")),
+        "{:?}",
+        c.notes
+    );
+    // Published numbers are known to ±0.005 points: that is the smallest threshold.
+    assert_eq!(c.options.threshold, compare::PUBLISHED_ROUNDING);
+    // Naming the designated variant gates it (gmner.f1 by default): exit code 1.
+    let named = compare(
+        &base,
+        &side(r.base.path()),
+        &CompareOptions {
+            variants: vec!["full".into()],
+            ..CompareOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(named.options.gated, ["gmner.f1"]);
+    assert!(metric(&named, "gmner.f1").gate_failed);
+    assert_eq!(exit_code(&named), 1);
+    // So does naming a gate.
+    let gate = compare(
+        &base,
+        &side(r.base.path()),
+        &CompareOptions {
+            gated: vec!["mner.f1".into()],
+            ..CompareOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(gate.options.gated, ["mner.f1"]);
+    assert_eq!(exit_code(&gate), 0, "MNER F1 86.15 vs 85.94 improved");
     let h = compare(
         &Side::published("h-index").unwrap(),
         &side(r.base.path()),
@@ -340,7 +373,16 @@ fn compare_report_writes_markdown_json_and_a_valid_png() {
     .unwrap();
     let out = tempfile::tempdir().unwrap();
     let written = report::write_compare_report(out.path(), &c, 1000).unwrap();
-    assert_eq!(written.len(), 3);
+    assert_eq!(written.len(), 4);
+    let svg = std::fs::read_to_string(out.path().join("compare_deltas.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("gmner.f1"),
+        "an SVG with text"
+    );
+    assert!(
+        !svg.contains(&*out.path().to_string_lossy()),
+        "no machine path in the figure"
+    );
     let img =
         image::load_from_memory(&std::fs::read(out.path().join("compare_deltas.png")).unwrap())
             .unwrap()

@@ -1,7 +1,7 @@
 //! The one integration-test binary (one link step keeps `cargo test` fast). One module per area.
 
-mod arch;
 mod aggregate;
+mod arch;
 mod cli;
 mod common;
 mod compare;

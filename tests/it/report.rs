@@ -256,8 +256,18 @@ fn summary_markdown_snapshot() {
         },
     )
     .unwrap();
-    assert_eq!(files.len(), 1);
-    let md = String::from_utf8(files[0].1.clone()).unwrap();
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "main_results.csv",
+            "main_results.tex",
+            "stage_timings.csv",
+            "stage_timings.tex",
+            "summary.md"
+        ]
+    );
+    let md = String::from_utf8(files[4].1.clone()).unwrap();
     assert!(
         md.contains("| RiVEG-RoBERTa† "),
         "published rows beside the run"
@@ -288,17 +298,56 @@ fn run_report_writes_valid_figures_and_is_byte_identical() {
         names,
         [
             "ablation.png",
+            "ablation.svg",
             "error_sources.png",
+            "error_sources.svg",
             "latency.png",
+            "latency.svg",
             "throughput.png",
+            "throughput.svg",
+            "main_results.csv",
+            "main_results.tex",
+            "stage_timings.csv",
+            "stage_timings.tex",
             "summary.md"
         ]
     );
     for p in &written {
         if p.extension().is_some_and(|e| e == "png") {
-            assert_png(&std::fs::read(p).unwrap(), Some((1200, 720)));
+            assert_png(&std::fs::read(p).unwrap(), Some((1200, 900)));
+        }
+        if p.extension().is_some_and(|e| e == "svg") {
+            let svg = std::fs::read_to_string(p).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.contains("width=\"1200\""),
+                "{p:?}"
+            );
         }
     }
+    // The tables as CSV (full precision) and LaTeX booktabs (two decimals), real values of the
+    // released RiVEG-RoBERTa† predictions scored with the RiVEG protocol.
+    let csv = std::fs::read_to_string(a.path().join("main_results.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "method,source,protocol,MNER P,MNER R,MNER F1,EEG P,EEG R,EEG F1,GMNER P,GMNER R,GMNER F1"
+    );
+    let augmented: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&augmented[..3], ["augmented", "this run", "riveg"]);
+    let gmner_f1: f64 = augmented[11].parse().unwrap();
+    assert!((gmner_f1 - 42.39).abs() < 0.005, "{gmner_f1}");
+    assert!(csv.contains("RiVEG-RoBERTa†,published (Li et al. 2024),riveg,85.71,86.16,85.94"));
+    let tex = std::fs::read_to_string(a.path().join("main_results.tex")).unwrap();
+    assert!(
+        tex.contains("\\toprule")
+            && tex.contains("\\midrule")
+            && tex.ends_with("\\bottomrule\n\\end{tabular}\n")
+    );
+    assert!(tex.contains("augmented & this run & riveg & 86.27 & 86.03 & 86.15 & 46.07 & 45.95 & 46.01 & 42.45 & 42.33 & 42.39 \\\\"), "{tex}");
+    assert!(
+        tex.contains("RiVEG-RoBERTa\\dag{} & published (Li et al. 2024)"),
+        "{tex}"
+    );
     report::write_run_report(b.path(), &results, &opts).unwrap();
     for n in &names {
         assert_eq!(
@@ -324,15 +373,20 @@ fn latency_figure_works_from_summaries_only() {
 fn criterion_estimates_add_a_table_and_a_figure() {
     let results = release_run(false);
     let crit = tempfile::tempdir().unwrap();
-    for (id, mean, elements) in [
-        ("eval/riveg_protocol", 2.5e6, Some(1500u64)),
-        ("report/summary", 8.0e5, None),
+    // eval/riveg_protocol was sampled linearly (criterion reports the slope, 2.0 ms); the other
+    // one flat (criterion reports the mean).
+    for (id, mean, slope, elements) in [
+        ("eval/riveg_protocol", 2.5e6, Some(2.0e6), Some(1500u64)),
+        ("render/summary", 8.0e5, None, None),
     ] {
         let d = crit.path().join(id).join("new");
         std::fs::create_dir_all(&d).unwrap();
+        let ci = |v: f64| serde_json::json!({"confidence_level": 0.95, "lower_bound": v * 0.95, "upper_bound": v * 1.05});
         let est = serde_json::json!({
-            "mean": {"point_estimate": mean}, "median": {"point_estimate": mean * 0.98},
-            "std_dev": {"point_estimate": mean * 0.05}
+            "mean": {"point_estimate": mean, "confidence_interval": ci(mean)},
+            "median": {"point_estimate": mean * 0.98},
+            "std_dev": {"point_estimate": mean * 0.05},
+            "slope": slope.map(|s| serde_json::json!({"point_estimate": s, "confidence_interval": ci(s)})),
         });
         std::fs::write(d.join("estimates.json"), est.to_string()).unwrap();
         let bench = match elements {
@@ -356,9 +410,18 @@ fn criterion_estimates_add_a_table_and_a_figure() {
     assert_eq!(img.width(), 1200);
     let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
     assert!(md.contains("| eval/riveg_protocol "), "{md}");
+    // criterion's time is the slope (2.0 ms, CI 1.9-2.1), not the mean (2.5 ms); elements/s too.
     assert!(
-        md.contains("600000.0"),
-        "1500 elements in 2.5 ms = 600000/s: {md}"
+        md.contains("| eval/riveg_protocol |  2.0000 | [1.9000, 2.1000] | slope    |  2.5000 "),
+        "{md}"
+    );
+    assert!(
+        md.contains("750000.0"),
+        "1500 elements in 2.0 ms = 750000/s: {md}"
+    );
+    assert!(
+        md.contains("| render/summary      |  0.8000 | [0.7600, 0.8400] | mean     |  0.8000 "),
+        "{md}"
     );
     let direct = report::figures::criterion_chart(
         &[CriterionEstimate {
@@ -366,6 +429,8 @@ fn criterion_estimates_add_a_table_and_a_figure() {
             mean_ns: 10.0,
             median_ns: 10.0,
             std_dev_ns: 1.0,
+            slope_ns: None,
+            typical_ci_ns: None,
             elements: None,
         }],
         800,
@@ -398,4 +463,55 @@ fn span_protocol_not_applicable_is_said() {
     let md = report::render_summary(&results, &Default::default());
     assert!(md.contains("not scored: augmented (span protocol): span protocol needs token offsets"));
     assert!(md.contains("SMNER: not scored: no masks in the data"));
+}
+
+#[test]
+fn figures_survive_empty_runs_and_very_long_names() {
+    use riveg_bench::report::figures::{run_figures, ImageFormat};
+    let mut results = release_run(true);
+    let empty = RunResults {
+        variants: Vec::new(),
+        ..results.clone()
+    };
+    let (files, captions) = run_figures(
+        &empty,
+        &[],
+        (1200, 900),
+        &[ImageFormat::Png, ImageFormat::Svg],
+    )
+    .unwrap();
+    assert_eq!(files.len(), 8);
+    assert_eq!(captions.len(), 4);
+    // A name with no separator, longer than the figure is wide: wrapped between characters.
+    results.variants[0].name = "x".repeat(150);
+    let (files, _) = run_figures(&results, &[], (1200, 900), &[ImageFormat::Png]).unwrap();
+    for (name, bytes) in &files {
+        let img = assert_png(bytes, Some((1200, 900)));
+        assert!(img.width() == 1200, "{name}");
+    }
+}
+
+#[test]
+fn main_table_prints_in_every_format() {
+    use riveg_bench::report::export::TableFormat;
+    let results = release_run(false);
+    let sel = BaselineSelection::Only(vec!["riveg-roberta-dagger".into()]);
+    let latex = report::render_main_table(&results, &sel, TableFormat::Latex).unwrap();
+    // The same numbers as the Markdown summary (snapshot `summary_release_replay`) of the
+    // released plain-text predictions.
+    assert!(
+        latex.contains("\\begin{tabular}{lllrrrrrrrrr}\n\\toprule\n"),
+        "{latex}"
+    );
+    assert!(latex.contains(
+        "plain-text & this run & riveg & 83.53 & 85.56 & 84.53 & 41.74 & 42.76 & 42.25 & 39.02 & 39.97 & 39.49 \\\\"
+    ), "{latex}");
+    let md = report::render_main_table(&results, &sel, TableFormat::Markdown).unwrap();
+    assert!(md.contains("| RiVEG-RoBERTa† "), "{md}");
+    let csv = report::render_main_table(&results, &sel, TableFormat::Csv).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        4,
+        "header, two variants, one published row: {csv}"
+    );
 }
