@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::client::ChatMessage;
 use super::error::LlmError;
-use crate::data::model::{Entity, Tweet};
+use crate::data::model::Tweet;
 
 const REFORMULATE_V1: &str = include_str!("prompts/reformulate-v1.txt");
 
@@ -198,11 +198,6 @@ impl PromptTemplate {
     /// braces stay as they are. The system text is empty when the template has none.
     pub fn fill_with(&self, values: &[(&str, String)]) -> (String, String) {
         (fill(&self.system, values), fill(&self.user, values))
-    }
-
-    /// [`PromptTemplate::render`] for an entity of a tweet.
-    pub fn render_for(&self, tweet: &Tweet, entity: &Entity) -> Vec<ChatMessage> {
-        self.render(&tweet_text(tweet), &entity.text, &entity.entity_type)
     }
 }
 

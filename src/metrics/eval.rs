@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::compat::{score_tweet, Compat, CompatInfo};
 use super::matching::{
-    align, best_box_iou, grounding_ok, match_tweet, same_key, AlignedTweet, Grounding, Protocol,
-    TaskSpec, TypeKey,
+    align, best_box_iou, match_tweet, same_key, AlignedTweet, Grounding, Protocol, TaskSpec,
+    TypeKey,
 };
 use super::prf::{Counts, Prf};
 use crate::data::model::{Dataset, Entity};
@@ -659,9 +659,4 @@ fn diagnostics(
             after_vg: gmner_c.prf().f1,
         },
     }
-}
-
-/// Whether a prediction is a GMNER match against a gold entity (exposed for the pipeline's oracles).
-pub fn is_grounded_match(g: &Entity, p: &Entity, iou_threshold: f64) -> bool {
-    grounding_ok(Grounding::Box { iou_threshold }, g, p)
 }

@@ -10,7 +10,7 @@
 //! groundable-without-box cannot arise here. The result is marked gold (`DatasetMeta`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::data::error::{DataError, DataResult, Location};
 use crate::data::model::{Dataset, DatasetMeta, Side, Tweet};
@@ -211,11 +211,6 @@ pub fn parse_voc(text: &str, path: &Path) -> DataResult<VocAnnotation> {
         height: dim("height"),
         objects,
     })
-}
-
-/// Where a GMNER dataset keeps its split file (for messages).
-pub fn split_path(dataset_dir: &Path, split: &str) -> PathBuf {
-    dataset_dir.join("txt").join(format!("{split}.txt"))
 }
 
 #[cfg(test)]
