@@ -51,4 +51,8 @@ pub enum StageKind {
     Off,
     /// Segmenter only: the filled box is the mask.
     Box,
+    /// A multimodal LLM answering the whole tweet (text + image) in one request: the tagger
+    /// takes its entities and types, the entailer its groundability decision, the grounder its
+    /// box. The three share one request per tweet.
+    Mllm,
 }

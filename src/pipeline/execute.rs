@@ -400,6 +400,7 @@ fn run_tweet(
     let key = tagger
         .fingerprint
         .map(|fp| vec![cache_key(&["tagger", fp, &tweet.id, &tokens_json])]);
+    let tagger_pixels = tagger.stage.needs_pixels();
     let mut entities: Vec<Entity> = cached_batch(
         cx.cache,
         &tweet.id,
@@ -407,7 +408,16 @@ fn run_tweet(
         key,
         1,
         recs.rec("tagger"),
-        |_| Ok(vec![tagger.stage.tag(tweet)?]),
+        |_| {
+            // Text taggers never make the runner decode the image (the MLLM tagger reads it).
+            let img = if tagger_pixels {
+                Some(image.get()?)
+            } else {
+                None
+            };
+            let input = TweetInput { tweet, image: img };
+            Ok(vec![tagger.stage.tag_input(&input)?])
+        },
     )?
     .pop()
     .unwrap_or_default();

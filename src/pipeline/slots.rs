@@ -79,6 +79,11 @@ pub trait BackendFactory {
     fn execution_provider(&self) -> Option<String>;
     /// `stage:manifest/role` → sha256 of every model loaded so far.
     fn model_hashes(&self) -> BTreeMap<String, String>;
+    /// The LLM stages' settings and counts so far (results.json `meta.llm`); `None` when no
+    /// LLM stage was built.
+    fn llm_meta(&self) -> Option<crate::results::LlmMeta> {
+        None
+    }
 }
 
 /// A built stage and how its outputs are cached.
@@ -138,7 +143,10 @@ impl<'f> StageSet<'f> {
                         self.factory.build(stage, kind).map_err(|e| (stage, e))?;
                     Slot {
                         stage: built,
-                        fingerprint: Some(fingerprint),
+                        // mllm outputs are not stage-cached: the MLLM's own response cache
+                        // keys on the image bytes as sent, which the stage cache's keys do not
+                        // cover (see pipeline::mllm_stages).
+                        fingerprint: (kind != StageKind::Mllm).then_some(fingerprint),
                     }
                 }
             };

@@ -28,6 +28,16 @@ pub struct Grounding {
 pub trait Tagger {
     fn kind(&self) -> StageKind;
     fn tag(&mut self, tweet: &Tweet) -> Result<Vec<Entity>, StageError>;
+    /// Whether [`Tagger::tag_input`] needs the image (the MLLM tagger reads it; text taggers
+    /// do not, and the runner then never decodes it for them).
+    fn needs_pixels(&self) -> bool {
+        false
+    }
+    /// Tags a tweet with its image at hand (when [`Tagger::needs_pixels`]); text taggers tag
+    /// the tokens.
+    fn tag_input(&mut self, input: &TweetInput<'_>) -> Result<Vec<Entity>, StageError> {
+        self.tag(input.tweet)
+    }
 }
 
 /// Reformulation: each entity → an "entity expansion expression" (`Entity(TYPE)-description`).
@@ -96,6 +106,10 @@ pub enum StageError {
     Runtime(#[from] crate::runtime::RuntimeError),
     #[error(transparent)]
     Llm(#[from] crate::llm::LlmError),
+    /// The MLLM's answer for the tweet failed; shared (`Arc`) because the tagger, entailer and
+    /// grounder of a tweet share one request, and so its one error.
+    #[error(transparent)]
+    Mllm(std::sync::Arc<crate::llm::MllmError>),
 }
 
 impl StageError {

@@ -40,6 +40,57 @@ pub struct RunMeta {
     pub shard: Option<String>,
     /// Gold file(s) the metrics were computed against.
     pub gold: Vec<String>,
+    /// The LLM stages' settings and counts, when a variant ran one (absent in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmMeta>,
+}
+
+/// How the LLM stages were configured (everything that decides their answers) and what they
+/// did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LlmMeta {
+    /// The `llm` reformulator: model, prompt id and request fields; absent when none ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reformulator: Option<LlmStageMeta>,
+    /// The `mllm` stages (tagger, entailer, grounder share one MLLM); absent when none ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mllm: Option<MllmMeta>,
+}
+
+/// A text LLM stage's settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LlmStageMeta {
+    pub model: String,
+    pub prompt: String,
+    /// Sampling settings and `extra` as sent with every request.
+    pub request_fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The MLLM's settings and counts over the whole run (all variants share one MLLM).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MllmMeta {
+    pub model: String,
+    pub prompt: String,
+    pub request_fields: serde_json::Map<String, serde_json::Value>,
+    /// Image size and format, box convention, labels.
+    pub settings: serde_json::Value,
+    /// Everything that keys its cached answers.
+    pub fingerprint: String,
+    pub requests_sent: u64,
+    pub retries: u64,
+    pub cache_hits: u64,
+    /// Tweets answered.
+    pub tweets_ok: u64,
+    /// Tweets without an answer, by error kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Repaired issues by kind (`--on-error skip`; under `fail` the first one stops the run).
+    pub issues: BTreeMap<String, u64>,
+    /// Entities of another tagger the MLLM did not list (hybrids): not groundable, no box.
+    pub not_listed: u64,
+    /// Entities the grounder had to box that the MLLM listed without one.
+    pub listed_without_box: u64,
+    /// Latency of one tweet's answer (response-cache hits count as cached).
+    pub latency_ms: StageTiming,
 }
 
 /// Metrics of one variant under both protocols (`null` where a protocol cannot apply).

@@ -35,6 +35,7 @@ pub fn run_meta(started_unix: u64, shard: Option<String>, gold: Vec<String>) -> 
         execution_provider: "none".into(),
         shard,
         gold,
+        llm: None,
     }
 }
 

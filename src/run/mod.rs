@@ -160,6 +160,7 @@ pub fn run_plan(plan: &RunPlan, factory: &mut dyn BackendFactory) -> Result<RunO
     if let Some(ep) = stages.factory().execution_provider() {
         writer.results.meta.execution_provider = ep;
     }
+    writer.results.meta.llm = stages.factory().llm_meta();
     writer.write_results(true)?;
     let (results, per_tweet) = (writer.results, writer.per_tweet);
     Ok(RunOutput {

@@ -142,6 +142,9 @@ impl RunPlan {
                 .map(|(s, p)| (*s, self.suite.resolve(p)))
                 .collect(),
             llm: f.llm.clone(),
+            mllm: f.mllm.clone(),
+            on_error: self.on_error,
+            warmup: f.settings.warmup,
             base_dir: self.suite.base_dir.clone(),
         }
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::config::{LlmSection, OnError, ReplayMissing, VariantSpec};
+use crate::pipeline::config::{LlmSection, MllmSection, OnError, ReplayMissing, VariantSpec};
 use crate::stage::{Stage, StageKind};
 
 /// The compiled-in default suite (replays RiVEG's released outputs; no models, images or network).
@@ -122,6 +122,9 @@ pub struct SuiteFile {
     pub models: BTreeMap<Stage, PathBuf>,
     #[serde(default)]
     pub llm: Option<LlmSection>,
+    /// A multimodal LLM for `mllm` stages (endpoint defaults to `[llm]`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mllm: Option<MllmSection>,
     #[serde(default)]
     pub settings: Settings,
     #[serde(rename = "variant")]
@@ -233,7 +236,12 @@ impl Suite {
                 (
                     Stage::Tagger,
                     v.tagger,
-                    &[StageKind::Onnx, StageKind::Replay, StageKind::Oracle],
+                    &[
+                        StageKind::Onnx,
+                        StageKind::Replay,
+                        StageKind::Oracle,
+                        StageKind::Mllm,
+                    ],
                 ),
                 (
                     Stage::Reformulator,
@@ -248,6 +256,7 @@ impl Suite {
                         StageKind::Replay,
                         StageKind::Oracle,
                         StageKind::Off,
+                        StageKind::Mllm,
                     ],
                 ),
                 (
@@ -258,6 +267,7 @@ impl Suite {
                         StageKind::Replay,
                         StageKind::Oracle,
                         StageKind::Off,
+                        StageKind::Mllm,
                     ],
                 ),
                 (
@@ -309,13 +319,60 @@ impl Suite {
                     return Err(invalid(
                         o,
                         format!(
-                            "variant {:?}: reformulator is llm but there is no [llm] section",
-                            v.name
+                            "variant {:?}: {} is llm but there is no [llm] section",
+                            v.name,
+                            stage.name()
                         ),
                         "add [llm] with base_url and model (or start_mock = true for a dry run)",
                     ));
                 }
             }
+        }
+        if let Some(llm) = &f.llm {
+            let config = llm
+                .to_config()
+                .map_err(|what| invalid(o, what, "see suites/smoke.toml for an [llm] example"))?;
+            // The mock's address replaces base_url, so only the settings are checked then.
+            let checked = if llm.start_mock {
+                crate::llm::LlmConfig {
+                    base_url: "http://127.0.0.1:1/v1".into(),
+                    ..config
+                }
+            } else {
+                config
+            };
+            checked.validate().map_err(|e| match e {
+                crate::llm::LlmError::Config { what, hint } => {
+                    invalid(o, format!("[llm] {what}"), hint)
+                }
+                other => invalid(o, format!("[llm] {other}"), "check the [llm] section"),
+            })?;
+        }
+        if let Some(m) = &f.mllm {
+            m.settings().validate().map_err(|e| match e {
+                crate::llm::LlmError::Config { what, hint } => {
+                    invalid(o, format!("[mllm] {what}"), hint)
+                }
+                other => invalid(o, format!("[mllm] {other}"), "check the [mllm] section"),
+            })?;
+            if f.llm.is_none() && (m.base_url.is_none() || m.model.is_none()) {
+                return Err(invalid(
+                    o,
+                    "[mllm] has no endpoint of its own and there is no [llm] section",
+                    "set [mllm] base_url and model, or add [llm] (its endpoint is the default)",
+                ));
+            }
+        }
+        let uses_mllm = f
+            .variants
+            .iter()
+            .any(|v| [v.tagger, v.entailer, v.grounder].contains(&StageKind::Mllm));
+        if uses_mllm && f.llm.is_none() && f.mllm.is_none() {
+            return Err(invalid(
+                o,
+                "a variant has an mllm stage but the suite has neither [mllm] nor [llm]",
+                "add [mllm] with base_url and model (or [llm], whose endpoint [mllm] defaults to)",
+            ));
         }
         for (name, kind, value) in [
             (
@@ -332,12 +389,13 @@ impl Suite {
         Ok(())
     }
 
-    /// Whether any variant needs pixels (an onnx VE, VG or segmenter).
+    /// Whether any variant needs pixels (an onnx VE, VG or segmenter, or any mllm stage).
     pub fn needs_images(&self) -> bool {
         self.file.variants.iter().any(|v| {
             v.entailer == StageKind::Onnx
                 || v.grounder == StageKind::Onnx
                 || v.segmenter == StageKind::Onnx
+                || [v.tagger, v.entailer, v.grounder].contains(&StageKind::Mllm)
         })
     }
 }
@@ -476,5 +534,109 @@ segmenter = "off"
             err.contains("suite name \"../../etc\" is not a plain name"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod llm_section_tests {
+    use super::*;
+
+    const HEAD: &str = r#"
+name = "x"
+[data]
+gold = { format = "jsonl", path = "g.jsonl" }
+"#;
+    const MLLM_VARIANT: &str = r#"
+[[variant]]
+name = "mllm"
+tagger = "mllm"
+reformulator = "off"
+entailer = "mllm"
+grounder = "mllm"
+segmenter = "off"
+"#;
+
+    fn parse(body: &str) -> Result<Suite, String> {
+        Suite::parse(&format!("{HEAD}{body}"), "x.toml".into(), PathBuf::new())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sampling_settings_reach_the_client_and_omit_sends_none() {
+        let s = parse(&format!(
+            "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\ntemperature = \"omit\"\ntop_p = 0.9\nmax_tokens = \"omit\"\nmax_completion_tokens = 1024\nseed = 3\nextra = {{ reasoning_effort = \"low\" }}\n{MLLM_VARIANT}"
+        ))
+        .unwrap();
+        let config = s.file.llm.as_ref().unwrap().to_config().unwrap();
+        assert_eq!(config.temperature, None);
+        assert_eq!(config.max_tokens, None);
+        assert_eq!(config.max_completion_tokens, Some(1024));
+        assert_eq!(config.seed, Some(3));
+        assert_eq!(
+            config.sampling_fingerprint(),
+            r#"{"max_completion_tokens":1024,"reasoning_effort":"low","seed":3,"top_p":0.9}"#
+        );
+        // The plan written to the run directory reads back the same (the "omit" words kept).
+        let text = toml::to_string(&s.file).unwrap();
+        assert!(text.contains("temperature = \"omit\""), "{text}");
+        let again = Suite::parse(&text, "plan".into(), PathBuf::new()).unwrap();
+        assert_eq!(again.file, s.file);
+    }
+
+    #[test]
+    fn bad_sampling_settings_name_the_file() {
+        let err = parse(&format!(
+            "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\ntemperature = 7\n{MLLM_VARIANT}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("x.toml: [llm] temperature 7 is outside 0..=2"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\ntemperature = \"hot\"\n{MLLM_VARIANT}"
+        ))
+        .unwrap_err();
+        assert!(err.contains("x.toml: invalid suite"), "{err}");
+    }
+
+    #[test]
+    fn mllm_stages_need_an_endpoint() {
+        let err = parse(MLLM_VARIANT).unwrap_err();
+        assert!(
+            err.contains("a variant has an mllm stage but the suite has neither [mllm] nor [llm]"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "[mllm]\nbox_convention = \"grid1000\"\n{MLLM_VARIANT}"
+        ))
+        .unwrap_err();
+        assert!(err.contains("[mllm] has no endpoint of its own"), "{err}");
+        let s = parse(&format!(
+            "[mllm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"qwen\"\nbox_convention = \"grid1000\"\n{MLLM_VARIANT}"
+        ))
+        .unwrap();
+        assert!(s.needs_images());
+        assert_eq!(
+            s.file.mllm.unwrap().settings().box_convention,
+            crate::llm::BoxConvention::Grid1000
+        );
+        let err = parse(&format!(
+            "[mllm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"q\"\njpeg_quality = 0\n{MLLM_VARIANT}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("[mllm] mllm jpeg_quality 0 is outside 1..=100"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mllm_cannot_reformulate_or_segment() {
+        let err = parse(
+            "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n[[variant]]\nname = \"v\"\ntagger = \"oracle\"\nreformulator = \"mllm\"\nentailer = \"off\"\ngrounder = \"off\"\nsegmenter = \"off\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("reformulator cannot be Mllm"), "{err}");
     }
 }

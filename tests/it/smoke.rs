@@ -94,7 +94,7 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(r["suite"], "smoke");
     assert_eq!(r["meta"]["execution_provider"], "cpu");
-    assert_eq!(r["variants"].as_array().unwrap().len(), 8);
+    assert_eq!(r["variants"].as_array().unwrap().len(), 11);
     let full = variant(&r, "full");
     for (stage, kind) in [
         ("tagger", "onnx"),
@@ -175,7 +175,14 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
         assert_eq!(a["metrics"], b["metrics"], "{}", a["name"]);
     }
 
-    // Cost of the matrix: model calls of all 8 variants (cold) vs the full variant alone (cold).
+    // Cost of the matrix: model calls of the 8 RiVEG variants (cold) vs the full variant alone
+    // (cold); the MLLM variants and hybrids are costed in `mllm_variants_share_one_request_per_tweet`.
+    let mut r = r;
+    r["variants"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|v| !v["name"].as_str().unwrap().starts_with("mllm"));
+    assert_eq!(r["variants"].as_array().unwrap().len(), 8);
     let only_full = suite_variant(dir.path(), &["full"], None);
     let (code, rf, stderr) = run_suite(&only_full, &dir.path().join("full-only"), &["--no-cache"]);
     assert_eq!(code, 0, "{stderr}");
@@ -275,4 +282,166 @@ fn unreachable_llm_endpoint_is_a_clear_error() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The MLLM stage kinds on the smoke data through the mock's image answers (entities: the
+/// tweet's capitalised words; boxes: the image's bright regions): the end-to-end variant and
+/// both hybrids share one request per tweet, a re-run asks nothing, and everything that decides
+/// the answers is recorded in `meta.llm`.
+#[test]
+fn mllm_variants_share_one_request_per_tweet() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let suite = suite_variant(
+        dir.path(),
+        &["mllm", "mllm-entities", "mllm-grounding"],
+        None,
+    );
+    let (code, r, stderr) = run_suite(
+        &suite,
+        &dir.path().join("run1"),
+        &["--cache-dir", path_str(&cache)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let counts = |v: &serde_json::Value, protocol: &str, task: &str| {
+        let m = &v["metrics"][protocol][task];
+        (
+            m["correct"].as_u64().unwrap(),
+            m["predicted"].as_u64().unwrap(),
+            m["gold"].as_u64().unwrap(),
+        )
+    };
+    let e2e = variant(&r, "mllm");
+    for stage in ["tagger", "entailer", "grounder"] {
+        assert_eq!(e2e["stages"][stage], "mllm");
+    }
+    assert_eq!(e2e["stages"]["reformulator"], "off");
+    // The mock's capitalised-word entities find 10 of the 15 gold entities with their types.
+    assert_eq!(counts(e2e, "riveg", "mner"), (10, 15, 15));
+    assert_eq!(counts(e2e, "riveg", "gmner"), (8, 15, 15));
+    assert_eq!(counts(e2e, "riveg", "eeg"), (11, 15, 15));
+    // Every entity aligned to the tweet's tokens, so the span protocol applies and agrees.
+    assert_eq!(counts(e2e, "span", "gmner"), (8, 15, 15));
+    // Hybrid: the same entities through RiVEG's reformulation, VE and VG.
+    let ents = variant(&r, "mllm-entities");
+    assert_eq!(counts(ents, "riveg", "mner"), counts(e2e, "riveg", "mner"));
+    assert_eq!(counts(ents, "riveg", "gmner"), (9, 15, 15));
+    // Hybrid: RiVEG's tagger (all 15 right) with the MLLM's groundability and boxes.
+    let grounding = variant(&r, "mllm-grounding");
+    assert_eq!(counts(grounding, "riveg", "mner"), (15, 15, 15));
+    assert_eq!(counts(grounding, "riveg", "gmner"), (11, 15, 15));
+
+    let mllm = &r["meta"]["llm"]["mllm"];
+    let tweets = e2e["tweets"].as_u64().unwrap();
+    assert_eq!(tweets, 8);
+    assert_eq!(
+        mllm["requests_sent"], tweets,
+        "one request per tweet for 3 variants"
+    );
+    assert_eq!(mllm["tweets_ok"], tweets);
+    assert_eq!(mllm["cache_hits"], 0);
+    assert_eq!(mllm["issues"], serde_json::json!({}));
+    assert_eq!(mllm["prompt"], "gmner-mllm@v1");
+    assert_eq!(mllm["settings"]["box_convention"], "pixel");
+    assert_eq!(mllm["settings"]["image_format"], "png");
+    assert_eq!(
+        mllm["request_fields"],
+        serde_json::json!({"max_tokens": 256, "temperature": 0.0})
+    );
+    // RiVEG's tagger finds one entity the MLLM does not list (not groundable, counted).
+    assert_eq!(mllm["not_listed"], 1);
+    let latency = &mllm["latency_ms"];
+    assert_eq!(
+        latency["count"].as_u64().unwrap() + latency["warmup_excluded"].as_u64().unwrap(),
+        tweets
+    );
+    assert_eq!(r["meta"]["llm"]["reformulator"]["prompt"], "reformulate@v1");
+
+    // Warm: the response cache (keyed on the image bytes as sent) answers every tweet.
+    let (code, r2, stderr) = run_suite(
+        &suite,
+        &dir.path().join("run2"),
+        &["--cache-dir", path_str(&cache)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mllm2 = &r2["meta"]["llm"]["mllm"];
+    assert_eq!(mllm2["requests_sent"], 0);
+    assert_eq!(mllm2["cache_hits"], tweets);
+    assert_eq!(mllm2["latency_ms"]["cached"], tweets);
+    for (a, b) in r["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r2["variants"].as_array().unwrap())
+    {
+        assert_eq!(a["metrics"], b["metrics"], "{}", a["name"]);
+    }
+
+    // Sampling settings are part of the fingerprint: another temperature asks again.
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("[llm]", "[llm]\ntemperature = 0.5\nseed = 7");
+    let hot = dir.path().join("hot.toml");
+    std::fs::write(&hot, text).unwrap();
+    let (code, r3, stderr) = run_suite(
+        &hot,
+        &dir.path().join("run3"),
+        &["--cache-dir", path_str(&cache)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(r3["meta"]["llm"]["mllm"]["requests_sent"], tweets);
+    assert_eq!(
+        r3["meta"]["llm"]["mllm"]["request_fields"],
+        serde_json::json!({"max_tokens": 256, "seed": 7, "temperature": 0.5})
+    );
+}
+
+/// A scripted MLLM reply naming an entity that is not in the tweet: `--on-error fail` stops
+/// naming the tweet; `skip` keeps the entity without a span, counts the issue, and the span
+/// protocol is `null` with a reason (the scorer needs offsets on every entity: partial offsets
+/// are not applicable, not a partial score).
+#[test]
+fn mllm_issues_follow_on_error_and_partial_spans_null_the_span_protocol() {
+    let reply = r#"[{"entity": "Angelina Jolie", "type": "PER", "box": [8, 6, 40, 40]},
+                    {"entity": "Brad Pitt", "type": "PER", "box": null}]"#;
+    let server =
+        riveg_bench::llm::MockServer::start(riveg_bench::llm::Behaviour::Content(reply.into()))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite_variant(dir.path(), &["mllm"], None);
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("start_mock = true", "start_mock = false")
+        .replace("http://127.0.0.1:8089/v1", &server.base_url());
+    std::fs::write(&suite, text).unwrap();
+
+    let (code, _, stderr) = run_suite(&suite, &dir.path().join("fail"), &["--no-cache"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("tweet s1") && stderr.contains("Brad Pitt"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let (code, r, stderr) = run_suite(
+        &suite,
+        &dir.path().join("skip"),
+        &["--no-cache", "--on-error", "skip"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let v = variant(&r, "mllm");
+    assert_eq!(v["skipped"], 0, "issues are repaired, not skipped");
+    assert!(v["metrics"]["span"].is_null());
+    let why = v["not_applicable"]["span"].as_str().unwrap();
+    assert!(why.contains("without start/end"), "{why}");
+    let mllm = &r["meta"]["llm"]["mllm"];
+    assert_eq!(mllm["tweets_ok"], 8);
+    // s1: "Brad Pitt"; the 7 other tweets: both names.
+    assert_eq!(mllm["issues"]["entity_not_found"], 15);
+    // The one real entity of s1 is found with its box; nothing is dropped.
+    let m = &v["metrics"]["riveg"];
+    assert_eq!(m["mner"]["predicted"], 16);
+    assert_eq!(m["mner"]["correct"], 1);
+    assert_eq!(m["gmner"]["correct"], 1);
 }
