@@ -16,6 +16,7 @@ use crate::runtime::{self, Device, ModelManifest, OrtRuntime, RuntimeError, Sess
 use crate::stage::{Stage, StageKind};
 
 use super::config::{DevicePreference, LlmSection, MllmSection, OnError};
+use super::llm_stages::{knowledge_prompt, LlmKnowledge};
 use super::mllm_stages::{MllmEntailer, MllmGrounder, MllmTagger, SharedMllm};
 use super::slots::{AnyStage, BackendFactory, BuildError};
 
@@ -51,6 +52,8 @@ pub struct DefaultBackends {
     mllm: Option<Arc<SharedMllm>>,
     /// The reformulator's settings, once built (for results.json).
     reformulator_meta: Option<LlmStageMeta>,
+    /// The knowledge stage's settings, once built (for results.json).
+    knowledge_meta: Option<LlmStageMeta>,
 }
 
 impl DefaultBackends {
@@ -62,6 +65,7 @@ impl DefaultBackends {
             mock: None,
             mllm: None,
             reformulator_meta: None,
+            knowledge_meta: None,
         }
     }
 
@@ -195,6 +199,36 @@ impl DefaultBackends {
         Ok((AnyStage::Reformulator(Box::new(r)), fingerprint))
     }
 
+    /// The knowledge stage: `[llm]`'s client with the knowledge prompt; fingerprinted like the
+    /// reformulator (model, prompt id, request fields).
+    fn knowledge(&mut self) -> Result<(AnyStage, String), BuildError> {
+        let stage = Stage::Knowledge;
+        let config = self.llm_config(stage)?;
+        let prompt = self
+            .config
+            .llm
+            .as_ref()
+            .and_then(|l| l.knowledge_prompt.clone())
+            .unwrap_or_else(|| "knowledge-v1".to_string());
+        let template = knowledge_prompt(&prompt, &self.config.base_dir)
+            .map_err(|source| BuildError::Llm { stage, source })?;
+        let fingerprint = format!(
+            "llm|{}|{}|{}",
+            config.model,
+            template.id(),
+            config.sampling_fingerprint()
+        );
+        self.knowledge_meta = Some(LlmStageMeta {
+            model: config.model.clone(),
+            prompt: template.id().to_string(),
+            request_fields: config.request_fields(),
+        });
+        let cache = self.config.cache_dir.as_ref().map(|d| d.join("llm"));
+        let k = LlmKnowledge::new(config, template, cache.as_deref())
+            .map_err(|source| BuildError::Llm { stage, source })?;
+        Ok((AnyStage::Knowledge(Box::new(k)), fingerprint))
+    }
+
     /// The shared MLLM, built on first use: `[llm]`'s client configuration (sampling settings
     /// included; the mock server's address when the suite starts one), with `[mllm]`'s endpoint
     /// and model when it names them.
@@ -287,11 +321,14 @@ impl DefaultBackends {
                 self.note_provider(s.providers().0);
                 AnyStage::Segmenter(Box::new(s))
             }
-            Stage::Reformulator => {
+            Stage::Reformulator | Stage::Knowledge => {
                 return Err(BuildError::Unsupported {
                     stage,
                     kind: StageKind::Onnx,
-                    hint: "the reformulator is an LLM: use llm, replay or off".into(),
+                    hint: format!(
+                        "the {} stage is an LLM: use llm, replay or off",
+                        stage.name()
+                    ),
                 })
             }
         };
@@ -311,6 +348,7 @@ impl BackendFactory for DefaultBackends {
     fn build(&mut self, stage: Stage, kind: StageKind) -> Result<(AnyStage, String), BuildError> {
         match (stage, kind) {
             (Stage::Reformulator, StageKind::Llm) => self.reformulator(),
+            (Stage::Knowledge, StageKind::Llm) => self.knowledge(),
             (_, StageKind::Onnx) => self.onnx(stage),
             (_, StageKind::Mllm) => self.mllm_stage(stage),
             _ => Err(BuildError::Unsupported {
@@ -331,8 +369,10 @@ impl BackendFactory for DefaultBackends {
     fn llm_meta(&self) -> Option<LlmMeta> {
         let meta = LlmMeta {
             reformulator: self.reformulator_meta.clone(),
+            knowledge: self.knowledge_meta.clone(),
             mllm: self.mllm.as_ref().map(|m| m.meta()),
         };
-        (meta.reformulator.is_some() || meta.mllm.is_some()).then_some(meta)
+        (meta.reformulator.is_some() || meta.knowledge.is_some() || meta.mllm.is_some())
+            .then_some(meta)
     }
 }

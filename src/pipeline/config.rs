@@ -62,6 +62,9 @@ pub struct LlmSection {
     pub max_completion_tokens: Option<Setting<u32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<Setting<u64>>,
+    /// The knowledge stage's prompt: `knowledge-v1` (default) or a template file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_prompt: Option<String>,
     /// Extra top-level request fields (e.g. `extra = { reasoning_effort = "low" }`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, toml::Value>,
@@ -209,6 +212,11 @@ pub struct VariantSpec {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Auxiliary context for the tagger (`llm`, `replay`: the recorded tagger output was made
+    /// with it, `off`). Absent: off, and results.json's `stages` has no `knowledge` entry (so
+    /// suites and results from before the stage read and compare as they did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge: Option<StageKind>,
     pub tagger: StageKind,
     pub reformulator: StageKind,
     pub entailer: StageKind,
@@ -217,13 +225,23 @@ pub struct VariantSpec {
 }
 
 impl VariantSpec {
+    /// Every stage's kind; `knowledge` only when the variant names it.
     pub fn stages(&self) -> BTreeMap<Stage, StageKind> {
-        BTreeMap::from([
+        let mut stages = BTreeMap::from([
             (Stage::Tagger, self.tagger),
             (Stage::Reformulator, self.reformulator),
             (Stage::Entailer, self.entailer),
             (Stage::Grounder, self.grounder),
             (Stage::Segmenter, self.segmenter),
-        ])
+        ]);
+        if let Some(k) = self.knowledge {
+            stages.insert(Stage::Knowledge, k);
+        }
+        stages
+    }
+
+    /// The knowledge stage's kind (`off` when not named).
+    pub fn knowledge(&self) -> StageKind {
+        self.knowledge.unwrap_or(StageKind::Off)
     }
 }

@@ -52,6 +52,9 @@ pub struct LlmMeta {
     /// The `llm` reformulator: model, prompt id and request fields; absent when none ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reformulator: Option<LlmStageMeta>,
+    /// The `llm` knowledge stage: model, prompt id and request fields; absent when none ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge: Option<LlmStageMeta>,
     /// The `mllm` stages (tagger, entailer, grounder share one MLLM); absent when none ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mllm: Option<MllmMeta>,

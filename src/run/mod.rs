@@ -264,6 +264,7 @@ pub fn eval_run(
     let spec = VariantSpec {
         name: "eval".into(),
         description,
+        knowledge: None,
         tagger: StageKind::Replay,
         reformulator: StageKind::Replay,
         entailer: StageKind::Replay,

@@ -232,6 +232,7 @@ impl Suite {
                     "use letters, digits, '-', '_' and '.' (names become file names)",
                 ));
             }
+            check_knowledge(o, v, f.llm.is_some())?;
             let allowed: [(Stage, StageKind, &[StageKind]); 5] = [
                 (
                     Stage::Tagger,
@@ -398,6 +399,32 @@ impl Suite {
                 || [v.tagger, v.entailer, v.grounder].contains(&StageKind::Mllm)
         })
     }
+}
+
+/// The knowledge stage: `llm` (needs `[llm]` and a tagger that reads a second segment, i.e.
+/// `onnx`), `replay` (marks a replayed tagger's recorded output as knowledge-augmented) or `off`.
+fn check_knowledge(o: &str, v: &VariantSpec, has_llm: bool) -> Result<(), SuiteError> {
+    let Some(kind) = v.knowledge else {
+        return Ok(());
+    };
+    let why = match kind {
+        StageKind::Off => return Ok(()),
+        StageKind::Llm if !has_llm => "knowledge is llm but there is no [llm] section",
+        StageKind::Llm if v.tagger != StageKind::Onnx => {
+            "knowledge = \"llm\" needs tagger = \"onnx\" (the tagger reads the context as a second segment)"
+        }
+        StageKind::Llm => return Ok(()),
+        StageKind::Replay if v.tagger != StageKind::Replay => {
+            "knowledge = \"replay\" needs tagger = \"replay\" (it marks recorded tagger output as made with knowledge)"
+        }
+        StageKind::Replay => return Ok(()),
+        _ => "knowledge takes llm, replay or off",
+    };
+    Err(invalid(
+        o,
+        format!("variant {:?}: {why} (knowledge = {kind:?})", v.name),
+        "see suites/arch.toml (knowledge = \"llm\" / \"off\") and suites/default.toml (\"replay\")",
+    ))
 }
 
 /// The kinds of threshold a user sets, each checked the same way wherever it is set (suite
@@ -638,5 +665,85 @@ segmenter = "off"
         )
         .unwrap_err();
         assert!(err.contains("reformulator cannot be Mllm"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod knowledge_tests {
+    use super::*;
+
+    fn variant(knowledge: &str, tagger: &str) -> String {
+        format!(
+            r#"
+name = "x"
+[data]
+gold = {{ format = "jsonl", path = "g.jsonl" }}
+replay = {{ format = "jsonl", path = "r.jsonl" }}
+[models]
+tagger = "models/t.toml"
+[llm]
+base_url = "http://127.0.0.1:9/v1"
+model = "m"
+[[variant]]
+name = "v"
+{knowledge}
+tagger = "{tagger}"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+"#
+        )
+    }
+
+    fn parse(text: &str) -> Result<Suite, String> {
+        Suite::parse(text, "k.toml".into(), PathBuf::new()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn knowledge_is_optional_and_named_in_stages_only_when_written() {
+        let s = parse(&variant("", "onnx")).unwrap();
+        let v = &s.file.variants[0];
+        assert_eq!(v.knowledge(), StageKind::Off);
+        assert!(!v.stages().contains_key(&Stage::Knowledge));
+        let s = parse(&variant("knowledge = \"llm\"", "onnx")).unwrap();
+        assert_eq!(
+            s.file.variants[0].stages().get(&Stage::Knowledge),
+            Some(&StageKind::Llm)
+        );
+        let s = parse(&variant("knowledge = \"replay\"", "replay")).unwrap();
+        assert_eq!(s.file.variants[0].knowledge(), StageKind::Replay);
+        // The default suite marks the released (knowledge-augmented) predictions.
+        let d = Suite::default_suite().unwrap();
+        for v in &d.file.variants {
+            if v.tagger == StageKind::Replay {
+                assert_eq!(v.knowledge, Some(StageKind::Replay), "{}", v.name);
+            }
+        }
+    }
+
+    #[test]
+    fn knowledge_kinds_must_fit_the_tagger() {
+        let err = parse(&variant("knowledge = \"llm\"", "oracle")).unwrap_err();
+        assert!(
+            err.contains("variant \"v\": knowledge = \"llm\" needs tagger = \"onnx\""),
+            "{err}"
+        );
+        let err = parse(&variant("knowledge = \"replay\"", "onnx")).unwrap_err();
+        assert!(
+            err.contains("knowledge = \"replay\" needs tagger = \"replay\""),
+            "{err}"
+        );
+        let err = parse(&variant("knowledge = \"onnx\"", "onnx")).unwrap_err();
+        assert!(err.contains("knowledge takes llm, replay or off"), "{err}");
+        let no_llm = variant("knowledge = \"llm\"", "onnx").replace(
+            "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n",
+            "",
+        );
+        let err = parse(&no_llm).unwrap_err();
+        assert!(
+            err.contains("knowledge is llm but there is no [llm] section"),
+            "{err}"
+        );
     }
 }

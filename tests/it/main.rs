@@ -10,6 +10,7 @@ mod eval;
 mod fmnerg;
 mod fuzz;
 mod geometry;
+mod knowledge;
 mod llm;
 mod mllm;
 mod outcomes;

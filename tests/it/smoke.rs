@@ -112,6 +112,8 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
         );
     }
     assert!(full["model_hashes"].as_object().unwrap().len() >= 5);
+    // A suite that does not name the knowledge stage records none (results stay as before).
+    assert!(full["stages"].get("knowledge").is_none(), "{}", full["stages"]);
     // The tiny tagger tags every smoke entity; VE and VG decide GMNER.
     let m = &full["metrics"]["riveg"];
     assert_eq!(
