@@ -113,7 +113,11 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
     }
     assert!(full["model_hashes"].as_object().unwrap().len() >= 5);
     // A suite that does not name the knowledge stage records none (results stay as before).
-    assert!(full["stages"].get("knowledge").is_none(), "{}", full["stages"]);
+    assert!(
+        full["stages"].get("knowledge").is_none(),
+        "{}",
+        full["stages"]
+    );
     // The tiny tagger tags every smoke entity; VE and VG decide GMNER.
     let m = &full["metrics"]["riveg"];
     assert_eq!(
@@ -446,4 +450,53 @@ fn mllm_issues_follow_on_error_and_partial_spans_null_the_span_protocol() {
     assert_eq!(m["mner"]["predicted"], 16);
     assert_eq!(m["mner"]["correct"], 1);
     assert_eq!(m["gmner"]["correct"], 1);
+}
+
+/// An MLLM reply with no entity list: one request per tweet however many `mllm` variants ask
+/// (the error is shared too), `--on-error skip` skips the tweet in each variant and counts it,
+/// `fail` stops naming the tweet.
+#[test]
+fn mllm_errors_are_shared_per_tweet_and_follow_on_error() {
+    let server = riveg_bench::llm::MockServer::start(riveg_bench::llm::Behaviour::Content(
+        "I cannot see any named entities here.".into(),
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite_variant(dir.path(), &["mllm", "mllm-grounding"], None);
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("start_mock = true", "start_mock = false")
+        .replace("http://127.0.0.1:8089/v1", &server.base_url());
+    std::fs::write(&suite, text).unwrap();
+
+    let (code, _, stderr) = run_suite(&suite, &dir.path().join("fail"), &["--no-cache"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("tweet s1") && stderr.contains("not a JSON entity list"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let (code, r, stderr) = run_suite(
+        &suite,
+        &dir.path().join("skip"),
+        &["--no-cache", "--on-error", "skip"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let e2e = variant(&r, "mllm");
+    assert_eq!(e2e["skipped"], 8);
+    assert_eq!(e2e["skipped_items"][0]["stage"], "tagger");
+    let hybrid = variant(&r, "mllm-grounding");
+    assert_eq!(hybrid["skipped"], 8);
+    assert_eq!(hybrid["skipped_items"][0]["stage"], "entailer");
+    // Skipped tweets' gold entities count as missed.
+    assert_eq!(e2e["metrics"]["riveg"]["mner"]["gold"], 15);
+    assert_eq!(e2e["metrics"]["riveg"]["mner"]["predicted"], 0);
+    let mllm = &r["meta"]["llm"]["mllm"];
+    assert_eq!(
+        mllm["requests_sent"], 8,
+        "one request per tweet for both variants"
+    );
+    assert_eq!(mllm["errors"]["malformed_reply"], 8);
+    assert_eq!(mllm["tweets_ok"], 0);
 }
