@@ -10,7 +10,7 @@ use crate::pipeline::onnx::{OnnxEntailer, OnnxGrounder, OnnxSegmenter, OnnxTagge
 use crate::runtime::{self, Device, ModelManifest, OrtRuntime, RuntimeError, SessionConfig};
 use crate::stage::{Stage, StageKind};
 
-use super::config::{DevicePreference, LlmSection};
+use super::config::{DevicePreference, LlmSection, RuntimeSection};
 use super::slots::{AnyStage, BackendFactory, BuildError};
 
 /// What the real stages are built from (paths already resolved by the plan).
@@ -26,6 +26,8 @@ pub struct BackendConfig {
     pub llm: Option<LlmSection>,
     /// Where a prompt given as a relative path resolves from (the suite's base folder).
     pub base_dir: PathBuf,
+    /// Intra-op threads and spinning of every session.
+    pub runtime: RuntimeSection,
 }
 
 /// Builds real stages on demand.
@@ -59,6 +61,8 @@ impl DefaultBackends {
                 DevicePreference::Cuda => Device::Cuda,
                 DevicePreference::Auto => Device::Auto,
             },
+            intra_threads: self.config.runtime.threads,
+            intra_spinning: Some(self.config.runtime.spinning.unwrap_or(false)),
             ..SessionConfig::default()
         }
     }
