@@ -20,8 +20,11 @@ GOLD="../shared/datasets/twitter-gmner/v2.0"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-cargo build --release --quiet
-BIN="$ROOT/target/release/riveg-bench"
+# BIN=target/debug/riveg-bench checks the script quickly (debug figures mean nothing).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN="$ROOT/target/release/riveg-bench"
+fi
 
 cat > "$TMP/suite.toml" <<EOF
 name = "tagger-bench"
