@@ -210,6 +210,12 @@ pub struct RunArgs {
     /// The ONNX Runtime shared library (default: $ORT_DYLIB_PATH, else the one in .venv).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
+    /// Intra-op threads per ONNX session (default: the suite's [runtime] threads, else one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Whether idle ONNX Runtime threads spin (default: the suite's [runtime] spinning, else false).
+    #[arg(long)]
+    pub spinning: Option<bool>,
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
     /// Save this run as a named baseline (baselines/saved/NAME, or $RIVEG_BENCH_BASELINE_DIR).
@@ -704,6 +710,8 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         ort_library: args.ort_lib.clone(),
         progress: true,
         criterion_dir: args.criterion_dir.clone(),
+        threads: args.threads,
+        spinning: args.spinning,
     })?;
     note(format!(
         "running suite {:?} ({}), {} variants",

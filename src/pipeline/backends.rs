@@ -15,7 +15,7 @@ use crate::results::{LlmMeta, LlmStageMeta};
 use crate::runtime::{self, Device, ModelManifest, OrtRuntime, RuntimeError, SessionConfig};
 use crate::stage::{Stage, StageKind};
 
-use super::config::{DevicePreference, LlmSection, MllmSection, OnError};
+use super::config::{DevicePreference, LlmSection, MllmSection, OnError, RuntimeSection};
 use super::llm_stages::{knowledge_prompt, LlmKnowledge};
 use super::mllm_stages::{MllmEntailer, MllmGrounder, MllmTagger, SharedMllm};
 use super::slots::{AnyStage, BackendFactory, BuildError};
@@ -39,6 +39,8 @@ pub struct BackendConfig {
     pub warmup: usize,
     /// Where a prompt given as a relative path resolves from (the suite's base folder).
     pub base_dir: PathBuf,
+    /// Intra-op threads and spinning of every session.
+    pub runtime: RuntimeSection,
 }
 
 /// Builds real stages on demand.
@@ -81,6 +83,8 @@ impl DefaultBackends {
                 DevicePreference::Cuda => Device::Cuda,
                 DevicePreference::Auto => Device::Auto,
             },
+            intra_threads: self.config.runtime.threads,
+            intra_spinning: Some(self.config.runtime.spinning.unwrap_or(false)),
             ..SessionConfig::default()
         }
     }

@@ -245,3 +245,15 @@ impl VariantSpec {
         self.knowledge.unwrap_or(StageKind::Off)
     }
 }
+
+/// ONNX Runtime thread settings of a suite (`[runtime]`), overridable from the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Intra-op threads per session; unset: one per core (ONNX Runtime's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Whether idle intra-op threads spin; unset: off (see `runtime::SessionConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spinning: Option<bool>,
+}

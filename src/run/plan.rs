@@ -38,6 +38,10 @@ pub struct RunRequest {
     pub progress: bool,
     /// criterion's output folder for the report's benchmark figure.
     pub criterion_dir: Option<PathBuf>,
+    /// Overrides the suite's `[runtime] threads`.
+    pub threads: Option<usize>,
+    /// Overrides the suite's `[runtime] spinning`.
+    pub spinning: Option<bool>,
 }
 
 /// A validated plan: the suite with only the variants to run, and every choice resolved.
@@ -72,6 +76,18 @@ impl RunPlan {
 
     /// Resolves the plan for an already loaded suite (`req.suite` is ignored).
     pub fn for_suite(mut suite: Suite, req: RunRequest) -> Result<RunPlan, RunError> {
+        if let Some(t) = req.threads {
+            if t == 0 {
+                return Err(RunError::Plan {
+                    what: "--threads 0".into(),
+                    hint: "give at least one thread, or leave it out (one per core)".into(),
+                });
+            }
+            suite.file.runtime.threads = Some(t);
+        }
+        if let Some(s) = req.spinning {
+            suite.file.runtime.spinning = Some(s);
+        }
         if !req.variants.is_empty() {
             let known: Vec<&str> = suite
                 .file
@@ -146,6 +162,7 @@ impl RunPlan {
             on_error: self.on_error,
             warmup: f.settings.warmup,
             base_dir: self.suite.base_dir.clone(),
+            runtime: f.runtime,
         }
     }
 
@@ -263,5 +280,28 @@ mod tests {
         assert_eq!(back.file.variants.len(), 1);
         assert_eq!(back.file.variants[0].name, first);
         assert_eq!(back.file.settings, plan.suite.file.settings);
+    }
+
+    #[test]
+    fn thread_settings_override_the_suite_and_reach_the_backends() {
+        let req = RunRequest {
+            out_dir: Some(PathBuf::from("/nonexistent")),
+            threads: Some(1),
+            spinning: Some(true),
+            ..RunRequest::default()
+        };
+        let plan = RunPlan::for_suite(Suite::default_suite().unwrap(), req).unwrap();
+        let rt = plan.backend_config().runtime;
+        assert_eq!((rt.threads, rt.spinning), (Some(1), Some(true)));
+        assert!(plan.plan_toml().unwrap().contains("[runtime]"));
+        let zero = RunRequest {
+            out_dir: Some(PathBuf::from("/nonexistent")),
+            threads: Some(0),
+            ..RunRequest::default()
+        };
+        let err = RunPlan::for_suite(Suite::default_suite().unwrap(), zero)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--threads 0"), "{err}");
     }
 }

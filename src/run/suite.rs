@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::config::{LlmSection, MllmSection, OnError, ReplayMissing, VariantSpec};
+use crate::pipeline::config::{
+    LlmSection, MllmSection, OnError, ReplayMissing, RuntimeSection, VariantSpec,
+};
 use crate::stage::{Stage, StageKind};
 
 /// The compiled-in default suite (replays RiVEG's released outputs; no models, images or network).
@@ -127,6 +129,9 @@ pub struct SuiteFile {
     pub mllm: Option<MllmSection>,
     #[serde(default)]
     pub settings: Settings,
+    /// ONNX Runtime threads and spinning (`[runtime]`).
+    #[serde(default, skip_serializing_if = "is_default_runtime")]
+    pub runtime: RuntimeSection,
     #[serde(rename = "variant")]
     pub variants: Vec<VariantSpec>,
 }
@@ -457,6 +462,10 @@ impl Threshold {
             "thresholds are fractions (the published protocols use 0.5), not percentages".into(),
         ))
     }
+}
+
+fn is_default_runtime(r: &RuntimeSection) -> bool {
+    *r == RuntimeSection::default()
 }
 
 /// Letters, digits, `-`, `_`, `.`; not empty and not `.`/`..` (safe as a file name).
