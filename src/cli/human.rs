@@ -114,7 +114,7 @@ pub fn render_run(results: &crate::results::RunResults) -> String {
         use crate::pipeline::stages::Stage::*;
         let r = v.metrics.riveg.as_ref();
         let mut row = vec![
-            v.name.clone(),
+            v.key(),
             kind(Tagger),
             kind(Reformulator),
             kind(Entailer),

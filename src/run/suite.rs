@@ -601,6 +601,121 @@ segmenter = "off"
 }
 
 #[cfg(test)]
+mod dataset_tests {
+    use super::*;
+
+    const VARIANTS: &str = r#"
+[[variant]]
+name = "a"
+tagger = "oracle"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+
+[[variant]]
+name = "b"
+tagger = "replay"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+"#;
+
+    fn parse(head: &str) -> Result<Suite, String> {
+        Suite::parse(
+            &format!("name = \"x\"\n{head}\n{VARIANTS}"),
+            "x.toml".into(),
+            PathBuf::new(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    const TWO: &str = r#"
+[[dataset]]
+name = "one"
+gold = { format = "jsonl", path = "g1.jsonl" }
+replay = { format = "jsonl", path = "r1.jsonl" }
+tasks = ["mner", "eeg", "gmner", "fmnerg"]
+not_scored = { smner = "no masks" }
+
+[[dataset]]
+name = "two"
+gold = { format = "jsonl", path = "g2.jsonl" }
+variants = ["a"]
+"#;
+
+    #[test]
+    fn datasets_parse_and_say_which_variants_apply() {
+        let s = parse(TWO).unwrap();
+        let d = s.datasets();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].name.as_deref(), Some("one"));
+        assert!(d[0].applies_to("a") && d[0].applies_to("b"));
+        assert!(d[1].applies_to("a") && !d[1].applies_to("b"));
+        assert_eq!(d[0].tasks[3], Task::Fmnerg);
+        assert_eq!(d[0].not_scored[&Task::Smner], "no masks");
+        // The plan written to the run directory parses back to the same suite.
+        let text = toml::to_string(&s.file).unwrap();
+        let back = Suite::parse(&text, "plan".into(), PathBuf::new()).unwrap();
+        assert_eq!(back.file, s.file);
+    }
+
+    #[test]
+    fn a_replay_variant_needs_a_recording_on_every_dataset_it_runs_on() {
+        let err = parse(&TWO.replace("variants = [\"a\"]", "")).unwrap_err();
+        assert!(
+            err.contains("variant \"b\": tagger is replay but dataset two has no replay source"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_dataset_tables_are_named() {
+        let cases = [
+            (
+                format!("[data]\ngold = {{ format = \"jsonl\", path = \"g.jsonl\" }}\n{TWO}"),
+                "both [data] and [[dataset]] are set",
+            ),
+            (String::new(), "no data: neither [data] nor [[dataset]]"),
+            (
+                TWO.replace("name = \"two\"", "name = \"one\""),
+                "dataset name \"one\" is used twice",
+            ),
+            (
+                TWO.replace("name = \"two\"", "name = \"../two\""),
+                "dataset name \"../two\" is not a plain name",
+            ),
+            (
+                TWO.replace("variants = [\"a\"]", "variants = [\"c\"]"),
+                "dataset two: no variant named \"c\"",
+            ),
+            (
+                TWO.replace("\"mner\", \"eeg\", \"gmner\", ", "\"mner\", \"eeg\", "),
+                "dataset one: tasks leaves out gmner",
+            ),
+        ];
+        for (head, want) in cases {
+            let err = parse(&head).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+            assert!(err.contains("x.toml") && err.contains("hint:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn selecting_variants_drops_the_datasets_none_of_them_runs_on() {
+        let mut s = parse(TWO).unwrap();
+        s.retain_variants(&["b".to_string()]).unwrap();
+        let names: Vec<_> = s.datasets().iter().map(|d| d.label().to_string()).collect();
+        assert_eq!(names, ["one"]);
+        let mut s =
+            parse(&TWO.replace("name = \"one\"", "name = \"one\"\nvariants = [\"a\"]")).unwrap();
+        let err = s.retain_variants(&["b".to_string()]).unwrap_err();
+        assert!(err.contains("none of the selected variants"), "{err}");
+    }
+}
+
+#[cfg(test)]
 mod name_tests {
     use super::*;
 

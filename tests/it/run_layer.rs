@@ -174,6 +174,17 @@ fn a_variant_run_in_shards_merges_to_the_variant_run() {
 }
 
 #[test]
+fn a_compat_run_in_shards_merges_with_the_same_scorer() {
+    // merge re-scores with the plan's settings: a lost `compat` would change the metrics
+    // (results.json's `metrics.riveg.compat` names the scorer and its quirks).
+    assert_shards_merge_to_the_whole(
+        None,
+        &["--variant", "replay", "--compat", "riveg-initial"],
+        2,
+    );
+}
+
+#[test]
 fn every_suite_in_the_repo_merges_from_shards() {
     assert_shards_merge_to_the_whole(None, &[], 2);
     for entry in std::fs::read_dir(root().join("suites")).unwrap() {
