@@ -75,30 +75,24 @@ pub fn render_eval(r: &EvalReport) -> String {
 /// The short human summary of a run: one row per variant.
 pub fn render_run(results: &crate::results::RunResults) -> String {
     let mut b = tabled::builder::Builder::default();
-    // Optional task columns appear when any variant has them.
-    type Task = fn(&crate::metrics::EvalReport) -> Option<crate::metrics::Prf>;
-    let optional: Vec<(&str, Task)> = [
-        (
-            "FMNERG F1",
-            (|r: &crate::metrics::EvalReport| r.fmnerg) as Task,
-        ),
-        ("SMNER F1", |r: &crate::metrics::EvalReport| r.smner),
-    ]
-    .into_iter()
-    .filter(|(_, f)| {
-        results
-            .variants
-            .iter()
-            .any(|v| v.metrics.riveg.as_ref().and_then(f).is_some())
-    })
-    .collect();
-    let mut header: Vec<String> = [
-        "variant", "tagger", "reform.", "VE", "VG", "seg.", "MNER F1", "EEG F1", "GMNER F1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    header.extend(optional.iter().map(|(n, _)| n.to_string()));
+    // One F1 column per compact task ([`Task::HEADLINE`]): MNER, EEG and GMNER always, the
+    // others when any variant scored them.
+    use crate::task::Task;
+    let tasks: Vec<Task> = Task::HEADLINE
+        .into_iter()
+        .filter(|t| {
+            t.always_scored()
+                || results
+                    .variants
+                    .iter()
+                    .any(|v| v.metrics.riveg.as_ref().and_then(|r| r.task(*t)).is_some())
+        })
+        .collect();
+    let mut header: Vec<String> = ["variant", "tagger", "reform.", "VE", "VG", "seg."]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    header.extend(tasks.iter().map(|t| format!("{} F1", t.short_label())));
     header.extend(["span GMNER F1".to_string(), "skipped".to_string()]);
     b.push_record(header);
     let pct = |x: Option<f64>| {
@@ -120,20 +114,17 @@ pub fn render_run(results: &crate::results::RunResults) -> String {
         use crate::pipeline::stages::Stage::*;
         let r = v.metrics.riveg.as_ref();
         let mut row = vec![
-            v.name.clone(),
+            v.key(),
             kind(Tagger),
             kind(Reformulator),
             kind(Entailer),
             kind(Grounder),
             kind(Segmenter),
-            pct(r.map(|r| r.mner.f1)),
-            pct(r.map(|r| r.eeg.f1)),
-            pct(r.map(|r| r.gmner.f1)),
         ];
         row.extend(
-            optional
+            tasks
                 .iter()
-                .map(|(_, f)| pct(r.and_then(f).map(|p| p.f1))),
+                .map(|t| pct(r.and_then(|r| r.task(*t)).map(|p| p.f1))),
         );
         row.push(pct(v.metrics.span.as_ref().map(|s| s.gmner.f1)));
         row.push(v.skipped.to_string());

@@ -227,6 +227,10 @@ pub struct RunArgs {
     /// criterion's output folder for the report's throughput/latency figure.
     #[arg(long)]
     pub criterion_dir: Option<PathBuf>,
+    /// Score every variant like a published scorer, quirks included (overrides the suite's
+    /// `settings.compat`; merge keeps it).
+    #[arg(long, value_enum)]
+    pub compat: Option<crate::metrics::Compat>,
 }
 
 #[derive(Debug, Args)]
@@ -712,6 +716,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         criterion_dir: args.criterion_dir.clone(),
         threads: args.threads,
         spinning: args.spinning,
+        compat: args.compat,
     })?;
     note(format!(
         "running suite {:?} ({}), {} variants",

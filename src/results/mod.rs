@@ -4,8 +4,11 @@
 //! ```text
 //! {"suite": NAME, "run_id": ..., "meta": {...},
 //!  "variants": [{"name", "description", "stages": {"tagger": S, ...}, "metrics": {"riveg": M, "span": M|null},
-//!                "not_applicable": {"span": reason}, "timings": {...}, "skipped": N, ...}]}
+//!                "not_applicable": {"span": reason}, "timings": {...}, "skipped": N, ...,
+//!                "dataset": NAME, "not_scored": {"fmnerg": reason}}]}
 //! ```
+//! A suite with several datasets (`[[dataset]]`) has one entry per (variant, dataset), named by
+//! `dataset`; a `[data]` suite's entries have no `dataset` (older results read the same way).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -138,6 +141,20 @@ pub struct VariantResult {
     pub predictions: String,
     /// Tweets scored.
     pub tweets: usize,
+    /// The suite's `[[dataset]]` this entry ran on; absent for a `[data]` suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Task key → why the dataset's results do not score it (the suite's `not_scored`, and the
+    /// tasks its `tasks` list leaves out or its data does not allow).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_scored: BTreeMap<String, String>,
+}
+
+impl VariantResult {
+    /// The entry's key: the variant name, or `<dataset>/<variant>` (see `RunDir::entry_key`).
+    pub fn key(&self) -> String {
+        RunDir::entry_key(self.dataset.as_deref(), &self.name)
+    }
 }
 
 /// The whole `results.json`.
@@ -191,8 +208,33 @@ impl RunResults {
         })
     }
 
-    pub fn variant(&self, name: &str) -> Option<&VariantResult> {
-        self.variants.iter().find(|v| v.name == name)
+    /// The entry with this key (the variant name, or `<dataset>/<variant>`).
+    pub fn variant(&self, key: &str) -> Option<&VariantResult> {
+        self.variants.iter().find(|v| v.key() == key)
+    }
+
+    /// The datasets of the entries, in first-seen order (`[None]` for a `[data]` suite).
+    pub fn datasets(&self) -> Vec<Option<String>> {
+        let mut out: Vec<Option<String>> = Vec::new();
+        for v in &self.variants {
+            if !out.contains(&v.dataset) {
+                out.push(v.dataset.clone());
+            }
+        }
+        out
+    }
+
+    /// The results of one dataset's entries only (for per-dataset report sections).
+    pub fn for_dataset(&self, dataset: Option<&str>) -> RunResults {
+        RunResults {
+            variants: self
+                .variants
+                .iter()
+                .filter(|v| v.dataset.as_deref() == dataset)
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
     }
 }
 

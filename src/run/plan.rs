@@ -42,6 +42,9 @@ pub struct RunRequest {
     pub threads: Option<usize>,
     /// Overrides the suite's `[runtime] spinning`.
     pub spinning: Option<bool>,
+    /// Overrides the suite's `settings.compat` (recorded in the plan's suite.toml, so `merge`
+    /// scores the same way).
+    pub compat: Option<crate::metrics::Compat>,
 }
 
 /// A validated plan: the suite with only the variants to run, and every choice resolved.
@@ -102,16 +105,16 @@ impl RunPlan {
                 });
             }
             suite
-                .file
-                .variants
-                .retain(|v| req.variants.contains(&v.name));
+                .retain_variants(&req.variants)
+                .map_err(|what| RunError::Plan {
+                    what,
+                    hint: "pick variants listed in some [[dataset]]'s `variants`".into(),
+                })?;
         }
-        let eval = EvalOptions {
-            protocol: Protocol::Riveg,
-            iou_threshold: suite.file.settings.iou,
-            mask_iou_threshold: suite.file.settings.mask_iou,
-            compat: None,
-        };
+        if req.compat.is_some() {
+            suite.file.settings.compat = req.compat;
+        }
+        let eval = eval_options(&suite.file.settings);
         let started_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -185,6 +188,17 @@ impl RunPlan {
         );
         text.push_str(&body);
         Ok(text)
+    }
+}
+
+/// The scoring options of a suite's settings (run and merge score alike; the protocol is set
+/// per call by [`super::score`]).
+pub fn eval_options(settings: &super::suite::Settings) -> EvalOptions {
+    EvalOptions {
+        protocol: Protocol::Riveg,
+        iou_threshold: settings.iou,
+        mask_iou_threshold: settings.mask_iou,
+        compat: settings.compat,
     }
 }
 

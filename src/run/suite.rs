@@ -11,6 +11,7 @@ use crate::pipeline::config::{
     LlmSection, MllmSection, OnError, ReplayMissing, RuntimeSection, VariantSpec,
 };
 use crate::stage::{Stage, StageKind};
+use crate::task::Task;
 
 /// The compiled-in default suite (replays RiVEG's released outputs; no models, images or network).
 pub const DEFAULT_SUITE: &str = include_str!("../../suites/default.toml");
@@ -49,9 +50,14 @@ pub struct Source {
     pub boxes: Option<PathBuf>,
 }
 
+/// A dataset: the suite's `[data]` (one implicit dataset, no name) or one of its
+/// `[[dataset]]` tables (a name, and optionally which variants and tasks apply).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
+    /// The dataset's name (`[[dataset]]` only): results.json's `dataset`, file and section names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub gold: Source,
     /// Folder with the tweets' images (`<id>.jpg`); needed by stages that read pixels.
     #[serde(default)]
@@ -62,6 +68,28 @@ pub struct DataSection {
     /// Score only the first N tweets (quick runs).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// The variants that run on this dataset (empty: all of the suite's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<String>,
+    /// The tasks scored on this dataset (empty: every task its data allows); a task left out
+    /// is removed from the results with a reason in `not_scored`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<Task>,
+    /// Task → why it is not scored on this dataset (said in results.json and the report).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_scored: BTreeMap<Task, String>,
+}
+
+impl DataSection {
+    /// Whether variant `name` runs on this dataset.
+    pub fn applies_to(&self, name: &str) -> bool {
+        self.variants.is_empty() || self.variants.iter().any(|v| v == name)
+    }
+
+    /// The name people read (`[data]` for the implicit dataset).
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or("[data]")
+    }
 }
 
 /// Run-wide settings.
@@ -88,6 +116,11 @@ pub struct Settings {
     /// ungroundable / no box), counted in the results.
     #[serde(default)]
     pub replay_missing: ReplayMissing,
+    /// Score every variant the way a published scorer does, quirks included (`riveg-initial`,
+    /// `h-index`, `fmnerg`; `run --compat` overrides it). The compat report takes its
+    /// protocol's slot in results.json and names the quirks (`metrics.<protocol>.compat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<crate::metrics::Compat>,
 }
 
 fn default_threshold() -> f64 {
@@ -107,6 +140,7 @@ impl Default for Settings {
             cache_dir: None,
             warmup: 1,
             replay_missing: ReplayMissing::Error,
+            compat: None,
         }
     }
 }
@@ -118,7 +152,12 @@ pub struct SuiteFile {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    pub data: DataSection,
+    /// One implicit dataset; a suite has either `[data]` or `[[dataset]]` tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataSection>,
+    /// Several named datasets; every variant runs on every dataset it applies to.
+    #[serde(default, rename = "dataset", skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<DataSection>,
     /// Stage → model manifest (`models/*.toml`), for `onnx` stages.
     #[serde(default)]
     pub models: BTreeMap<Stage, PathBuf>,
@@ -221,6 +260,7 @@ impl Suite {
                 "add at least one variant (see suites/default.toml)",
             ));
         }
+        self.validate_datasets()?;
         let mut names = std::collections::HashSet::new();
         for v in &f.variants {
             if !names.insert(v.name.as_str()) {
@@ -310,16 +350,23 @@ impl Suite {
                         ),
                     ));
                 }
-                if kind == StageKind::Replay && f.data.replay.is_none() {
-                    return Err(invalid(
-                        o,
-                        format!(
-                            "variant {:?}: {} is replay but [data.replay] is not set",
-                            v.name,
-                            stage.name()
-                        ),
-                        "point [data.replay] at recorded outputs (e.g. format = \"riveg-ofa\")",
-                    ));
+                if kind == StageKind::Replay {
+                    if let Some(d) = self
+                        .datasets()
+                        .into_iter()
+                        .find(|d| d.applies_to(&v.name) && d.replay.is_none())
+                    {
+                        return Err(invalid(
+                            o,
+                            format!(
+                                "variant {:?}: {} is replay but dataset {} has no replay source",
+                                v.name,
+                                stage.name(),
+                                d.label()
+                            ),
+                            "set its `replay` to recorded outputs (e.g. format = \"riveg-ofa\"), or leave the variant out of the dataset's `variants`",
+                        ));
+                    }
                 }
                 if kind == StageKind::Llm && f.llm.is_none() {
                     return Err(invalid(
@@ -391,6 +438,120 @@ impl Suite {
         ] {
             kind.check(name, value)
                 .map_err(|(what, hint)| invalid(o, what, hint))?;
+        }
+        Ok(())
+    }
+
+    /// The suite's datasets: its `[[dataset]]` tables, or the one implicit dataset of `[data]`.
+    pub fn datasets(&self) -> Vec<&DataSection> {
+        match &self.file.data {
+            Some(d) => vec![d],
+            None => self.file.datasets.iter().collect(),
+        }
+    }
+
+    /// One of `[data]` or `[[dataset]]`; dataset names plain and unique; `variants` lists
+    /// name variants of the suite.
+    fn validate_datasets(&self) -> Result<(), SuiteError> {
+        let f = &self.file;
+        let o = &self.origin;
+        match (&f.data, f.datasets.is_empty()) {
+            (None, true) => {
+                return Err(invalid(
+                    o,
+                    "no data: neither [data] nor [[dataset]]",
+                    "add [data] with gold (see suites/default.toml) or [[dataset]] tables (see suites/smoke.toml)",
+                ))
+            }
+            (Some(_), false) => {
+                return Err(invalid(
+                    o,
+                    "both [data] and [[dataset]] are set",
+                    "use [data] for one dataset, or name each dataset in a [[dataset]] table",
+                ))
+            }
+            (Some(d), true) if d.name.is_some() || !d.variants.is_empty() => {
+                return Err(invalid(
+                    o,
+                    "[data] takes no name or variants",
+                    "name datasets and choose their variants in [[dataset]] tables",
+                ))
+            }
+            _ => {}
+        }
+        let mut seen = std::collections::HashSet::new();
+        for d in &f.datasets {
+            let Some(name) = d.name.as_deref() else {
+                return Err(invalid(
+                    o,
+                    "a [[dataset]] has no name",
+                    "give each [[dataset]] a plain name (name = \"gmner\")",
+                ));
+            };
+            if !is_plain_name(name) {
+                return Err(invalid(
+                    o,
+                    format!("dataset name {name:?} is not a plain name"),
+                    "use letters, digits, '-', '_' and '.' (names become folder names)",
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(invalid(
+                    o,
+                    format!("dataset name {name:?} is used twice"),
+                    "dataset names must be unique",
+                ));
+            }
+        }
+        for d in self.datasets() {
+            if let Some(t) = Task::ALL
+                .into_iter()
+                .find(|t| t.always_scored() && !d.tasks.is_empty() && !d.tasks.contains(t))
+            {
+                return Err(invalid(
+                    o,
+                    format!("dataset {}: tasks leaves out {}", d.label(), t.key()),
+                    "MNER, EEG and GMNER are always scored; list them too, or leave `tasks` out",
+                ));
+            }
+            if let Some(bad) = d
+                .variants
+                .iter()
+                .find(|n| !f.variants.iter().any(|v| &v.name == *n))
+            {
+                return Err(invalid(
+                    o,
+                    format!("dataset {}: no variant named {bad:?}", d.label()),
+                    format!(
+                        "the suite's variants: {}",
+                        f.variants
+                            .iter()
+                            .map(|v| v.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps only the variants named in `keep` (`run --variant`), and the datasets some kept
+    /// variant applies to; `Err` with the dataset-free message when none is left.
+    pub fn retain_variants(&mut self, keep: &[String]) -> Result<(), String> {
+        let f = &mut self.file;
+        f.variants.retain(|v| keep.contains(&v.name));
+        // An explicit list keeps its kept names; one left empty would mean "all", so that
+        // dataset goes instead.
+        f.datasets.retain_mut(|d| {
+            if d.variants.is_empty() {
+                return true;
+            }
+            d.variants.retain(|n| keep.contains(n));
+            !d.variants.is_empty()
+        });
+        if f.data.is_none() && f.datasets.is_empty() {
+            return Err("none of the selected variants runs on any dataset of the suite".into());
         }
         Ok(())
     }
@@ -530,6 +691,121 @@ segmenter = "off"
             .unwrap_err()
             .to_string();
         assert!(err.contains("reformulator cannot be Onnx"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod dataset_tests {
+    use super::*;
+
+    const VARIANTS: &str = r#"
+[[variant]]
+name = "a"
+tagger = "oracle"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+
+[[variant]]
+name = "b"
+tagger = "replay"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+"#;
+
+    fn parse(head: &str) -> Result<Suite, String> {
+        Suite::parse(
+            &format!("name = \"x\"\n{head}\n{VARIANTS}"),
+            "x.toml".into(),
+            PathBuf::new(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    const TWO: &str = r#"
+[[dataset]]
+name = "one"
+gold = { format = "jsonl", path = "g1.jsonl" }
+replay = { format = "jsonl", path = "r1.jsonl" }
+tasks = ["mner", "eeg", "gmner", "fmnerg"]
+not_scored = { smner = "no masks" }
+
+[[dataset]]
+name = "two"
+gold = { format = "jsonl", path = "g2.jsonl" }
+variants = ["a"]
+"#;
+
+    #[test]
+    fn datasets_parse_and_say_which_variants_apply() {
+        let s = parse(TWO).unwrap();
+        let d = s.datasets();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].name.as_deref(), Some("one"));
+        assert!(d[0].applies_to("a") && d[0].applies_to("b"));
+        assert!(d[1].applies_to("a") && !d[1].applies_to("b"));
+        assert_eq!(d[0].tasks[3], Task::Fmnerg);
+        assert_eq!(d[0].not_scored[&Task::Smner], "no masks");
+        // The plan written to the run directory parses back to the same suite.
+        let text = toml::to_string(&s.file).unwrap();
+        let back = Suite::parse(&text, "plan".into(), PathBuf::new()).unwrap();
+        assert_eq!(back.file, s.file);
+    }
+
+    #[test]
+    fn a_replay_variant_needs_a_recording_on_every_dataset_it_runs_on() {
+        let err = parse(&TWO.replace("variants = [\"a\"]", "")).unwrap_err();
+        assert!(
+            err.contains("variant \"b\": tagger is replay but dataset two has no replay source"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_dataset_tables_are_named() {
+        let cases = [
+            (
+                format!("[data]\ngold = {{ format = \"jsonl\", path = \"g.jsonl\" }}\n{TWO}"),
+                "both [data] and [[dataset]] are set",
+            ),
+            (String::new(), "no data: neither [data] nor [[dataset]]"),
+            (
+                TWO.replace("name = \"two\"", "name = \"one\""),
+                "dataset name \"one\" is used twice",
+            ),
+            (
+                TWO.replace("name = \"two\"", "name = \"../two\""),
+                "dataset name \"../two\" is not a plain name",
+            ),
+            (
+                TWO.replace("variants = [\"a\"]", "variants = [\"c\"]"),
+                "dataset two: no variant named \"c\"",
+            ),
+            (
+                TWO.replace("\"mner\", \"eeg\", \"gmner\", ", "\"mner\", \"eeg\", "),
+                "dataset one: tasks leaves out gmner",
+            ),
+        ];
+        for (head, want) in cases {
+            let err = parse(&head).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+            assert!(err.contains("x.toml") && err.contains("hint:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn selecting_variants_drops_the_datasets_none_of_them_runs_on() {
+        let mut s = parse(TWO).unwrap();
+        s.retain_variants(&["b".to_string()]).unwrap();
+        let names: Vec<_> = s.datasets().iter().map(|d| d.label().to_string()).collect();
+        assert_eq!(names, ["one"]);
+        let mut s =
+            parse(&TWO.replace("name = \"one\"", "name = \"one\"\nvariants = [\"a\"]")).unwrap();
+        let err = s.retain_variants(&["b".to_string()]).unwrap_err();
+        assert!(err.contains("none of the selected variants"), "{err}");
     }
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod compare;
 mod compat;
+mod datasets;
 mod eval;
 mod fmnerg;
 mod fuzz;

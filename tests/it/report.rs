@@ -118,6 +118,8 @@ pub fn variant(
         replay_missing: 0,
         predictions: format!("predictions/{name}.jsonl"),
         tweets: report.per_tweet.ids.len(),
+        dataset: None,
+        not_scored: BTreeMap::new(),
     }
 }
 

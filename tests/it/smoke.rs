@@ -1,7 +1,9 @@
 //! The smoke suite end to end through the binary: every real stage (ort on the tiny models,
 //! tokenizers, the LLM over HTTP to the mock server the suite starts on 127.0.0.1), the stage
 //! cache (a re-run computes nothing; the 8-variant matrix costs at most 1.5x the model calls of
-//! one full run), and missing images under both error policies.
+//! one full run), and missing images under both error policies. The smoke suite runs three
+//! datasets (`gmner`, `fmnerg`, `smner`); the checks of one dataset's numbers use `smner`, the
+//! original smoke data (boxes and masks); tests/it/datasets.rs covers the datasets themselves.
 
 use std::path::{Path, PathBuf};
 
@@ -28,21 +30,28 @@ fn run_suite(suite: &Path, out: &Path, extra: &[&str]) -> (i32, serde_json::Valu
     (o.status.code().unwrap_or(-1), json, stderr)
 }
 
-/// A copy of the smoke suite with absolute paths, only the given variants, and edits.
-fn suite_variant(dir: &Path, keep: &[&str], images: Option<&Path>) -> PathBuf {
+/// A copy of the smoke suite with absolute paths, only the given variants and datasets (empty:
+/// all), and edits.
+fn suite_variant(dir: &Path, keep: &[&str], datasets: &[&str], images: Option<&Path>) -> PathBuf {
     let text = std::fs::read_to_string(root().join("suites/smoke.toml")).unwrap();
     let mut v: toml::Value = toml::from_str(&text).unwrap();
     let abs = |p: &str| root().join(p).to_string_lossy().into_owned();
-    let data = v["data"].as_table_mut().unwrap();
-    for key in ["gold", "replay"] {
-        let src = data[key].as_table_mut().unwrap();
-        let p = src["path"].as_str().unwrap().to_string();
-        src.insert("path".into(), abs(&p).into());
+    let all = v["dataset"].as_array_mut().unwrap();
+    if !datasets.is_empty() {
+        all.retain(|d| datasets.contains(&d["name"].as_str().unwrap()));
     }
-    let img = images
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| abs("tests/fixtures/smoke/images"));
-    data.insert("images".into(), img.into());
+    for data in all.iter_mut() {
+        let data = data.as_table_mut().unwrap();
+        for key in ["gold", "replay"] {
+            let src = data[key].as_table_mut().unwrap();
+            let p = src["path"].as_str().unwrap().to_string();
+            src.insert("path".into(), abs(&p).into());
+        }
+        let img = images
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| abs("tests/fixtures/smoke/images"));
+        data.insert("images".into(), img.into());
+    }
     for (_, p) in v["models"].as_table_mut().unwrap().iter_mut() {
         *p = abs(p.as_str().unwrap()).into();
     }
@@ -55,12 +64,13 @@ fn suite_variant(dir: &Path, keep: &[&str], images: Option<&Path>) -> PathBuf {
     p
 }
 
+/// The entry of variant `name` on the `smner` dataset (the original smoke data).
 fn variant<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     r["variants"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["name"] == name)
+        .find(|v| v["name"] == name && v["dataset"] == "smner")
         .unwrap()
 }
 
@@ -94,7 +104,11 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(r["suite"], "smoke");
     assert_eq!(r["meta"]["execution_provider"], "cpu");
-    assert_eq!(r["variants"].as_array().unwrap().len(), 11);
+    assert_eq!(
+        r["variants"].as_array().unwrap().len(),
+        11 * 3,
+        "8 RiVEG + 3 MLLM variants x 3 datasets"
+    );
     let full = variant(&r, "full");
     for (stage, kind) in [
         ("tagger", "onnx"),
@@ -141,23 +155,21 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
         1.0
     );
     // Predictions carry LLM expansions in the paper's format.
-    let preds = std::fs::read_to_string(out.join("predictions/full.jsonl")).unwrap();
+    let preds = std::fs::read_to_string(out.join("predictions/smner/full.jsonl")).unwrap();
     assert!(
         preds.contains("\"expansion\":\"Angelina Jolie(PER)-"),
         "{preds}"
     );
-    assert!(out.join("summary.md").is_file() && out.join("ablation.png").is_file());
+    assert!(out.join("summary.md").is_file() && out.join("smner/ablation.png").is_file());
     // `report` rewrites the same bytes from the run directory (latency samples included).
-    let before: Vec<Vec<u8>> = ["summary.md", "latency.png", "ablation.png"]
+    let files = ["summary.md", "smner/latency.png", "gmner/ablation.png"];
+    let before: Vec<Vec<u8>> = files
         .iter()
         .map(|f| std::fs::read(out.join(f)).unwrap())
         .collect();
     let o = bin().args(["report", path_str(&out)]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for (f, b) in ["summary.md", "latency.png", "ablation.png"]
-        .iter()
-        .zip(before)
-    {
+    for (f, b) in files.iter().zip(before) {
         assert!(
             std::fs::read(out.join(f)).unwrap() == b,
             "{f} differs after `report`"
@@ -182,14 +194,15 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
     }
 
     // Cost of the matrix: model calls of the 8 RiVEG variants (cold) vs the full variant alone
-    // (cold); the MLLM variants and hybrids are costed in `mllm_variants_share_one_request_per_tweet`.
+    // (cold), on every dataset; the MLLM variants and hybrids are costed in
+    // `mllm_variants_share_one_request_per_tweet`.
     let mut r = r;
     r["variants"]
         .as_array_mut()
         .unwrap()
         .retain(|v| !v["name"].as_str().unwrap().starts_with("mllm"));
-    assert_eq!(r["variants"].as_array().unwrap().len(), 8);
-    let only_full = suite_variant(dir.path(), &["full"], None);
+    assert_eq!(r["variants"].as_array().unwrap().len(), 8 * 3);
+    let only_full = suite_variant(dir.path(), &["full"], &[], None);
     let (code, rf, stderr) = run_suite(&only_full, &dir.path().join("full-only"), &["--no-cache"]);
     assert_eq!(code, 0, "{stderr}");
     // The expensive, query-independent work is shared: the LLM reformulates each entity once
@@ -232,7 +245,7 @@ fn missing_image_fails_or_is_skipped_and_counted() {
             std::fs::copy(&p, images.join(p.file_name().unwrap())).unwrap();
         }
     }
-    let suite = suite_variant(dir.path(), &["full", "replay"], Some(&images));
+    let suite = suite_variant(dir.path(), &["full", "replay"], &["smner"], Some(&images));
     let (code, _, stderr) = run_suite(&suite, &dir.path().join("fail"), &["--no-cache"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -267,7 +280,7 @@ fn missing_image_fails_or_is_skipped_and_counted() {
 #[test]
 fn unreachable_llm_endpoint_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let suite = suite_variant(dir.path(), &["full"], None);
+    let suite = suite_variant(dir.path(), &["full"], &["smner"], None);
     // Point the LLM at a closed loopback port instead of the mock.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -301,6 +314,7 @@ fn mllm_variants_share_one_request_per_tweet() {
     let suite = suite_variant(
         dir.path(),
         &["mllm", "mllm-entities", "mllm-grounding"],
+        &["smner"],
         None,
     );
     let (code, r, stderr) = run_suite(
@@ -414,7 +428,7 @@ fn mllm_issues_follow_on_error_and_partial_spans_null_the_span_protocol() {
         riveg_bench::llm::MockServer::start(riveg_bench::llm::Behaviour::Content(reply.into()))
             .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let suite = suite_variant(dir.path(), &["mllm"], None);
+    let suite = suite_variant(dir.path(), &["mllm"], &["smner"], None);
     let text = std::fs::read_to_string(&suite)
         .unwrap()
         .replace("start_mock = true", "start_mock = false")
@@ -462,7 +476,7 @@ fn mllm_errors_are_shared_per_tweet_and_follow_on_error() {
     ))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let suite = suite_variant(dir.path(), &["mllm", "mllm-grounding"], None);
+    let suite = suite_variant(dir.path(), &["mllm", "mllm-grounding"], &["smner"], None);
     let text = std::fs::read_to_string(&suite)
         .unwrap()
         .replace("start_mock = true", "start_mock = false")
