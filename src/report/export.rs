@@ -12,6 +12,7 @@ use std::str::FromStr;
 use crate::compare::baselines::{PublishedPrf, PublishedRow, PublishedTable};
 use crate::metrics::Prf;
 use crate::results::RunResults;
+use crate::task::Task;
 
 /// Formats a table can be exported in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,10 +173,18 @@ pub fn main_results_table(
     baselines: &[(&PublishedTable, &PublishedRow)],
     decimals: Option<usize>,
 ) -> (Table, Vec<String>) {
-    let headers = [
-        "method", "source", "protocol", "MNER P", "MNER R", "MNER F1", "EEG P", "EEG R", "EEG F1",
-        "GMNER P", "GMNER R", "GMNER F1",
-    ];
+    // The tasks every report scores (MNER, EEG, GMNER: what published tables give), in order.
+    let tasks: Vec<Task> = Task::ALL
+        .into_iter()
+        .filter(|t| t.always_scored())
+        .collect();
+    let mut headers: Vec<String> = ["method", "source", "protocol"]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    for t in &tasks {
+        headers.extend(["P", "R", "F1"].map(|m| format!("{} {m}", t.label())));
+    }
     let mut rows = Vec::new();
     let mut not_applicable = Vec::new();
     for v in &r.variants {
@@ -188,7 +197,7 @@ pub fn main_results_table(
             match report {
                 Some(rep) => {
                     let mut row = vec![v.name.clone(), "this run".into(), protocol.into()];
-                    for p in [&rep.mner, &rep.eeg, &rep.gmner] {
+                    for p in tasks.iter().filter_map(|t| rep.task(*t)) {
                         row.extend(prf_cells(p, decimals));
                     }
                     rows.push(row);
@@ -220,8 +229,8 @@ pub fn main_results_table(
             "as reported"
         };
         let mut cells = vec![row.display_name(), source, protocol.to_string()];
-        for t in ["mner", "eeg", "gmner"] {
-            cells.extend(published_cells(row.task(t), decimals));
+        for t in &tasks {
+            cells.extend(published_cells(row.task(t.key()), decimals));
         }
         rows.push(cells);
     }
@@ -232,7 +241,7 @@ pub fn main_results_table(
                 "Main results (percent), suite {}, run {}",
                 r.suite, r.run_id
             ),
-            headers: headers.iter().map(|h| h.to_string()).collect(),
+            headers,
             rows,
             numeric,
         },

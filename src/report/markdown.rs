@@ -18,6 +18,7 @@ use crate::metrics::tables::{
 };
 use crate::metrics::Prf;
 use crate::results::{RunResults, VariantResult};
+use crate::task::Task;
 
 /// What the summary shows besides the results themselves.
 #[derive(Debug, Clone, Default)]
@@ -271,16 +272,15 @@ fn fine_and_masks(r: &RunResults, out: &mut String) {
     let mut rows = Vec::new();
     for v in &r.variants {
         for (protocol, rep) in reports(v) {
-            let tasks = [
-                ("FMNER (fine)", rep.fmner),
-                ("FMNERG (fine)", rep.fmnerg),
-                ("FMNERG (coarse)", rep.fmnerg_coarse),
-                ("SMNER", rep.smner),
-            ];
+            // The tasks that depend on the data (fine types, masks), in Task::ALL order.
+            let tasks = Task::ALL
+                .into_iter()
+                .filter(|t| !t.always_scored())
+                .map(|t| (t.label(), rep.task(t)));
             for (name, p) in tasks {
                 if let Some(p) = p {
                     let mut row = vec![v.name.clone(), protocol.to_string(), name.to_string()];
-                    row.extend(prf_cells(&p));
+                    row.extend(prf_cells(p));
                     row.extend([
                         p.correct.to_string(),
                         p.predicted.to_string(),
@@ -295,12 +295,12 @@ fn fine_and_masks(r: &RunResults, out: &mut String) {
         .variants
         .iter()
         .flat_map(reports)
-        .any(|(_, rep)| rep.fmnerg.is_some());
+        .any(|(_, rep)| rep.task(Task::Fmnerg).is_some());
     let any_masks = r
         .variants
         .iter()
         .flat_map(reports)
-        .any(|(_, rep)| rep.smner.is_some());
+        .any(|(_, rep)| rep.task(Task::Smner).is_some());
     if !rows.is_empty() {
         out.push_str(&md_table(
             &[
@@ -319,10 +319,16 @@ fn fine_and_masks(r: &RunResults, out: &mut String) {
         out.push_str("\n\n");
     }
     if !any_fine {
-        out.push_str("- FMNERG: not scored: no fine types in the data\n");
+        out.push_str(&format!(
+            "- {}: not scored: no fine types in the data\n",
+            Task::Fmnerg.short_label()
+        ));
     }
     if !any_masks {
-        out.push_str("- SMNER: not scored: no masks in the data\n");
+        out.push_str(&format!(
+            "- {}: not scored: no masks in the data\n",
+            Task::Smner.short_label()
+        ));
     }
 }
 
@@ -587,11 +593,11 @@ pub fn demote_headings(md: &str) -> String {
 /// Which tasks the results do not score, and why (`not_scored` of each entry; variants with
 /// the same reason are listed together).
 fn not_scored_section(results: &RunResults, out: &mut String) {
-    let mut reasons: std::collections::BTreeMap<(crate::task::Task, &str), Vec<&str>> =
+    let mut reasons: std::collections::BTreeMap<(Task, &str), Vec<&str>> =
         std::collections::BTreeMap::new();
     for v in &results.variants {
         for (key, why) in &v.not_scored {
-            if let Some(t) = crate::task::Task::parse(key) {
+            if let Some(t) = Task::parse(key) {
                 reasons
                     .entry((t, why.as_str()))
                     .or_default()

@@ -223,3 +223,67 @@ fn run_compat_scores_like_eval_compat_and_is_recorded() {
     }
     assert!(Path::new(&out.join("outcomes/replay.csv")).is_file());
 }
+
+#[test]
+fn compare_pairs_multi_dataset_entries_by_dataset_and_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    run_json(&[
+        "run",
+        "--suite",
+        "suites/smoke.toml",
+        "--no-cache",
+        "--variant",
+        "replay",
+        "--out",
+        path_str(&out),
+        "--format",
+        "json",
+    ]);
+    let c = run_json(&[
+        "compare",
+        path_str(&out),
+        path_str(&out),
+        "--format",
+        "json",
+    ]);
+    let pairs: Vec<(String, usize, Vec<String>)> = c["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["base_variant"], p["new_variant"]);
+            assert_eq!(
+                p["test"]["kind"], "paired_bootstrap",
+                "per-tweet counts found"
+            );
+            let mut tasks: Vec<String> = p["metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["task"].as_str().unwrap().to_string())
+                .collect();
+            tasks.dedup();
+            (
+                p["base_variant"].as_str().unwrap().to_string(),
+                p["test"]["tweets"].as_u64().unwrap() as usize,
+                tasks,
+            )
+        })
+        .collect();
+    let tasks = |extra: &[&str]| -> Vec<String> {
+        ["mner", "eeg", "gmner"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    assert_eq!(
+        pairs,
+        [
+            ("gmner/replay".to_string(), 8, tasks(&[])),
+            ("fmnerg/replay".to_string(), 6, tasks(&["fmnerg"])),
+            ("smner/replay".to_string(), 8, tasks(&["smner"])),
+        ]
+    );
+}
