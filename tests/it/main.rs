@@ -18,3 +18,4 @@ mod run_layer;
 mod smoke;
 mod stages;
 mod strict;
+mod trust;
