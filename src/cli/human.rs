@@ -158,3 +158,61 @@ pub fn render_run(results: &crate::results::RunResults) -> String {
     }
     out
 }
+
+/// `cache stats` for people: totals, then one row per stage (entries, size, oldest, newest).
+pub fn render_cache_stats(s: &crate::pipeline::cache_admin::CacheStats) -> String {
+    use crate::pipeline::cache_admin::human_bytes;
+    let days = |d: Option<f64>| d.map_or_else(|| "n/a".to_string(), |d| format!("{d:.1} d"));
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["stage", "entries", "size", "oldest", "newest"]);
+    for (name, g) in &s.groups {
+        b.push_record([
+            name.clone(),
+            g.entries.to_string(),
+            human_bytes(g.bytes),
+            days(g.oldest_days),
+            days(g.newest_days),
+        ]);
+    }
+    let mut t = b.build();
+    t.with(Style::rounded());
+    t.modify(Columns::new(1..), Alignment::right());
+    let mut out = format!(
+        "stage cache {}: {} entries, {}; oldest {}, newest {}",
+        s.dir,
+        s.entries,
+        human_bytes(s.bytes),
+        days(s.oldest_days),
+        days(s.newest_days)
+    );
+    if s.tmp_files > 0 {
+        out.push_str(&format!(
+            "; {} temporary file(s) of runs in progress",
+            s.tmp_files
+        ));
+    }
+    out.push('\n');
+    if !s.groups.is_empty() {
+        out.push_str(&t.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// `cache prune` for people: what went, then what is left.
+pub fn render_prune(r: &crate::pipeline::cache_admin::PruneReport) -> String {
+    let mut out = format!(
+        "removed {} entries ({})",
+        r.removed_entries,
+        crate::pipeline::cache_admin::human_bytes(r.removed_bytes)
+    );
+    if r.removed_tmp_files > 0 {
+        out.push_str(&format!(
+            " and {} temporary file(s) of killed runs",
+            r.removed_tmp_files
+        ));
+    }
+    out.push('\n');
+    out.push_str(&render_cache_stats(&r.after));
+    out
+}

@@ -140,6 +140,35 @@ impl RunResults {
     pub fn variant(&self, name: &str) -> Option<&VariantResult> {
         self.variants.iter().find(|v| v.name == name)
     }
+
+    /// One line per variant that skipped tweets (`--on-error skip`), for stderr: how many, of
+    /// how many, and the first error. Empty when nothing was skipped.
+    pub fn skip_summary(&self) -> Vec<String> {
+        self.variants
+            .iter()
+            .filter(|v| v.skipped > 0)
+            .map(|v| {
+                let first = v
+                    .skipped_items
+                    .first()
+                    .map(|s| format!("; first: tweet {}, {}", s.tweet_id, s.stage.name()))
+                    .unwrap_or_default();
+                format!(
+                    "variant {}: skipped {} of {} tweets (--on-error skip; they count as missed){first}",
+                    v.name, v.skipped, v.tweets
+                )
+            })
+            .collect()
+    }
+
+    /// Variants that skipped every tweet they had: their scores say nothing about the model, so
+    /// a run with one is an error (exit 2), not a 0.00 F1.
+    pub fn all_skipped_variants(&self) -> Vec<&VariantResult> {
+        self.variants
+            .iter()
+            .filter(|v| v.tweets > 0 && v.skipped >= v.tweets)
+            .collect()
+    }
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -265,3 +265,51 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn skip_that_skipped_every_tweet_is_an_error_and_skips_are_summarized() {
+    let sb = Sandbox::new(&["full", "replay"]);
+    // One image missing: a warning line per variant that skipped, exit 0.
+    std::fs::remove_file(sb.path("data/images/s3.png")).unwrap();
+    let (code, r, stderr) = sb.run("one", &["--no-cache", "--on-error", "skip"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(variant(&r, "full")["skipped"], 1);
+    assert!(
+        stderr.contains("warning: variant full: skipped 1 of 8 tweets")
+            && stderr.contains("first: tweet s3, entailer"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("variant replay: skipped"), "{stderr}");
+    // Only the tweets with images (s5..s8 have no entity to ground, so they need no pixels),
+    // and no image at all: every tweet of `full` fails; an error, results still written.
+    for f in ["data/gold.jsonl", "data/recorded.jsonl"] {
+        let text = std::fs::read_to_string(sb.path(f)).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                ["s1", "s2", "s3", "s4"]
+                    .iter()
+                    .any(|id| l.contains(&format!("\"id\": \"{id}\"")))
+            })
+            .collect();
+        assert_eq!(kept.len(), 4, "{f}");
+        std::fs::write(sb.path(f), kept.join("\n") + "\n").unwrap();
+    }
+    for i in [1, 2, 4] {
+        std::fs::remove_file(sb.path(&format!("data/images/s{i}.png"))).unwrap();
+    }
+    let (code, r, stderr) = sb.run("all", &["--no-cache", "--on-error", "skip"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("skipped 4 of 4 tweets")
+            && stderr.contains("error: variant full skipped every tweet (4 of 4)")
+            && stderr.contains("hint:"),
+        "{stderr}"
+    );
+    assert_eq!(
+        variant(&r, "full")["skipped"],
+        4,
+        "results are still printed"
+    );
+    assert!(sb.path("all/results.json").is_file());
+}
