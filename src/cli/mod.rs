@@ -111,7 +111,8 @@ pub enum CacheAction {
     Stats,
     /// Remove entries older than DAYS and/or the oldest ones until the cache fits SIZE.
     Prune {
-        #[arg(long, value_name = "DAYS")]
+        // Hyphen values allowed so `-3` gets our "0 or more" message, not clap's.
+        #[arg(long, value_name = "DAYS", allow_hyphen_values = true)]
         older_than: Option<String>,
         /// E.g. 500M, 2G (powers of 1024).
         #[arg(long, value_name = "SIZE")]

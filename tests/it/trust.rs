@@ -313,3 +313,31 @@ fn skip_that_skipped_every_tweet_is_an_error_and_skips_are_summarized() {
     );
     assert!(sb.path("all/results.json").is_file());
 }
+
+#[test]
+fn compare_names_an_interrupted_run_directory_as_such() {
+    // `compare NAME ...` with NAME a folder beside us (one path component): formerly looked up
+    // as a saved baseline ("no baseline named ...").
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("smoke-20261129");
+    std::fs::create_dir_all(run_dir.join("predictions")).unwrap();
+    std::fs::write(run_dir.join("suite.toml"), "name = \"smoke\"\n").unwrap();
+    let o = bin()
+        .args([
+            "compare",
+            "smoke-20261129",
+            "published:riveg-roberta-dagger",
+        ])
+        .env("RIVEG_BENCH_BASELINE_DIR", dir.path().join("saved"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("smoke-20261129: the run is incomplete: results.json is missing")
+            && stderr.contains("hint: re-run the suite"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no baseline named"), "{stderr}");
+}
