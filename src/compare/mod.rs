@@ -248,6 +248,12 @@ fn report_scores(r: &EvalReport) -> BTreeMap<String, [Option<f64>; 3]> {
     if let Some(p) = &r.smner {
         m.insert("smner".to_string(), prf3(p));
     }
+    // Tasks the report could not score are n/a, never compared.
+    for task in r.not_scored.keys() {
+        if let Some(cells) = m.get_mut(task) {
+            *cells = [None; 3];
+        }
+    }
     m
 }
 

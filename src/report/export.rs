@@ -188,8 +188,24 @@ pub fn main_results_table(
             match report {
                 Some(rep) => {
                     let mut row = vec![v.name.clone(), "this run".into(), protocol.into()];
-                    for p in [&rep.mner, &rep.eeg, &rep.gmner] {
-                        row.extend(prf_cells(p, decimals));
+                    for (task, p) in [
+                        ("mner", &rep.mner),
+                        ("eeg", &rep.eeg),
+                        ("gmner", &rep.gmner),
+                    ] {
+                        match rep.not_scored.get(task) {
+                            // Not a measurement (EvalReport::not_scored): n/a, reason below.
+                            Some(why) => {
+                                row.extend(["n/a".to_string(), "n/a".into(), "n/a".into()]);
+                                let line = format!(
+                                    "{} ({protocol} protocol): {}: {why}",
+                                    v.name,
+                                    task.to_ascii_uppercase()
+                                );
+                                not_applicable.push(line);
+                            }
+                            None => row.extend(prf_cells(p, decimals)),
+                        }
                     }
                     rows.push(row);
                 }

@@ -14,7 +14,7 @@ use crate::bench::criterion_estimates::CriterionEstimate;
 use crate::compare::baselines::{PublishedRow, PublishedTable};
 use crate::metrics::eval::EvalReport;
 use crate::metrics::tables::{
-    diagnostics_frame, errors_frame, frame_cells, groundability_frame, per_type_frame,
+    diagnostics_frame, errors_frame, frame_cells, groundability_frame, per_type_frame_scored,
 };
 use crate::metrics::Prf;
 use crate::results::{RunResults, VariantResult};
@@ -56,7 +56,10 @@ pub fn md_table(headers: &[&str], rows: &[Vec<String>]) -> String {
         let numeric = !rows.is_empty()
             && rows.iter().all(|r| {
                 r.get(c).is_some_and(|v| {
-                    v == "-" || v.trim_start_matches(['+', '-']).parse::<f64>().is_ok()
+                    // "n/a" (an undefined ratio, a task not scored) sits in number columns.
+                    v == "-"
+                        || v == "n/a"
+                        || v.trim_start_matches(['+', '-']).parse::<f64>().is_ok()
                 })
             });
         if numeric {
@@ -272,17 +275,26 @@ fn fine_and_masks(r: &RunResults, out: &mut String) {
     for v in &r.variants {
         for (protocol, rep) in reports(v) {
             let tasks = [
-                ("FMNER (fine)", rep.fmner),
-                ("FMNERG (fine)", rep.fmnerg),
-                ("FMNERG (coarse)", rep.fmnerg_coarse),
-                ("SMNER", rep.smner),
+                ("FMNER (fine)", "fmner", rep.fmner),
+                ("FMNERG (fine)", "fmnerg", rep.fmnerg),
+                ("FMNERG (coarse)", "fmnerg_coarse", rep.fmnerg_coarse),
+                ("SMNER", "smner", rep.smner),
             ];
-            for (name, p) in tasks {
+            for (name, key, p) in tasks {
                 if let Some(p) = p {
                     let mut row = vec![v.name.clone(), protocol.to_string(), name.to_string()];
-                    row.extend(prf_cells(&p));
+                    let scored = !rep.not_scored.contains_key(key);
+                    if scored {
+                        row.extend(prf_cells(&p));
+                    } else {
+                        row.extend(["n/a".to_string(), "n/a".into(), "n/a".into()]);
+                    }
                     row.extend([
-                        p.correct.to_string(),
+                        if scored {
+                            p.correct.to_string()
+                        } else {
+                            "n/a".into()
+                        },
                         p.predicted.to_string(),
                         p.gold.to_string(),
                     ]);
@@ -332,13 +344,24 @@ fn details(r: &RunResults, out: &mut String) {
         for (protocol, rep) in reports(v) {
             out.push_str(&format!("\n### {} ({protocol} protocol)\n\n", v.name));
             out.push_str("Per type (percent):\n\n");
-            out.push_str(&frame_table(per_type_frame(&rep.per_type)));
-            out.push_str(
-                "\n\nGMNER by gold groundability (predicted = by the prediction's decision):\n\n",
-            );
-            out.push_str(&frame_table(groundability_frame(rep)));
-            out.push_str("\n\nGMNER error sources (entities):\n\n");
-            out.push_str(&frame_table(errors_frame(rep)));
+            out.push_str(&frame_table(per_type_frame_scored(
+                &rep.per_type,
+                rep.grounding_scored(),
+            )));
+            if rep.grounding_scored() {
+                out.push_str(
+                    "\n\nGMNER by gold groundability (predicted = by the prediction's decision):\n\n",
+                );
+                out.push_str(&frame_table(groundability_frame(rep)));
+                out.push_str("\n\nGMNER error sources (entities):\n\n");
+                out.push_str(&frame_table(errors_frame(rep)));
+            } else {
+                // Error sources would count every groundable gold entity as a grounding error.
+                let why = rep.not_scored_reason("gmner").unwrap_or_default();
+                out.push_str(&format!(
+                    "\n\nGMNER by gold groundability and error sources: n/a ({why})\n"
+                ));
+            }
             out.push_str("\n\nStage diagnostics (percent):\n\n");
             out.push_str(&frame_table(diagnostics_frame(rep)));
             out.push('\n');

@@ -341,3 +341,76 @@ fn compare_names_an_interrupted_run_directory_as_such() {
     );
     assert!(!stderr.contains("no baseline named"), "{stderr}");
 }
+
+#[test]
+fn text_only_predictions_and_gold_are_not_scored_on_grounded_tasks() {
+    use riveg_bench::data::readers::{adaseq, gmner};
+    use riveg_bench::metrics::{evaluate, EvalOptions};
+    let gold = gmner::read_gmner(&crate::common::shared("twitter-gmner/v2.0"), "test")
+        .unwrap()
+        .dataset;
+    let ada = adaseq::read_adaseq(
+        &crate::common::shared("riveg-release/adaseq_test_pred.txt"),
+        Some(&gold),
+    )
+    .unwrap();
+    // AdaSeq predictions (text only) against grounded gold: MNER is real, EEG / GMNER are not.
+    let r = evaluate(&gold, &ada.pred, &EvalOptions::default()).unwrap();
+    assert!(r.mner.f1 > 0.8, "{:?}", r.mner);
+    assert_eq!(
+        r.not_scored.keys().collect::<Vec<_>>(),
+        ["eeg", "gmner"],
+        "{:?}",
+        r.not_scored
+    );
+    let why = &r.not_scored["gmner"];
+    assert!(
+        why.contains("the predictions carry no grounding decision (source: adaseq"),
+        "{why}"
+    );
+    // Formerly every groundable gold entity became a "wrong groundability" error, silently.
+    assert!(r.errors.wrong_groundability > 900);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["not_scored"]["eeg"], why.as_str());
+    assert!(
+        json["mner"]["f1"].is_number(),
+        "the contract keeps every field"
+    );
+    let human = riveg_bench::cli::human::render_eval(&r);
+    assert!(
+        human.contains(&format!("EEG, GMNER: n/a ({why})")),
+        "{human}"
+    );
+    assert!(!human.contains("wrong groundability"), "{human}");
+    let eeg_row = human.lines().find(|l| l.contains(" EEG ")).unwrap();
+    assert!(eeg_row.matches("n/a").count() >= 4, "{eeg_row}");
+    // VE / VG diagnostics measure nothing without decisions: n/a, not 0.00.
+    let vg = human.lines().find(|l| l.contains("Acc@IoU")).unwrap();
+    assert!(vg.contains("n/a") && !vg.contains("0.00"), "{vg}");
+
+    // Text-only gold (AdaSeq's gold column) is not scored on grounded tasks either.
+    let r = evaluate(&ada.gold, &ada.pred, &EvalOptions::default()).unwrap();
+    assert!(
+        r.not_scored["eeg"].starts_with("the gold carry no grounding decision"),
+        "{:?}",
+        r.not_scored
+    );
+
+    // Predictions with decisions (RiVEG VE output) stay scored; VG with no box is n/a.
+    let labels = riveg_bench::data::readers::riveg::read_riveg_labels(&crate::common::shared(
+        "riveg-release/GMNER_finall_label.txt",
+    ))
+    .unwrap()
+    .dataset;
+    let ve = riveg_bench::data::readers::riveg::read_riveg_ofa(
+        &crate::common::shared("riveg-release/OFAVE_to_OFAREC.txt"),
+        None,
+    )
+    .unwrap()
+    .dataset;
+    let r = evaluate(&labels, &ve, &EvalOptions::default()).unwrap();
+    assert!(r.not_scored.is_empty(), "{:?}", r.not_scored);
+    let human = riveg_bench::cli::human::render_eval(&r);
+    let vg = human.lines().find(|l| l.contains("Acc@IoU")).unwrap();
+    assert!(vg.contains("on 0 of") && vg.contains("n/a"), "{vg}");
+}
