@@ -378,7 +378,8 @@ fn timings(r: &RunResults, out: &mut String) {
     out.push_str(
         "Per-item latency in milliseconds. Warm-up items (the first calls of each stage instance) are \
          excluded from count, percentiles and throughput; cached items were served from the stage cache \
-         and not measured. items/s = measured items / measured time.\n",
+         and not measured. items/s = measured items / measured time. Rows marked (look-up) are replayed \
+         recordings or gold oracles: their latencies are look-ups, not model work, and have no items/s.\n",
     );
     let order = stage_order(r);
     for v in &r.variants {
@@ -391,8 +392,14 @@ fn timings(r: &RunResults, out: &mut String) {
             .iter()
             .filter_map(|s| v.timings.get(s).map(|t| (s, t)))
             .map(|(s, t)| {
+                // Replay / oracle rows time look-ups, not work: labelled, no throughput claim.
+                let lookup = v.timing_is_lookup(s);
                 vec![
-                    s.clone(),
+                    if lookup {
+                        format!("{s} (look-up)")
+                    } else {
+                        s.clone()
+                    },
                     t.count.to_string(),
                     t.cached.to_string(),
                     t.warmup_excluded.to_string(),
@@ -401,7 +408,11 @@ fn timings(r: &RunResults, out: &mut String) {
                     ms(t.p95_ms),
                     ms(t.p99_ms),
                     ms(t.max_ms),
-                    format!("{:.1}", t.throughput_per_s),
+                    if lookup {
+                        "n/a".to_string()
+                    } else {
+                        format!("{:.1}", t.throughput_per_s)
+                    },
                 ]
             })
             .collect();

@@ -86,6 +86,38 @@ pub struct VariantResult {
     pub tweets: usize,
 }
 
+impl VariantResult {
+    /// The stages of this variant whose outputs are look-ups, not work: replayed recordings and
+    /// gold oracles. Their `timings` are look-up latencies (they say nothing about a model), so
+    /// renderers label them and make no throughput claim for them. Derived from `stages`, which
+    /// results.json already records, so old files get the same labels.
+    pub fn lookup_stages(&self) -> Vec<&'static str> {
+        self.stages
+            .iter()
+            .filter(|(_, k)| matches!(k, StageKind::Replay | StageKind::Oracle))
+            .map(|(s, _)| s.name())
+            .collect()
+    }
+
+    /// Whether the `timings` row `name` (a stage name or `pipeline`) times look-ups only: a look-up
+    /// stage, or the whole pipeline when every stage that runs is one.
+    pub fn timing_is_lookup(&self, name: &str) -> bool {
+        let lookups = self.lookup_stages();
+        if name == "pipeline" {
+            let running: Vec<&StageKind> = self
+                .stages
+                .values()
+                .filter(|k| !matches!(k, StageKind::Off | StageKind::Box))
+                .collect();
+            return !running.is_empty()
+                && running
+                    .iter()
+                    .all(|k| matches!(k, StageKind::Replay | StageKind::Oracle));
+        }
+        lookups.contains(&name)
+    }
+}
+
 /// The whole `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResults {

@@ -152,6 +152,12 @@ pub fn run_plan(plan: &RunPlan, factory: &mut dyn BackendFactory) -> Result<RunO
     if let Some(b) = writer.progress.take() {
         b.finish_and_clear();
     }
+    if cache.rejected() > 0 {
+        log::warn!(
+            "stage cache: {} damaged entr(y/ies) recomputed (see the warnings above)",
+            cache.rejected()
+        );
+    }
     if let Some(e) = writer.error.take() {
         return Err(e);
     }

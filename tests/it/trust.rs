@@ -237,6 +237,10 @@ fn a_damaged_cache_entry_is_recomputed_with_a_warning() {
         stderr.contains("not trusted") && stderr.contains(&entry.display().to_string()),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("stage cache: 1 damaged entr(y/ies) recomputed"),
+        "{stderr}"
+    );
     assert_eq!(
         executed(&after, "full", "entailer"),
         1,
@@ -280,6 +284,23 @@ fn skip_that_skipped_every_tweet_is_an_error_and_skips_are_summarized() {
         "{stderr}"
     );
     assert!(!stderr.contains("variant replay: skipped"), "{stderr}");
+    // Replayed stages time look-ups: labelled, with no throughput claim; real stages are not.
+    let summary = std::fs::read_to_string(sb.path("one/summary.md")).unwrap();
+    let summary = summary.split("## Stage timings").nth(1).unwrap();
+    let summary = summary.split("\n## ").next().unwrap();
+    let replay = summary.split("\n### replay").nth(1).unwrap();
+    let replay = replay.split("\n### ").next().unwrap();
+    let row = replay
+        .lines()
+        .find(|l| l.starts_with("| entailer"))
+        .unwrap_or_else(|| panic!("{replay}"));
+    assert!(
+        row.contains("entailer (look-up)") && row.trim_end().ends_with("n/a |"),
+        "{row}"
+    );
+    let full = summary.split("\n### full").nth(1).unwrap();
+    let full = full.split("\n### ").next().unwrap();
+    assert!(!full.contains("(look-up)"), "{full}");
     // Only the tweets with images (s5..s8 have no entity to ground, so they need no pixels),
     // and no image at all: every tweet of `full` fails; an error, results still written.
     for f in ["data/gold.jsonl", "data/recorded.jsonl"] {
