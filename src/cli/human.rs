@@ -5,7 +5,8 @@ use polars::prelude::DataFrame;
 use tabled::settings::{object::Columns, Alignment, Style};
 
 use crate::metrics::tables::{
-    diagnostics_frame, errors_frame, frame_cells, groundability_frame, per_type_frame, task_frame,
+    diagnostics_frame, errors_frame, frame_cells, groundability_frame, per_type_frame,
+    per_type_frame_scored, task_frame,
 };
 use crate::metrics::EvalReport;
 
@@ -15,7 +16,10 @@ pub fn render_frame(df: &DataFrame) -> String {
     let mut b = tabled::builder::Builder::default();
     b.push_record(headers);
     let numeric: Vec<bool> = (0..df.width())
-        .map(|c| rows.iter().all(|r| r[c].parse::<f64>().is_ok()))
+        .map(|c| {
+            rows.iter()
+                .all(|r| r[c] == "n/a" || r[c].parse::<f64>().is_ok())
+        })
         .collect();
     for r in rows {
         b.push_record(r);
@@ -46,8 +50,13 @@ pub fn render_eval(r: &EvalReport) -> String {
         out.push_str(&c.render_human());
     }
     out.push_str(&frame(task_frame(r)));
-    out.push_str("\n\nper type (percent)\n");
-    out.push_str(&frame(per_type_frame(&r.per_type)));
+    out.push('\n');
+    out.push_str(&not_scored_lines(r));
+    out.push_str("\nper type (percent)\n");
+    out.push_str(&frame(per_type_frame_scored(
+        &r.per_type,
+        r.grounding_scored(),
+    )));
     out.push_str("\n\naverages over types (percent; seqeval's macro / weighted)\n");
     out.push_str(&frame(crate::metrics::tables::averages_frame(r)));
     if !r.per_fine_type.is_empty() {
@@ -62,14 +71,37 @@ pub fn render_eval(r: &EvalReport) -> String {
         };
         out.push_str(&frame(per_type_frame(&top)));
     }
-    out.push_str("\n\nGMNER by gold groundability (predicted = by the prediction's decision)\n");
-    out.push_str(&frame(groundability_frame(r)));
-    out.push_str("\n\nGMNER error sources\n");
-    out.push_str(&frame(errors_frame(r)));
+    if r.grounding_scored() {
+        out.push_str(
+            "\n\nGMNER by gold groundability (predicted = by the prediction's decision)\n",
+        );
+        out.push_str(&frame(groundability_frame(r)));
+        out.push_str("\n\nGMNER error sources\n");
+        out.push_str(&frame(errors_frame(r)));
+    } else {
+        out.push_str(
+            "\n\nGMNER by gold groundability and error sources: n/a (no grounding decisions)",
+        );
+    }
     out.push_str("\n\nstage diagnostics (percent)\n");
     out.push_str(&frame(diagnostics_frame(r)));
     out.push('\n');
     out
+}
+
+/// "EEG, GMNER: n/a (reason)" lines for the tasks a report could not score (empty when none).
+pub fn not_scored_lines(r: &EvalReport) -> String {
+    let mut by_reason: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (task, why) in &r.not_scored {
+        by_reason
+            .entry(why.as_str())
+            .or_default()
+            .push(task.to_ascii_uppercase());
+    }
+    by_reason
+        .into_iter()
+        .map(|(why, tasks)| format!("{}: n/a ({why})\n", tasks.join(", ")))
+        .collect()
 }
 
 /// The short human summary of a run: one row per variant.
@@ -113,6 +145,7 @@ pub fn render_run(results: &crate::results::RunResults) -> String {
         };
         use crate::pipeline::stages::Stage::*;
         let r = v.metrics.riveg.as_ref();
+        // A task listed in `not_scored` shows n/a, whatever its fields hold.
         let mut row = vec![
             v.key(),
             kind(Tagger),
@@ -126,7 +159,12 @@ pub fn render_run(results: &crate::results::RunResults) -> String {
                 .iter()
                 .map(|t| pct(r.and_then(|r| r.task(*t)).map(|p| p.f1))),
         );
-        row.push(pct(v.metrics.span.as_ref().map(|s| s.gmner.f1)));
+        row.push(pct(v
+            .metrics
+            .span
+            .as_ref()
+            .and_then(|s| s.task(crate::task::Task::Gmner))
+            .map(|p| p.f1)));
         row.push(v.skipped.to_string());
         b.push_record(row);
     }
@@ -147,5 +185,73 @@ pub fn render_run(results: &crate::results::RunResults) -> String {
     for r in reasons {
         out.push_str(&format!("span protocol n/a: {r}\n"));
     }
+    let not_scored: std::collections::BTreeSet<String> = results
+        .variants
+        .iter()
+        .filter_map(|v| v.metrics.riveg.as_ref())
+        .map(not_scored_lines)
+        .filter(|l| !l.is_empty())
+        .collect();
+    for l in not_scored {
+        out.push_str(&l);
+    }
+    out
+}
+
+/// `cache stats` for people: totals, then one row per stage (entries, size, oldest, newest).
+pub fn render_cache_stats(s: &crate::pipeline::cache_admin::CacheStats) -> String {
+    use crate::pipeline::cache_admin::human_bytes;
+    let days = |d: Option<f64>| d.map_or_else(|| "n/a".to_string(), |d| format!("{d:.1} d"));
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["stage", "entries", "size", "oldest", "newest"]);
+    for (name, g) in &s.groups {
+        b.push_record([
+            name.clone(),
+            g.entries.to_string(),
+            human_bytes(g.bytes),
+            days(g.oldest_days),
+            days(g.newest_days),
+        ]);
+    }
+    let mut t = b.build();
+    t.with(Style::rounded());
+    t.modify(Columns::new(1..), Alignment::right());
+    let mut out = format!(
+        "stage cache {}: {} entries, {}; oldest {}, newest {}",
+        s.dir,
+        s.entries,
+        human_bytes(s.bytes),
+        days(s.oldest_days),
+        days(s.newest_days)
+    );
+    if s.tmp_files > 0 {
+        out.push_str(&format!(
+            "; {} temporary file(s) of runs in progress",
+            s.tmp_files
+        ));
+    }
+    out.push('\n');
+    if !s.groups.is_empty() {
+        out.push_str(&t.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// `cache prune` for people: what went, then what is left.
+pub fn render_prune(r: &crate::pipeline::cache_admin::PruneReport) -> String {
+    let mut out = format!(
+        "removed {} entries ({})",
+        r.removed_entries,
+        crate::pipeline::cache_admin::human_bytes(r.removed_bytes)
+    );
+    if r.removed_tmp_files > 0 {
+        out.push_str(&format!(
+            " and {} temporary file(s) of killed runs",
+            r.removed_tmp_files
+        ));
+    }
+    out.push('\n');
+    out.push_str(&render_cache_stats(&r.after));
     out
 }

@@ -87,6 +87,37 @@ pub enum Command {
     Compare(CompareArgs),
     /// Mean, std, min, max and n of every metric over runs (seeds, shards, repeated sampling).
     Aggregate(AggregateArgs),
+    /// The stage cache: size, entries per stage and age (stats), or remove old entries (prune).
+    Cache(CacheArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub action: CacheAction,
+    /// Stage cache folder (default, like `run`: the suite's with --suite, else .riveg-cache).
+    #[arg(long, global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Take the cache folder from this suite's settings.cache_dir.
+    #[arg(long, global = true)]
+    pub suite: Option<PathBuf>,
+    #[arg(long, value_enum, global = true)]
+    pub format: Option<OutputFormat>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Size, entries per stage, oldest and newest entry.
+    Stats,
+    /// Remove entries older than DAYS and/or the oldest ones until the cache fits SIZE.
+    Prune {
+        // Hyphen values allowed so `-3` gets our "0 or more" message, not clap's.
+        #[arg(long, value_name = "DAYS", allow_hyphen_values = true)]
+        older_than: Option<String>,
+        /// E.g. 500M, 2G (powers of 1024).
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -418,6 +449,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         Command::Compare(args) => compare_cmd(args),
+        Command::Cache(args) => cache_cmd(args),
         Command::MockLlm(args) => {
             let behaviour: crate::llm::Behaviour = args
                 .behaviour
@@ -428,6 +460,42 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+fn cache_cmd(args: CacheArgs) -> anyhow::Result<i32> {
+    use crate::pipeline::cache_admin as admin;
+    let dir = match (args.cache_dir, &args.suite) {
+        (Some(d), _) => Some(d),
+        (None, Some(s)) => crate::run::suite::Suite::load(s)?.file.settings.cache_dir,
+        (None, None) => None,
+    }
+    .unwrap_or_else(|| PathBuf::from(".riveg-cache"));
+    let json = matches!(resolve_format(args.format), OutputFormat::Json);
+    let text = match args.action {
+        CacheAction::Stats => {
+            let s = admin::stats(&dir)?;
+            match json {
+                true => serde_json::to_string_pretty(&s)?,
+                false => human::render_cache_stats(&s),
+            }
+        }
+        CacheAction::Prune {
+            older_than,
+            max_size,
+        } => {
+            let limits = admin::PruneLimits {
+                older_than_days: older_than.as_deref().map(admin::parse_days).transpose()?,
+                max_bytes: max_size.as_deref().map(admin::parse_size).transpose()?,
+            };
+            let r = admin::prune(&dir, limits)?;
+            match json {
+                true => serde_json::to_string_pretty(&r)?,
+                false => human::render_prune(&r),
+            }
+        }
+    };
+    out(format!("{}\n", text.trim_end()))?;
+    Ok(exit::OK)
 }
 
 fn print_warnings(out: &ReadOutput) {
@@ -730,6 +798,19 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         note(format!("{w}"));
     }
     print_results(&out.results, out.run_dir.path(), args.format)?;
+    for line in out.results.skip_summary() {
+        note(format!("warning: {line}"));
+    }
+    if let Some(v) = out.results.all_skipped_variants().first() {
+        anyhow::bail!(
+            "variant {} skipped every tweet ({} of {}): its scores measure nothing\n  hint: the \
+             first error is in {}/results.json (skipped_items); run with --on-error fail to stop at it",
+            v.name,
+            v.skipped,
+            v.tweets,
+            out.run_dir.path().display()
+        );
+    }
     if let Some(name) = &args.save_baseline {
         let dir = crate::compare::save_baseline(out.run_dir.path(), name)?;
         note(format!("saved baseline {name:?} in {}", dir.display()));

@@ -12,6 +12,9 @@ pub enum CompareError {
         hint: String,
     },
 
+    #[error("{dir}: the run is incomplete: results.json is missing (it is written when the first variant finishes, so the run was interrupted or is still running)\n  hint: re-run the suite (the stage cache makes finished work free: `riveg-bench run --suite {dir}/suite.toml`), or compare a finished run directory or a saved baseline")]
+    IncompleteRun { dir: String },
+
     #[error("{what}: {source}\n  hint: {hint}")]
     Results {
         what: String,

@@ -241,9 +241,15 @@ fn prf3(p: &Prf) -> [Option<f64>; 3] {
 }
 
 fn report_scores(r: &EvalReport) -> BTreeMap<String, [Option<f64>; 3]> {
+    // Tasks the report could not score (not_scored) are n/a, never compared.
     TASKS
         .into_iter()
-        .filter_map(|t| r.task(t).map(|p| (t.key().to_string(), prf3(p))))
+        .filter_map(|t| {
+            r.task_present(t).map(|p| {
+                let cells = if r.is_scored(t) { prf3(p) } else { [None; 3] };
+                (t.key().to_string(), cells)
+            })
+        })
         .collect()
 }
 

@@ -62,6 +62,9 @@ impl Side {
 
     /// Loads `results.json` and every `per_tweet/<variant>.json` of a run directory.
     pub fn from_run_dir(dir: &Path) -> Result<Side, CompareError> {
+        if dir.is_dir() && !dir.join("results.json").exists() {
+            return Err(incomplete(dir));
+        }
         let results = load_results(dir, &format!("run {}", dir.display()))?;
         let per_tweet = load_per_tweet(dir, &results)?;
         Ok(Side::Run(Box::new(RunSide {
@@ -114,6 +117,11 @@ impl Side {
                 if find_published(spec).is_some() {
                     return Side::published(spec);
                 }
+                // A folder of that name that is no saved baseline: a run directory whose
+                // results.json is missing (interrupted), not an unknown baseline name.
+                if p.is_dir() && !p.join("results.json").exists() {
+                    return Err(incomplete(p));
+                }
                 Err(CompareError::NoBaseline {
                     name,
                     dir,
@@ -145,6 +153,13 @@ impl Side {
             Side::Run(r) => r.results.variants.iter().map(|v| v.key()).collect(),
             Side::Published(p) => vec![p.row.slug.clone()],
         }
+    }
+}
+
+/// The error for a run directory without results.json.
+fn incomplete(dir: &Path) -> CompareError {
+    CompareError::IncompleteRun {
+        dir: dir.display().to_string(),
     }
 }
 

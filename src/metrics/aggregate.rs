@@ -92,6 +92,8 @@ fn tasks(r: &EvalReport) -> Vec<(&'static str, Prf)> {
             out.push((name, p));
         }
     }
+    // Tasks the report could not score are no sample of anything.
+    out.retain(|(name, _)| !r.not_scored.contains_key(*name));
     out
 }
 

@@ -218,9 +218,45 @@ pub struct EvalReport {
     pub groundability: GroundabilitySplit,
     pub errors: ErrorBreakdown,
     pub diagnostics: StageDiagnostics,
+    /// Task (`eeg`, `gmner`, `fmnerg`, `fmnerg_coarse`, `smner`) → why it is not scored: one side
+    /// carries no grounding information at all (see [`missing_grounding`]). The task's counts
+    /// stay in their fields (the JSON contract never drops a field), but they measure nothing:
+    /// renderers show "n/a (reason)", `compare` and `aggregate` skip them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_scored: BTreeMap<String, String>,
     /// Per-tweet counts (not part of `eval --format json`; saved beside results for `compare`).
     #[serde(skip)]
     pub per_tweet: PerTweet,
+}
+
+/// Why a side cannot be scored on the grounded tasks, or `None` when it can.
+///
+/// A side carries no grounding decision when it has entities and none of them is groundable,
+/// has a box or a VE score: text-only sources (AdaSeq or CoNLL output, text-only gold). Its
+/// entities read as "ungroundable" only because that is the field's default, so EEG and GMNER
+/// would turn every groundable gold entity into a "wrong groundability" error: made-up numbers.
+///
+/// Decided from the content rather than the header's `source`, so hand-written and converted
+/// files are judged the same way (the source, when the header names one, is quoted in the
+/// reason). A pipeline whose VE rejected everything still has VE scores and is scored. RiVEG VE
+/// output without REC boxes (`import riveg-ofa` without `--boxes`) does carry decisions (its
+/// VE-positive entities are groundable): it stays scored, as the published replay numbers are,
+/// with every groundable prediction a wrong box.
+pub fn missing_grounding(ds: &Dataset, side: &str) -> Option<String> {
+    let mut entities = ds.tweets.iter().flat_map(|t| &t.entities).peekable();
+    entities.peek()?;
+    if entities.any(|e| e.groundable || !e.boxes.is_empty() || e.score.is_some()) {
+        return None;
+    }
+    let source = ds
+        .meta
+        .as_ref()
+        .and_then(|m| m.source.as_deref())
+        .map(|s| format!(" (source: {s})"))
+        .unwrap_or_default();
+    Some(format!(
+        "the {side} carry no grounding decision{source}: no entity is groundable or has a box or a VE score"
+    ))
 }
 
 /// Evaluates predictions against gold under one protocol.
@@ -407,8 +443,40 @@ pub fn evaluate(
             &base_mner_c,
             opts.iou_threshold,
         ),
+        not_scored: not_scored(gold, pred, fine, smner.is_some()),
         per_tweet,
     })
+}
+
+/// The grounded tasks neither side's content can support, with the reason.
+fn not_scored(gold: &Dataset, pred: &Dataset, fine: bool, masks: bool) -> BTreeMap<String, String> {
+    let why = missing_grounding(gold, "gold").or_else(|| missing_grounding(pred, "predictions"));
+    let Some(why) = why else {
+        return BTreeMap::new();
+    };
+    let mut tasks = vec!["eeg", "gmner"];
+    if fine {
+        tasks.extend(["fmnerg", "fmnerg_coarse"]);
+    }
+    if masks {
+        tasks.push("smner");
+    }
+    tasks
+        .into_iter()
+        .map(|t| (t.to_string(), why.clone()))
+        .collect()
+}
+
+impl EvalReport {
+    /// Why `task` (a [`crate::task::Task`] name: `eeg`, `gmner`, ...) is not scored, if it is not.
+    pub fn not_scored_reason(&self, task: &str) -> Option<&str> {
+        self.not_scored.get(task).map(String::as_str)
+    }
+
+    /// Whether the grounded tasks and the VE / VG diagnostics mean anything for this report.
+    pub fn grounding_scored(&self) -> bool {
+        !self.not_scored.contains_key("gmner")
+    }
 }
 
 fn per_type_scores<'a>(

@@ -22,15 +22,32 @@ pub const FRACTION_COLUMNS: &[&str] = &[
 ];
 
 fn prf_frame(rows: &[(String, Prf)], label: &str) -> PolarsResult<DataFrame> {
-    let names: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
-    let col = |f: fn(&Prf) -> f64| rows.iter().map(|(_, p)| f(p)).collect::<Vec<f64>>();
-    let cnt = |f: fn(&Prf) -> usize| rows.iter().map(|(_, p)| f(p) as u64).collect::<Vec<u64>>();
+    let scored: Vec<(String, Prf, bool)> =
+        rows.iter().map(|(n, p)| (n.clone(), *p, true)).collect();
+    prf_frame_scored(&scored, label)
+}
+
+/// [`prf_frame`] where rows marked `false` are not scored: P, R, F1 and correct are null (shown
+/// "n/a"); the predicted and gold counts are real and stay. Precision with nothing predicted
+/// and recall with no gold are undefined ratios: null too, not 0.
+fn prf_frame_scored(rows: &[(String, Prf, bool)], label: &str) -> PolarsResult<DataFrame> {
+    let names: Vec<&str> = rows.iter().map(|(n, _, _)| n.as_str()).collect();
+    let col = |f: fn(&Prf) -> Option<f64>| {
+        rows.iter()
+            .map(|(_, p, ok)| if *ok { f(p) } else { None })
+            .collect::<Vec<Option<f64>>>()
+    };
+    let cnt = |f: fn(&Prf) -> usize| {
+        rows.iter()
+            .map(|(_, p, _)| f(p) as u64)
+            .collect::<Vec<u64>>()
+    };
     df!(
         label => names,
-        "precision" => col(|p| p.precision),
-        "recall" => col(|p| p.recall),
-        "f1" => col(|p| p.f1),
-        "correct" => cnt(|p| p.correct),
+        "precision" => col(|p| (p.predicted > 0).then_some(p.precision)),
+        "recall" => col(|p| (p.gold > 0).then_some(p.recall)),
+        "f1" => col(|p| Some(p.f1)),
+        "correct" => rows.iter().map(|(_, p, ok)| ok.then_some(p.correct as u64)).collect::<Vec<_>>(),
         "predicted" => cnt(|p| p.predicted),
         "gold" => cnt(|p| p.gold),
     )
@@ -39,11 +56,14 @@ fn prf_frame(rows: &[(String, Prf)], label: &str) -> PolarsResult<DataFrame> {
 /// One row per task the report scored, in [`Task::ALL`] order (MNER, EEG, GMNER, then the
 /// FMNERG and SMNER tasks when scored), labelled by [`Task::label`].
 pub fn task_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
-    let rows: Vec<(String, Prf)> = r
-        .scored_tasks()
-        .map(|(t, p)| (t.label().to_string(), *p))
+    let rows: Vec<(String, Prf, bool)> = Task::ALL
+        .into_iter()
+        .filter_map(|t| {
+            r.task_present(t)
+                .map(|p| (t.label().to_string(), *p, r.is_scored(t)))
+        })
         .collect();
-    prf_frame(&rows, "task")
+    prf_frame_scored(&rows, "task")
 }
 
 /// Micro (the task score), macro and weighted averages of MNER and GMNER over types.
@@ -77,15 +97,30 @@ pub fn averages_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
 pub fn per_type_frame(
     per_type: &std::collections::BTreeMap<String, super::eval::TypeScores>,
 ) -> PolarsResult<DataFrame> {
+    per_type_frame_scored(per_type, true)
+}
+
+/// [`per_type_frame`]; with `gmner_scored = false` the GMNER columns are null ("n/a"). A type
+/// with no gold shows its predicted count, and its GMNER recall (undefined) is null.
+pub fn per_type_frame_scored(
+    per_type: &std::collections::BTreeMap<String, super::eval::TypeScores>,
+    gmner_scored: bool,
+) -> PolarsResult<DataFrame> {
     let mut rows: Vec<(&String, &super::eval::TypeScores)> = per_type.iter().collect();
     rows.sort_by(|a, b| b.1.mner.gold.cmp(&a.1.mner.gold).then(a.0.cmp(b.0)));
+    let gm = |f: fn(&Prf) -> Option<f64>| {
+        rows.iter()
+            .map(|(_, s)| if gmner_scored { f(&s.gmner) } else { None })
+            .collect::<Vec<Option<f64>>>()
+    };
     df!(
         "type" => rows.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
         "gold" => rows.iter().map(|(_, s)| s.mner.gold as u64).collect::<Vec<_>>(),
+        "predicted" => rows.iter().map(|(_, s)| s.mner.predicted as u64).collect::<Vec<_>>(),
         "mner_f1" => rows.iter().map(|(_, s)| s.mner.f1).collect::<Vec<_>>(),
-        "gmner_p" => rows.iter().map(|(_, s)| s.gmner.precision).collect::<Vec<_>>(),
-        "gmner_r" => rows.iter().map(|(_, s)| s.gmner.recall).collect::<Vec<_>>(),
-        "gmner_f1" => rows.iter().map(|(_, s)| s.gmner.f1).collect::<Vec<_>>(),
+        "gmner_p" => gm(|p| (p.predicted > 0).then_some(p.precision)),
+        "gmner_r" => gm(|p| (p.gold > 0).then_some(p.recall)),
+        "gmner_f1" => gm(|p| Some(p.f1)),
     )
 }
 
@@ -120,39 +155,64 @@ pub fn errors_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
 /// Stage diagnostics as (stage, metric, value) rows.
 pub fn diagnostics_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
     let d = &r.diagnostics;
-    let rows: Vec<(&str, String, f64)> = vec![
+    let e = &d.entailment;
+    // Undefined ratios are null ("n/a"), never 0: VE precision with nothing predicted
+    // groundable, recall with nothing groundable, VG accuracy on no box. Without any grounding
+    // decision (`not_scored`), VE, VG and the VE bound measure nothing.
+    let g = r.grounding_scored();
+    let defined = |ok: bool, v: f64| (g && ok).then_some(v);
+    let rows: Vec<(&str, String, Option<f64>)> = vec![
         (
             "VE",
-            format!("accuracy on {} correctly tagged", d.entailment.evaluated),
-            d.entailment.accuracy,
+            format!("accuracy on {} correctly tagged", e.evaluated),
+            defined(e.evaluated > 0, e.accuracy),
         ),
         (
             "VE",
             "precision (groundable)".into(),
-            d.entailment.precision,
+            defined(e.true_positive + e.false_positive > 0, e.precision),
         ),
-        ("VE", "recall (groundable)".into(), d.entailment.recall),
-        ("VE", "F1 (groundable)".into(), d.entailment.f1),
+        (
+            "VE",
+            "recall (groundable)".into(),
+            defined(e.true_positive + e.false_negative > 0, e.recall),
+        ),
+        (
+            "VE",
+            "F1 (groundable)".into(),
+            defined(
+                e.true_positive + e.false_positive + e.false_negative > 0,
+                e.f1,
+            ),
+        ),
         (
             "VG",
             format!(
                 "Acc@IoU>={} on {} of {} with a box",
                 r.iou_threshold, d.grounding.with_box, d.grounding.candidates
             ),
-            d.grounding.accuracy,
+            defined(d.grounding.with_box > 0, d.grounding.accuracy),
         ),
-        ("VG", "mean IoU".into(), d.grounding.mean_iou),
+        (
+            "VG",
+            "mean IoU".into(),
+            defined(d.grounding.with_box > 0, d.grounding.mean_iou),
+        ),
         (
             "bound",
             "GMNER F1 if VE+VG perfect".into(),
-            d.upper_bounds.after_mner,
+            Some(d.upper_bounds.after_mner),
         ),
         (
             "bound",
             "GMNER F1 if VG perfect".into(),
-            d.upper_bounds.after_ve,
+            defined(true, d.upper_bounds.after_ve),
         ),
-        ("bound", "GMNER F1 as is".into(), d.upper_bounds.after_vg),
+        (
+            "bound",
+            "GMNER F1 as is".into(),
+            defined(true, d.upper_bounds.after_vg),
+        ),
     ];
     df!(
         "stage" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -177,6 +237,8 @@ pub fn frame_cells(df: &DataFrame) -> (Vec<String>, Vec<Vec<String>>) {
                 Ok(AnyValue::Float64(v)) => format!("{v:.4}"),
                 Ok(AnyValue::String(s)) => s.to_string(),
                 Ok(AnyValue::StringOwned(s)) => s.to_string(),
+                // An undefined ratio or a task that is not scored (see EvalReport::not_scored).
+                Ok(AnyValue::Null) => "n/a".to_string(),
                 Ok(v) => v.to_string(),
                 Err(_) => String::new(),
             };

@@ -91,7 +91,8 @@ impl DefaultBackends {
 
     /// Loads a stage's manifest (hashes verified), records its model hashes and returns it with
     /// the cache fingerprint: the sha256 of the manifest text, which names every model's sha256
-    /// and all preprocessing and label settings.
+    /// and all preprocessing and label settings, and the content hashes of its tokenizer and CRF
+    /// files (computed here when the manifest gives none; once per file and process).
     fn manifest(&mut self, stage: Stage) -> Result<(ModelManifest, String), BuildError> {
         let path = self
             .config
@@ -111,10 +112,26 @@ impl DefaultBackends {
                 hint: "check the [models] path of the suite".into(),
             })
         })?;
-        let fingerprint = format!(
-            "onnx|{}",
-            super::cache::hex(&<sha2::Sha256 as sha2::Digest>::digest(&text))
-        );
+        // The manifest names every model's sha256 (verified on load) and all settings, but a
+        // tokenizer or CRF file may come without one: hash their content too, so editing them
+        // invalidates the cached outputs instead of silently returning old predictions.
+        let mut fingerprint = format!("onnx|{}", super::cache::sha256_hex(&text));
+        let side_files = [
+            manifest.tokenizer.as_ref().map(|t| &t.path),
+            manifest.crf.as_ref().and_then(|c| c.path.as_ref()),
+        ];
+        for rel in side_files.into_iter().flatten() {
+            let file = manifest.resolve(rel);
+            let hash = super::cache::file_sha256(&file).map_err(|e| {
+                runtime_err(RuntimeError::ManifestRead {
+                    path: file.clone(),
+                    why: e.to_string(),
+                    hint: format!("the manifest {} names this file", path.display()),
+                })
+            })?;
+            fingerprint.push('|');
+            fingerprint.push_str(&hash);
+        }
         for (role, spec) in &manifest.models {
             self.hashes.insert(
                 format!("{}:{}/{}", stage.name(), manifest.name, role),
@@ -186,10 +203,14 @@ impl DefaultBackends {
                     .map_err(|source| BuildError::Llm { stage, source })?
             }
         };
+        // The template's text, not only its id: a built-in prompt edited without a version bump
+        // must not reuse the old answers.
+        let (system, user) = template.fill_with(&[]);
         let fingerprint = format!(
-            "llm|{}|{}|{}",
+            "llm|{}|{}|{}|{}",
             config.model,
             template.id(),
+            super::cache::cache_key(&[&system, &user]),
             config.sampling_fingerprint()
         );
         self.reformulator_meta = Some(LlmStageMeta {

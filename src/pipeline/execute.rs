@@ -139,6 +139,7 @@ pub fn execute(
             cache: settings.cache,
             ve_threshold: settings.ve_threshold,
             gold: &gold,
+            image_hash: std::cell::OnceCell::new(),
         };
         for (v, state) in variants.iter().zip(states.iter_mut()) {
             let before = missing_now();
@@ -377,6 +378,26 @@ struct TweetContext<'a> {
     cache: &'a StageCache,
     ve_threshold: f64,
     gold: &'a EntityIndex,
+    /// The sha256 of the tweet's image bytes, computed once per tweet (shared by its variants).
+    image_hash: std::cell::OnceCell<String>,
+}
+
+impl TweetContext<'_> {
+    /// What keys a pixel stage's cache entries on the image: the hash of its bytes, so swapping
+    /// or editing an image (or pointing `[data] images` elsewhere) recomputes instead of
+    /// returning old outputs. A missing image gets a marker that never matches a real one (the
+    /// stage then fails on it with the usual error).
+    fn image_key(&self) -> &str {
+        self.image_hash.get_or_init(|| {
+            let Some(dir) = self.images else {
+                return "no-image-folder".to_string();
+            };
+            match std::fs::read(dir.join(self.tweet.image_name())) {
+                Ok(bytes) => super::cache::sha256_hex(&bytes),
+                Err(e) => format!("unreadable: {e}"),
+            }
+        })
+    }
 }
 
 fn run_tweet(
@@ -504,9 +525,17 @@ fn run_tweet(
         None => vec![1.0; entities.len()],
         Some(ve) => {
             let keys = ve.fingerprint.map(|fp| {
-                queries
+                let img = if ve.stage.needs_pixels() {
+                    cx.image_key()
+                } else {
+                    ""
+                };
+                entities
                     .iter()
-                    .map(|q| cache_key(&["entailer", fp, &tweet.id, q]))
+                    .zip(&queries)
+                    .map(|(e, q)| {
+                        cache_key(&["entailer", fp, &tweet.id, img, &e.text, &e.entity_type, q])
+                    })
                     .collect()
             });
             let needs_pixels = ve.stage.needs_pixels();
@@ -549,9 +578,25 @@ fn run_tweet(
         .collect();
     if let Some(vg) = pool.grounder(v.grounder) {
         let keys = vg.fingerprint.map(|fp| {
+            let img = if vg.stage.needs_pixels() {
+                cx.image_key()
+            } else {
+                ""
+            };
             grounded
                 .iter()
-                .map(|&i| cache_key(&["grounder", fp, &tweet.id, &queries[i]]))
+                .map(|&i| {
+                    let e = &entities[i];
+                    cache_key(&[
+                        "grounder",
+                        fp,
+                        &tweet.id,
+                        img,
+                        &e.text,
+                        &e.entity_type,
+                        &queries[i],
+                    ])
+                })
                 .collect()
         });
         let needs_pixels = vg.stage.needs_pixels();
@@ -617,7 +662,7 @@ fn run_tweet(
                     .iter()
                     .map(|&i| {
                         let b = serde_json::to_string(&entities[i].boxes[0]).unwrap_or_default();
-                        cache_key(&["segmenter", fp, &tweet.id, &b])
+                        cache_key(&["segmenter", fp, &tweet.id, cx.image_key(), &b])
                     })
                     .collect()
             });

@@ -6,6 +6,7 @@
 
 pub mod backends;
 pub mod cache;
+pub mod cache_admin;
 pub mod config;
 pub mod execute;
 pub mod llm_stages;

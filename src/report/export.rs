@@ -197,8 +197,23 @@ pub fn main_results_table(
             match report {
                 Some(rep) => {
                     let mut row = vec![v.name.clone(), "this run".into(), protocol.into()];
-                    for p in tasks.iter().filter_map(|t| rep.task(*t)) {
-                        row.extend(prf_cells(p, decimals));
+                    for t in &tasks {
+                        let Some(p) = rep.task_present(*t) else {
+                            continue;
+                        };
+                        match rep.not_scored.get(t.key()) {
+                            // Not a measurement (EvalReport::not_scored): n/a, reason below.
+                            Some(why) => {
+                                row.extend(["n/a".to_string(), "n/a".into(), "n/a".into()]);
+                                let line = format!(
+                                    "{} ({protocol} protocol): {}: {why}",
+                                    v.name,
+                                    t.label()
+                                );
+                                not_applicable.push(line);
+                            }
+                            None => row.extend(prf_cells(p, decimals)),
+                        }
                     }
                     rows.push(row);
                 }

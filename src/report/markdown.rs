@@ -14,7 +14,7 @@ use crate::bench::criterion_estimates::CriterionEstimate;
 use crate::compare::baselines::{PublishedRow, PublishedTable};
 use crate::metrics::eval::EvalReport;
 use crate::metrics::tables::{
-    diagnostics_frame, errors_frame, frame_cells, groundability_frame, per_type_frame,
+    diagnostics_frame, errors_frame, frame_cells, groundability_frame, per_type_frame_scored,
 };
 use crate::metrics::Prf;
 use crate::results::{RunResults, VariantResult};
@@ -57,7 +57,10 @@ pub fn md_table(headers: &[&str], rows: &[Vec<String>]) -> String {
         let numeric = !rows.is_empty()
             && rows.iter().all(|r| {
                 r.get(c).is_some_and(|v| {
-                    v == "-" || v.trim_start_matches(['+', '-']).parse::<f64>().is_ok()
+                    // "n/a" (an undefined ratio, a task not scored) sits in number columns.
+                    v == "-"
+                        || v == "n/a"
+                        || v.trim_start_matches(['+', '-']).parse::<f64>().is_ok()
                 })
             });
         if numeric {
@@ -276,13 +279,21 @@ fn fine_and_masks(r: &RunResults, out: &mut String) {
             let tasks = Task::ALL
                 .into_iter()
                 .filter(|t| !t.always_scored())
-                .map(|t| (t.label(), rep.task(t)));
-            for (name, p) in tasks {
+                .map(|t| (t.label(), rep.task_present(t), rep.is_scored(t)));
+            for (name, p, scored) in tasks {
                 if let Some(p) = p {
                     let mut row = vec![v.name.clone(), protocol.to_string(), name.to_string()];
-                    row.extend(prf_cells(p));
+                    if scored {
+                        row.extend(prf_cells(p));
+                    } else {
+                        row.extend(["n/a".to_string(), "n/a".into(), "n/a".into()]);
+                    }
                     row.extend([
-                        p.correct.to_string(),
+                        if scored {
+                            p.correct.to_string()
+                        } else {
+                            "n/a".into()
+                        },
                         p.predicted.to_string(),
                         p.gold.to_string(),
                     ]);
@@ -338,13 +349,24 @@ fn details(r: &RunResults, out: &mut String) {
         for (protocol, rep) in reports(v) {
             out.push_str(&format!("\n### {} ({protocol} protocol)\n\n", v.name));
             out.push_str("Per type (percent):\n\n");
-            out.push_str(&frame_table(per_type_frame(&rep.per_type)));
-            out.push_str(
-                "\n\nGMNER by gold groundability (predicted = by the prediction's decision):\n\n",
-            );
-            out.push_str(&frame_table(groundability_frame(rep)));
-            out.push_str("\n\nGMNER error sources (entities):\n\n");
-            out.push_str(&frame_table(errors_frame(rep)));
+            out.push_str(&frame_table(per_type_frame_scored(
+                &rep.per_type,
+                rep.grounding_scored(),
+            )));
+            if rep.grounding_scored() {
+                out.push_str(
+                    "\n\nGMNER by gold groundability (predicted = by the prediction's decision):\n\n",
+                );
+                out.push_str(&frame_table(groundability_frame(rep)));
+                out.push_str("\n\nGMNER error sources (entities):\n\n");
+                out.push_str(&frame_table(errors_frame(rep)));
+            } else {
+                // Error sources would count every groundable gold entity as a grounding error.
+                let why = rep.not_scored_reason("gmner").unwrap_or_default();
+                out.push_str(&format!(
+                    "\n\nGMNER by gold groundability and error sources: n/a ({why})\n"
+                ));
+            }
             out.push_str("\n\nStage diagnostics (percent):\n\n");
             out.push_str(&frame_table(diagnostics_frame(rep)));
             out.push('\n');
@@ -361,7 +383,8 @@ fn timings(r: &RunResults, out: &mut String) {
     out.push_str(
         "Per-item latency in milliseconds. Warm-up items (the first calls of each stage instance) are \
          excluded from count, percentiles and throughput; cached items were served from the stage cache \
-         and not measured. items/s = measured items / measured time.\n",
+         and not measured. items/s = measured items / measured time. Rows marked (look-up) are replayed \
+         recordings or gold oracles: their latencies are look-ups, not model work, and have no items/s.\n",
     );
     let order = stage_order(r);
     for v in &r.variants {
@@ -374,8 +397,14 @@ fn timings(r: &RunResults, out: &mut String) {
             .iter()
             .filter_map(|s| v.timings.get(s).map(|t| (s, t)))
             .map(|(s, t)| {
+                // Replay / oracle rows time look-ups, not work: labelled, no throughput claim.
+                let lookup = v.timing_is_lookup(s);
                 vec![
-                    s.clone(),
+                    if lookup {
+                        format!("{s} (look-up)")
+                    } else {
+                        s.clone()
+                    },
                     t.count.to_string(),
                     t.cached.to_string(),
                     t.warmup_excluded.to_string(),
@@ -384,7 +413,11 @@ fn timings(r: &RunResults, out: &mut String) {
                     ms(t.p95_ms),
                     ms(t.p99_ms),
                     ms(t.max_ms),
-                    format!("{:.1}", t.throughput_per_s),
+                    if lookup {
+                        "n/a".to_string()
+                    } else {
+                        format!("{:.1}", t.throughput_per_s)
+                    },
                 ]
             })
             .collect();

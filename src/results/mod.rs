@@ -157,6 +157,38 @@ impl VariantResult {
     }
 }
 
+impl VariantResult {
+    /// The stages of this variant whose outputs are look-ups, not work: replayed recordings and
+    /// gold oracles. Their `timings` are look-up latencies (they say nothing about a model), so
+    /// renderers label them and make no throughput claim for them. Derived from `stages`, which
+    /// results.json already records, so old files get the same labels.
+    pub fn lookup_stages(&self) -> Vec<&'static str> {
+        self.stages
+            .iter()
+            .filter(|(_, k)| matches!(k, StageKind::Replay | StageKind::Oracle))
+            .map(|(s, _)| s.name())
+            .collect()
+    }
+
+    /// Whether the `timings` row `name` (a stage name or `pipeline`) times look-ups only: a look-up
+    /// stage, or the whole pipeline when every stage that runs is one.
+    pub fn timing_is_lookup(&self, name: &str) -> bool {
+        let lookups = self.lookup_stages();
+        if name == "pipeline" {
+            let running: Vec<&StageKind> = self
+                .stages
+                .values()
+                .filter(|k| !matches!(k, StageKind::Off | StageKind::Box))
+                .collect();
+            return !running.is_empty()
+                && running
+                    .iter()
+                    .all(|k| matches!(k, StageKind::Replay | StageKind::Oracle));
+        }
+        lookups.contains(&name)
+    }
+}
+
 /// The whole `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResults {
@@ -235,6 +267,35 @@ impl RunResults {
                 .collect(),
             ..self.clone()
         }
+    }
+
+    /// One line per variant that skipped tweets (`--on-error skip`), for stderr: how many, of
+    /// how many, and the first error. Empty when nothing was skipped.
+    pub fn skip_summary(&self) -> Vec<String> {
+        self.variants
+            .iter()
+            .filter(|v| v.skipped > 0)
+            .map(|v| {
+                let first = v
+                    .skipped_items
+                    .first()
+                    .map(|s| format!("; first: tweet {}, {}", s.tweet_id, s.stage.name()))
+                    .unwrap_or_default();
+                format!(
+                    "variant {}: skipped {} of {} tweets (--on-error skip; they count as missed){first}",
+                    v.name, v.skipped, v.tweets
+                )
+            })
+            .collect()
+    }
+
+    /// Variants that skipped every tweet they had: their scores say nothing about the model, so
+    /// a run with one is an error (exit 2), not a 0.00 F1.
+    pub fn all_skipped_variants(&self) -> Vec<&VariantResult> {
+        self.variants
+            .iter()
+            .filter(|v| v.tweets > 0 && v.skipped >= v.tweets)
+            .collect()
     }
 }
 

@@ -177,6 +177,12 @@ pub fn run_plan(plan: &RunPlan, factory: &mut dyn BackendFactory) -> Result<RunO
         (results, per_tweet) = (writer.results, writer.per_tweet);
         warnings.extend(data.warnings);
     }
+    if cache.rejected() > 0 {
+        log::warn!(
+            "stage cache: {} damaged entr(y/ies) recomputed (see the warnings above)",
+            cache.rejected()
+        );
+    }
     write_results(plan, &run_dir, &results, true)?;
     Ok(RunOutput {
         results,

@@ -441,6 +441,68 @@ fn bad_input_table() {
         swapped.stderr
     );
 
+    // Issue 12 (trust): the stage cache commands and an interrupted run directory.
+    let interrupted = d.join("interrupted-run");
+    std::fs::create_dir_all(&interrupted).unwrap();
+    write(&interrupted, "suite.toml", b"name = \"x\"\n");
+    write(&interrupted, "gold.jsonl", b"");
+    let no_cache = d.join("no-cache-here");
+    let cache = d.join("cache");
+    std::fs::create_dir_all(cache.join("tagger/ab")).unwrap();
+    let trust_rows: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["cache", "stats", "--cache-dir", path_str(&no_cache)],
+            vec!["no-cache-here: no stage cache here", "hint: runs create it"],
+        ),
+        (
+            vec!["cache", "prune", "--cache-dir", path_str(&cache)],
+            vec![
+                "nothing to prune",
+                "hint: give --older-than DAYS and/or --max-size",
+            ],
+        ),
+        (
+            vec![
+                "cache",
+                "prune",
+                "--cache-dir",
+                path_str(&cache),
+                "--older-than",
+                "-3",
+            ],
+            vec!["--older-than \"-3\"", "0 or more", "hint: a number of days"],
+        ),
+        (
+            vec![
+                "cache",
+                "prune",
+                "--cache-dir",
+                path_str(&cache),
+                "--max-size",
+                "lots",
+            ],
+            vec![
+                "--max-size \"lots\": not a size",
+                "hint: bytes with an optional K, M, G",
+            ],
+        ),
+        (
+            vec!["compare", path_str(&interrupted), path_str(&interrupted)],
+            vec![
+                "interrupted-run: the run is incomplete: results.json is missing",
+                "hint: re-run the suite",
+            ],
+        ),
+    ];
+    for (args, wants) in trust_rows {
+        let o = run(&args);
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+        for w in wants {
+            assert!(o.stderr.contains(w), "{args:?}: want {w:?} in {}", o.stderr);
+        }
+        assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    }
+
     // Usage errors are exit 2 too.
     assert_eq!(run(&["eval", "--gold"]).code, 2);
     assert_eq!(

@@ -20,3 +20,4 @@ mod run_layer;
 mod smoke;
 mod stages;
 mod strict;
+mod trust;
