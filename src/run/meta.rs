@@ -1,7 +1,14 @@
 //! Where and with what a run happened: the build (version, git commit and cargo features,
-//! recorded at build time by `build.rs`, so a copied binary still says what it is) and the host.
+//! recorded at build time by `build.rs`, so a copied binary still says what it is), the host, and
+//! the sha256 of the data scored. Must not load or parse the data itself.
 
-use crate::results::RunMeta;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::data::DataError;
+use crate::results::{RunMeta, SCHEMA_VERSION};
 
 /// The git commit the binary was built from (`None` outside a git checkout).
 pub const GIT_COMMIT: Option<&str> = option_env!("RIVEG_BENCH_GIT_COMMIT");
@@ -15,6 +22,7 @@ pub const VERSION_LINE: &str = env!("RIVEG_BENCH_VERSION_LINE");
 /// Metadata of a run starting now (the execution provider is filled in once models loaded).
 pub fn run_meta(started_unix: u64, shard: Option<String>, gold: Vec<String>) -> RunMeta {
     RunMeta {
+        schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: GIT_COMMIT.map(str::to_string),
         build_features: FEATURES
@@ -35,7 +43,74 @@ pub fn run_meta(started_unix: u64, shard: Option<String>, gold: Vec<String>) -> 
         execution_provider: "none".into(),
         shard,
         gold,
+        data_hashes: BTreeMap::new(),
     }
+}
+
+/// Lower-case hex sha256 of some bytes (data read from stdin, for instance).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of a file, or of a dataset folder: for a folder, every file below it in sorted
+/// relative-path order contributes `path\0len\0bytes`, so renaming, moving or editing any file
+/// changes the hash while the folder's location does not.
+pub fn hash_path(path: &Path) -> Result<String, DataError> {
+    if !path.is_dir() {
+        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        return Ok(sha256_hex(&bytes));
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))?;
+        for entry in entries {
+            let p = entry.map_err(|e| DataError::io(&dir, e))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        let bytes = std::fs::read(&f).map_err(|e| DataError::io(&f, e))?;
+        let rel = f
+            .strip_prefix(path)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .replace('\\', "/");
+        h.update(rel.as_bytes());
+        h.update([0]);
+        h.update(bytes.len().to_string().as_bytes());
+        h.update([0]);
+        h.update(&bytes);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// `results.json`'s `meta.data_hashes`: each path (as given) → [`hash_path`].
+pub fn data_hashes(paths: &[PathBuf]) -> Result<BTreeMap<String, String>, DataError> {
+    paths
+        .iter()
+        .map(|p| Ok((p.display().to_string(), hash_path(p)?)))
+        .collect()
+}
+
+/// The gold and replay inputs of a suite (files, dataset folders, box files), resolved.
+pub fn suite_data_paths(suite: &crate::run::suite::Suite) -> Vec<PathBuf> {
+    let data = &suite.file.data;
+    std::iter::once(&data.gold)
+        .chain(data.replay.as_ref())
+        .flat_map(|s| std::iter::once(&s.path).chain(s.boxes.as_ref()))
+        .map(|p| suite.resolve(p))
+        .collect()
 }
 
 fn cpu_model() -> Option<String> {
@@ -60,6 +135,31 @@ mod tests {
     fn timestamp_is_utc_civil() {
         assert_eq!(timestamp(0), "19700101-000000");
         assert_eq!(timestamp(1_795_000_000), "20261118-110640");
+    }
+
+    #[test]
+    fn hashes_files_and_folders() {
+        // sha256("abc"), FIPS 180-2 appendix B.1.
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_hex(b"abc"), abc);
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("gold.jsonl");
+        std::fs::write(&file, "abc").unwrap();
+        let dir = tmp.path().join("ds");
+        std::fs::create_dir_all(dir.join("xml")).unwrap();
+        std::fs::write(dir.join("xml/1.xml"), "<a/>").unwrap();
+        std::fs::write(dir.join("test.txt"), "x").unwrap();
+        let hashes = data_hashes(&[file.clone(), dir.clone()]).unwrap();
+        assert_eq!(hashes[&file.display().to_string()], abc);
+        let before = hashes[&dir.display().to_string()].clone();
+        // The folder hash covers names and contents, not the folder's own location.
+        let moved = tmp.path().join("elsewhere");
+        std::fs::rename(&dir, &moved).unwrap();
+        assert_eq!(hash_path(&moved).unwrap(), before);
+        std::fs::rename(moved.join("test.txt"), moved.join("dev.txt")).unwrap();
+        assert_ne!(hash_path(&moved).unwrap(), before);
+        let err = hash_path(&tmp.path().join("missing.jsonl")).unwrap_err();
+        assert!(err.to_string().contains("missing.jsonl"), "{err}");
     }
 
     #[test]

@@ -147,6 +147,7 @@ pub fn run_plan(plan: &RunPlan, factory: &mut dyn BackendFactory) -> Result<RunO
             .progress
             .then(|| progress_bar(plan, data.gold.tweets.len())),
     };
+    writer.results.meta.data_hashes = meta::data_hashes(&meta::suite_data_paths(suite))?;
     let mut stages = StageSet::new(factory, recordings);
     execute(&suite.file.variants, &mut stages, &exec, &mut writer)?;
     if let Some(b) = writer.progress.take() {

@@ -134,6 +134,7 @@ pub fn meta() -> RunMeta {
         execution_provider: "none".into(),
         shard: None,
         gold: vec!["riveg-release/GMNER_finall_label.txt".into()],
+        ..RunMeta::default()
     }
 }
 
