@@ -31,10 +31,7 @@ pub fn run_meta(started_unix: u64, shard: Option<String>, gold: Vec<String>) -> 
             .map(str::to_string)
             .collect(),
         started_unix,
-        hostname: std::fs::read_to_string("/etc/hostname")
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty()),
+        hostname: sysinfo::System::host_name().filter(|s| !s.is_empty()),
         os: std::env::consts::OS.to_string(),
         cpu: cpu_model(),
         cores: std::thread::available_parallelism()
@@ -95,30 +92,35 @@ pub fn hash_path(path: &Path) -> Result<String, DataError> {
     Ok(hex(&h.finalize()))
 }
 
-/// `results.json`'s `meta.data_hashes`: each path (as given) → [`hash_path`].
-pub fn data_hashes(paths: &[PathBuf]) -> Result<BTreeMap<String, String>, DataError> {
-    paths
+/// `results.json`'s `meta.data_hashes`: each key (the path as the user wrote it, so two
+/// machines agree) → [`hash_path`] of the file it names.
+pub fn data_hashes(inputs: &[(String, PathBuf)]) -> Result<BTreeMap<String, String>, DataError> {
+    inputs
         .iter()
-        .map(|p| Ok((p.display().to_string(), hash_path(p)?)))
+        .map(|(key, path)| Ok((key.clone(), hash_path(path)?)))
         .collect()
 }
 
-/// The gold and replay inputs of a suite (files, dataset folders, box files), resolved.
-pub fn suite_data_paths(suite: &crate::run::suite::Suite) -> Vec<PathBuf> {
+/// The gold and replay inputs of a suite (files, dataset folders, box files): each as written in
+/// the suite, and resolved.
+pub fn suite_data_paths(suite: &crate::run::suite::Suite) -> Vec<(String, PathBuf)> {
     let data = &suite.file.data;
     std::iter::once(&data.gold)
         .chain(data.replay.as_ref())
         .flat_map(|s| std::iter::once(&s.path).chain(s.boxes.as_ref()))
-        .map(|p| suite.resolve(p))
+        .map(|p| (p.display().to_string(), suite.resolve(p)))
         .collect()
 }
 
+/// The CPU's brand string (e.g. `AMD EPYC 7B13`), as sysinfo reads it on each platform.
 fn cpu_model() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    info.lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
+    use sysinfo::{CpuRefreshKind, RefreshKind, System};
+    let sys =
+        System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()));
+    sys.cpus()
+        .first()
+        .map(|c| c.brand().trim().to_string())
+        .filter(|b| !b.is_empty())
 }
 
 /// `YYYYmmdd-HHMMSS` (UTC) from Unix seconds.
@@ -149,9 +151,10 @@ mod tests {
         std::fs::create_dir_all(dir.join("xml")).unwrap();
         std::fs::write(dir.join("xml/1.xml"), "<a/>").unwrap();
         std::fs::write(dir.join("test.txt"), "x").unwrap();
-        let hashes = data_hashes(&[file.clone(), dir.clone()]).unwrap();
-        assert_eq!(hashes[&file.display().to_string()], abc);
-        let before = hashes[&dir.display().to_string()].clone();
+        let hashes =
+            data_hashes(&[("gold".into(), file.clone()), ("ds".into(), dir.clone())]).unwrap();
+        assert_eq!(hashes["gold"], abc);
+        let before = hashes["ds"].clone();
         // The folder hash covers names and contents, not the folder's own location.
         let moved = tmp.path().join("elsewhere");
         std::fs::rename(&dir, &moved).unwrap();
