@@ -91,7 +91,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// List what names the other commands accept: suites, variants, baselines, formats, prompts.
     List(ListArgs),
-    /// Print a shell completion script (e.g. `riveg-bench completions bash > ~/.local/share/bash-completion/completions/riveg-bench`).
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// e.g. `riveg-bench completions bash > ~/.local/share/bash-completion/completions/riveg-bench`
     Completions(CompletionsArgs),
     /// Mean, std, min, max and n of every metric over runs (seeds, shards, repeated sampling).
     Aggregate(AggregateArgs),
