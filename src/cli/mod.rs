@@ -736,10 +736,10 @@ fn save_eval_baseline(
         format!("eval-{name}"),
     );
     // Both inputs, keyed as given (`-` for stdin): the data a later comparison must match.
-    results.meta.data_hashes = [(&args.gold, &gold.sha256), (&args.pred, &pred.sha256)]
+    results.meta.data_hashes = [(&args.gold, gold), (&args.pred, pred)]
         .into_iter()
-        .map(|(p, h)| (p.display().to_string(), h.clone()))
-        .collect();
+        .map(|(p, input)| Ok((p.display().to_string(), input.sha256(p)?)))
+        .collect::<anyhow::Result<_>>()?;
     Ok(crate::compare::saved::save_results(
         name,
         &results,

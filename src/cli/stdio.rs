@@ -16,8 +16,19 @@ pub fn is_std(path: &Path) -> bool {
 /// A canonical JSONL input and where it came from.
 pub struct CanonicalInput {
     pub dataset: Dataset,
-    /// sha256 of the bytes read (for `meta.data_hashes`).
-    pub sha256: String,
+    /// sha256 of the bytes read from stdin (they cannot be read again); `None` for a file, which
+    /// [`CanonicalInput::sha256`] hashes only when asked (most `eval`s never need it).
+    stdin_sha256: Option<String>,
+}
+
+impl CanonicalInput {
+    /// sha256 of the input (for `meta.data_hashes`).
+    pub fn sha256(&self, path: &Path) -> anyhow::Result<String> {
+        match &self.stdin_sha256 {
+            Some(h) => Ok(h.clone()),
+            None => Ok(crate::run::meta::hash_path(path)?),
+        }
+    }
 }
 
 /// Reads canonical JSONL from a file, or from stdin when the path is `-` (errors then name
@@ -26,7 +37,7 @@ pub fn read_canonical(path: &Path) -> anyhow::Result<CanonicalInput> {
     if !is_std(path) {
         return Ok(CanonicalInput {
             dataset: jsonl::read_jsonl(path)?,
-            sha256: crate::run::meta::hash_path(path)?,
+            stdin_sha256: None,
         });
     }
     let mut text = String::new();
@@ -37,7 +48,7 @@ pub fn read_canonical(path: &Path) -> anyhow::Result<CanonicalInput> {
     })?;
     Ok(CanonicalInput {
         dataset: jsonl::parse_jsonl(&text, Path::new("<stdin>"))?,
-        sha256: crate::run::meta::sha256_hex(text.as_bytes()),
+        stdin_sha256: Some(crate::run::meta::sha256_hex(text.as_bytes())),
     })
 }
 

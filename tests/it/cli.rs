@@ -943,7 +943,9 @@ fn dash_means_stdout_and_stdin() {
         "json",
     ]);
     assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    let store = dir.path().join("store");
     let mut child = bin()
+        .env("RIVEG_BENCH_BASELINE_DIR", &store)
         .args([
             "eval",
             "--gold",
@@ -952,6 +954,8 @@ fn dash_means_stdout_and_stdin() {
             "-",
             "--format",
             "json",
+            "--save-baseline",
+            "piped",
         ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -968,6 +972,20 @@ fn dash_means_stdout_and_stdin() {
     let a: serde_json::Value = serde_json::from_str(&from_file.stdout).unwrap();
     let b: serde_json::Value = serde_json::from_slice(&piped.stdout).unwrap();
     assert_eq!(a["gmner"], b["gmner"]);
+    // The saved baseline records the sha256 of both inputs, stdin's under `-`.
+    let saved = results_of(&store.join("piped"));
+    let sha = |bytes: &[u8]| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(saved["meta"]["data_hashes"]["-"], sha(&o.stdout).as_str());
+    assert_eq!(
+        saved["meta"]["data_hashes"][path_str(&gold)],
+        sha(&std::fs::read(&gold).unwrap()).as_str()
+    );
     assert_eq!(a["gmner"]["correct"].as_u64().map(|c| c > 0), Some(true));
 
     // Bad stdin names <stdin> and the line; formats that need a real file refuse `-`.
