@@ -45,7 +45,10 @@ fn run(suite: &Suite, out: &Path, cache: Option<&Path>) {
 fn matrix(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
     let full = smoke(Some("full"));
-    let all = smoke(None);
+    // The 8 RiVEG variants (the smoke suite's MLLM variants and hybrids are not part of the
+    // matrix these figures have always measured).
+    let mut all = smoke(None);
+    all.file.variants.retain(|v| !v.name.starts_with("mllm"));
     let mut g = c.benchmark_group("pipeline");
     g.sample_size(10);
     g.bench_function("smoke_full_cold", |b| {

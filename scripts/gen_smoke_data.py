@@ -8,6 +8,11 @@ bright images); tweets with only ungroundable entities have dark images. Gold ma
 filled rectangles as COCO RLE (pycocotools). `recorded.jsonl` is a recorded pipeline output for the
 `replay` variant (expansions, VE decisions and boxes, some of them deliberately wrong).
 
+The smoke suite runs three datasets on the same images: `smner` (gold.jsonl, recorded.jsonl: boxes
+and masks), `gmner/` (the tweets renamed g1..g8, boxes only) and `fmnerg/` (tweets f1..f6, boxes and
+fine types; the recording gets every fourth fine type wrong, a sibling type of the same coarse
+type), so FMNERG and SMNER metrics come out of real pipeline runs.
+
 Deterministic; re-running gives identical bytes. Usage: .venv/bin/python scripts/gen_smoke_data.py
 """
 
@@ -35,6 +40,20 @@ TWEETS = [
     ("s7", "love London", [(1, 2, "LOC", None)]),
     ("s8", "Taylor Swift at the game in London", [(0, 2, "PER", [36, 2, 62, 30]), (6, 7, "LOC", None)]),
 ]
+
+# Fine types of the FMNERG-like dataset (entity text -> fine type), and the wrong sibling the
+# recording uses for every fourth entity.
+FINE = {
+    "Angelina Jolie": "actor", "Oscars": "award", "Paris": "city", "Taylor Swift": "singer",
+    "Lionel Messi": "athlete", "Arsenal FC": "sports_team", "iPhone": "product",
+    "Apple Inc": "company", "NASA": "government_agency", "Texas": "state",
+    "Donald Trump": "politician", "New York": "city", "London": "city",
+}
+SIBLING = {
+    "actor": "singer", "award": "event", "city": "country", "singer": "actor",
+    "athlete": "coach", "sports_team": "company", "product": "award", "company": "sports_team",
+    "government_agency": "company", "state": "city", "politician": "athlete", "country": "city",
+}
 
 
 def png(path, rgb):
@@ -91,6 +110,33 @@ def main():
         rec_lines.append(json.dumps({**base, "entities": rec}))
     (OUT / "gold.jsonl").write_text("\n".join(gold_lines) + "\n")
     (OUT / "recorded.jsonl").write_text("\n".join(rec_lines) + "\n")
+    derived("gmner", "g", gold_lines, rec_lines, 8, fine=False)
+    derived("fmnerg", "f", gold_lines, rec_lines, 6, fine=True)
+
+
+def derived(name, prefix, gold_lines, rec_lines, n, fine):
+    """A dataset made of the first n SMNER tweets: ids renamed, masks dropped, fine types added."""
+    folder = OUT / name
+    folder.mkdir(exist_ok=True)
+    k = 0
+    for fname, lines, recorded in (("gold.jsonl", gold_lines, False), ("recorded.jsonl", rec_lines, True)):
+        out = []
+        for line in lines[:n]:
+            t = json.loads(line)
+            t["id"] = prefix + t["id"][1:]
+            for e in t["entities"]:
+                e.pop("masks", None)
+                if recorded:
+                    e["uid"] = t["id"] + e["uid"][len(t["image"]) - 4:]
+                if fine:
+                    ft = FINE[e["text"]]
+                    if recorded:
+                        k += 1
+                        if k % 4 == 0:
+                            ft = SIBLING[ft]
+                    e["fine_type"] = ft
+            out.append(json.dumps(t))
+        (folder / fname).write_text("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":

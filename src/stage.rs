@@ -5,10 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The five stages, in pipeline order.
+/// The stages, in pipeline order. `Knowledge` (auxiliary context an LLM writes for the tagger)
+/// is optional: a variant that does not name it runs without it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
+    Knowledge,
     Tagger,
     Reformulator,
     Entailer,
@@ -17,7 +19,8 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
+        Stage::Knowledge,
         Stage::Tagger,
         Stage::Reformulator,
         Stage::Entailer,
@@ -26,6 +29,7 @@ impl Stage {
     ];
     pub fn name(self) -> &'static str {
         match self {
+            Stage::Knowledge => "knowledge",
             Stage::Tagger => "tagger",
             Stage::Reformulator => "reformulator",
             Stage::Entailer => "entailer",
@@ -51,4 +55,8 @@ pub enum StageKind {
     Off,
     /// Segmenter only: the filled box is the mask.
     Box,
+    /// A multimodal LLM answering the whole tweet (text + image) in one request: the tagger
+    /// takes its entities and types, the entailer its groundability decision, the grounder its
+    /// box. The three share one request per tweet.
+    Mllm,
 }

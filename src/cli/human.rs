@@ -86,24 +86,21 @@ struct RunRow {
 const STAGE_HEADERS: [&str; 5] = ["tagger", "reform.", "VE", "VG", "seg."];
 
 fn run_rows(results: &crate::results::RunResults) -> (Vec<&'static str>, Vec<RunRow>) {
-    use crate::metrics::{EvalReport, Prf};
     use crate::stage::Stage;
-    type Task = fn(&EvalReport) -> Option<Prf>;
-    // Optional task columns appear when any variant has them.
-    let optional: Vec<(&str, Task)> = [
-        ("FMNERG", (|r: &EvalReport| r.fmnerg) as Task),
-        ("SMNER", |r: &EvalReport| r.smner),
-    ]
-    .into_iter()
-    .filter(|(_, f)| {
-        results
-            .variants
-            .iter()
-            .any(|v| v.metrics.riveg.as_ref().and_then(f).is_some())
-    })
-    .collect();
-    let mut headers = vec!["MNER", "EEG", "GMNER"];
-    headers.extend(optional.iter().map(|(n, _)| *n));
+    use crate::task::Task;
+    // One F1 column per compact task ([`Task::HEADLINE`]): MNER, EEG and GMNER always, the
+    // others when any variant scored them.
+    let tasks: Vec<Task> = Task::HEADLINE
+        .into_iter()
+        .filter(|t| {
+            t.always_scored()
+                || results
+                    .variants
+                    .iter()
+                    .any(|v| v.metrics.riveg.as_ref().and_then(|r| r.task(*t)).is_some())
+        })
+        .collect();
+    let mut headers: Vec<&'static str> = tasks.iter().map(|t| t.short_label()).collect();
     headers.push("span GMNER");
     let pct = |x: Option<f64>| {
         x.map(|v| format!("{:.2}", v * 100.0))
@@ -121,19 +118,14 @@ fn run_rows(results: &crate::results::RunResults) -> (Vec<&'static str>, Vec<Run
                     .unwrap_or_default()
             };
             let r = v.metrics.riveg.as_ref();
-            let mut f1 = vec![
-                pct(r.map(|r| r.mner.f1)),
-                pct(r.map(|r| r.eeg.f1)),
-                pct(r.map(|r| r.gmner.f1)),
-            ];
-            f1.extend(
-                optional
-                    .iter()
-                    .map(|(_, f)| pct(r.and_then(f).map(|p| p.f1))),
-            );
+            let mut f1: Vec<String> = tasks
+                .iter()
+                .map(|t| pct(r.and_then(|r| r.task(*t)).map(|p| p.f1)))
+                .collect();
             f1.push(pct(v.metrics.span.as_ref().map(|s| s.gmner.f1)));
             RunRow {
-                name: v.name.clone(),
+                // `<dataset>/<variant>` in multi-dataset suites.
+                name: v.key(),
                 stages: [
                     kind(Stage::Tagger),
                     kind(Stage::Reformulator),

@@ -247,6 +247,12 @@ pub struct RunArgs {
     /// The ONNX Runtime shared library (default: $ORT_DYLIB_PATH, else the one in .venv).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
+    /// Intra-op threads per ONNX session (default: the suite's [runtime] threads, else one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Whether idle ONNX Runtime threads spin (default: the suite's [runtime] spinning, else false).
+    #[arg(long)]
+    pub spinning: Option<bool>,
     /// Output: human tables or JSON [default: human when stdout is a terminal, else json].
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
@@ -259,6 +265,10 @@ pub struct RunArgs {
     /// criterion's output folder for the report's throughput/latency figure.
     #[arg(long)]
     pub criterion_dir: Option<PathBuf>,
+    /// Score every variant like a published scorer, quirks included (overrides the suite's
+    /// `settings.compat`; merge keeps it).
+    #[arg(long, value_enum)]
+    pub compat: Option<crate::metrics::Compat>,
 }
 
 #[derive(Debug, Args)]
@@ -849,6 +859,9 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         ort_library: args.ort_lib.clone(),
         progress: true,
         criterion_dir: args.criterion_dir.clone(),
+        threads: args.threads,
+        spinning: args.spinning,
+        compat: args.compat,
     })?;
     note(format!(
         "running suite {:?} ({}), {} variants",

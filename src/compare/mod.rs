@@ -42,6 +42,7 @@ pub use side::{PublishedSide, RunOrigin, RunSide, Side};
 
 use crate::metrics::eval::{EvalReport, PerTweet};
 use crate::metrics::{Prf, Protocol};
+use crate::task::Task;
 use bootstrap::{paired_bootstrap, PairedTask, METRICS};
 
 /// How to compare. `threshold` is an absolute delta as a fraction (0.005 = 0.5 points).
@@ -205,8 +206,9 @@ pub fn exit_code(c: &Comparison) -> i32 {
     }
 }
 
-const TASKS: [&str; 3] = ["mner", "eeg", "gmner"];
-const OPTIONAL_TASKS: [&str; 2] = ["fmnerg", "smner"];
+/// The tasks compared and gated: [`Task::HEADLINE`] (MNER, EEG and GMNER always; FMNERG and
+/// SMNER when both sides score them).
+const TASKS: [Task; 5] = Task::HEADLINE;
 
 /// Normalises a gate key (`gmner.f1`, `mner.p`, `EEG.Recall`) or says why it is not one.
 pub fn parse_gate(key: &str) -> Result<String, CompareError> {
@@ -215,9 +217,10 @@ pub fn parse_gate(key: &str) -> Result<String, CompareError> {
     };
     let lower = key.trim().to_ascii_lowercase();
     let (task, metric) = lower.split_once('.').ok_or_else(bad)?;
-    if !TASKS.contains(&task) && !OPTIONAL_TASKS.contains(&task) {
-        return Err(bad());
-    }
+    let task = Task::parse(task)
+        .filter(|t| TASKS.contains(t))
+        .ok_or_else(bad)?
+        .key();
     let metric = match metric {
         "p" | "precision" => "precision",
         "r" | "recall" => "recall",
@@ -238,17 +241,10 @@ fn prf3(p: &Prf) -> [Option<f64>; 3] {
 }
 
 fn report_scores(r: &EvalReport) -> BTreeMap<String, [Option<f64>; 3]> {
-    let mut m = BTreeMap::new();
-    m.insert("mner".to_string(), prf3(&r.mner));
-    m.insert("eeg".to_string(), prf3(&r.eeg));
-    m.insert("gmner".to_string(), prf3(&r.gmner));
-    if let Some(p) = &r.fmnerg {
-        m.insert("fmnerg".to_string(), prf3(p));
-    }
-    if let Some(p) = &r.smner {
-        m.insert("smner".to_string(), prf3(p));
-    }
-    m
+    TASKS
+        .into_iter()
+        .filter_map(|t| r.task(t).map(|p| (t.key().to_string(), prf3(p))))
+        .collect()
 }
 
 fn side_scores(side: &Side, variant: &str, protocol: Protocol) -> Result<SideScores, CompareError> {
@@ -290,8 +286,8 @@ fn side_scores(side: &Side, variant: &str, protocol: Protocol) -> Result<SideSco
         Side::Published(p) => {
             let mut tasks = BTreeMap::new();
             for t in TASKS {
-                if let Some(s) = p.row.task(t) {
-                    tasks.insert(t.to_string(), [s.precision, s.recall, s.f1]);
+                if let Some(s) = p.row.task(t.key()) {
+                    tasks.insert(t.key().to_string(), [s.precision, s.recall, s.f1]);
                 }
             }
             Ok(SideScores {
@@ -595,12 +591,15 @@ pub fn compare(base: &Side, new: &Side, opts: &CompareOptions) -> Result<Compari
         let n = side_scores(new, &nv, opts.protocol)?;
         let mut pair_notes = Vec::new();
         let tasks: Vec<&str> = TASKS
-            .iter()
-            .chain(OPTIONAL_TASKS.iter())
-            .copied()
+            .into_iter()
+            .map(Task::key)
             .filter(|t| b.tasks.contains_key(*t) && n.tasks.contains_key(*t))
             .collect();
-        for t in OPTIONAL_TASKS {
+        for t in TASKS
+            .into_iter()
+            .filter(|t| !t.always_scored())
+            .map(Task::key)
+        {
             if b.tasks.contains_key(t) != n.tasks.contains_key(t) {
                 pair_notes.push(format!("{t} is scored on one side only: not compared"));
             }

@@ -141,7 +141,8 @@ impl Side {
     /// Variant names (a published side has one pseudo-variant, its slug).
     pub fn variant_names(&self) -> Vec<String> {
         match self {
-            Side::Run(r) => r.results.variants.iter().map(|v| v.name.clone()).collect(),
+            // Entry keys: the variant name, or `<dataset>/<variant>` in a multi-dataset run.
+            Side::Run(r) => r.results.variants.iter().map(|v| v.key()).collect(),
             Side::Published(p) => vec![p.row.slug.clone()],
         }
     }
@@ -164,8 +165,8 @@ pub(crate) fn load_per_tweet(
     let run = RunDir::open(dir);
     let mut out = BTreeMap::new();
     for v in &results.variants {
-        if let Some(pt) = run.load_per_tweet(&v.name)? {
-            out.insert(v.name.clone(), pt);
+        if let Some(pt) = run.load_per_tweet(&v.key())? {
+            out.insert(v.key(), pt);
         }
     }
     Ok(out)

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Cursor;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use base64::Engine as _;
@@ -1050,15 +1050,13 @@ impl MllmAnnotator {
     where
         F: Fn(&Tweet) -> Result<RgbImage, String> + Sync,
     {
-        let workers = self.client.config().max_concurrency.min(tweets.len());
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let work = || {
-            let mut done = Vec::new();
-            while !(stop_on_error && failed.load(Ordering::Relaxed)) {
-                let slot = next.fetch_add(1, Ordering::Relaxed);
-                let Some(tweet) = tweets.get(slot) else { break };
-                let answer = match load(tweet) {
+        super::bounded::run_bounded(
+            tweets.len(),
+            self.client.config().max_concurrency,
+            stop_on_error,
+            |slot| {
+                let tweet = &tweets[slot];
+                match load(tweet) {
                     Ok(image) => self.annotate(tweet, &image),
                     Err(why) => {
                         let error = MllmError::Image {
@@ -1069,31 +1067,9 @@ impl MllmAnnotator {
                         self.count_error(&error);
                         Err(error)
                     }
-                };
-                if answer.is_err() {
-                    failed.store(true, Ordering::Relaxed);
                 }
-                done.push((slot, answer));
-            }
-            done
-        };
-        let done: Vec<(usize, Result<MllmAnswer, MllmError>)> = if workers <= 1 {
-            work()
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            })
-        };
-        let mut answers: Vec<Option<Result<MllmAnswer, MllmError>>> =
-            tweets.iter().map(|_| None).collect();
-        for (slot, answer) in done {
-            answers[slot] = Some(answer);
-        }
-        answers
+            },
+        )
     }
 
     fn count_error(&self, error: &MllmError) {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use super::cache::{CacheKey, CachedReply, ResponseCache};
 use super::client::{ChatMessage, LlmClient, LlmConfig, LlmStats};
@@ -207,38 +207,14 @@ impl LlmReformulator {
         jobs: &[Job<'_>],
         order: &[usize],
     ) -> Vec<Option<Result<String, LlmError>>> {
-        let workers = self.client.config().max_concurrency.min(order.len());
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let work = || {
-            let mut done = Vec::new();
-            while !failed.load(Ordering::Relaxed) {
-                let slot = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&i) = order.get(slot) else { break };
-                let reply = self.client.chat(&jobs[i].messages, &jobs[i].item);
-                if reply.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                done.push((slot, reply));
-            }
-            done
-        };
-        let done: Vec<(usize, Result<String, LlmError>)> = if workers <= 1 {
-            work()
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            })
-        };
-        let mut replies: Vec<Option<Result<String, LlmError>>> =
-            order.iter().map(|_| None).collect();
-        for (slot, reply) in done {
-            replies[slot] = Some(reply);
-        }
-        replies
+        super::bounded::run_bounded(
+            order.len(),
+            self.client.config().max_concurrency,
+            true,
+            |slot| {
+                let i = order[slot];
+                self.client.chat(&jobs[i].messages, &jobs[i].item)
+            },
+        )
     }
 }

@@ -116,7 +116,12 @@ pub fn aggregate(runs: &[RunResults]) -> Aggregate {
     for run in runs {
         let dataset = dataset_of(run);
         for v in &run.variants {
-            let key = (v.name.clone(), dataset.clone());
+            // A multi-dataset run has an entry per (variant, dataset): never pool datasets.
+            let dataset = match &v.dataset {
+                Some(d) => format!("{dataset} [{d}]"),
+                None => dataset.clone(),
+            };
+            let key = (v.name.clone(), dataset);
             if !values.contains_key(&key) {
                 order.push(key.clone());
             }

@@ -5,6 +5,7 @@ use polars::prelude::*;
 
 use super::eval::EvalReport;
 use super::prf::Prf;
+use crate::task::Task;
 
 /// Columns whose values are fractions and are shown as percentages.
 pub const FRACTION_COLUMNS: &[&str] = &[
@@ -35,25 +36,13 @@ fn prf_frame(rows: &[(String, Prf)], label: &str) -> PolarsResult<DataFrame> {
     )
 }
 
-/// One row per task present in the report (MNER, EEG, GMNER, then FMNERG / SMNER when scored).
+/// One row per task the report scored, in [`Task::ALL`] order (MNER, EEG, GMNER, then the
+/// FMNERG and SMNER tasks when scored), labelled by [`Task::label`].
 pub fn task_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
-    let mut rows = vec![
-        ("MNER".to_string(), r.mner),
-        ("EEG".to_string(), r.eeg),
-        ("GMNER".to_string(), r.gmner),
-    ];
-    if let Some(p) = r.fmner {
-        rows.push(("FMNER (fine)".into(), p));
-    }
-    if let Some(p) = r.fmnerg {
-        rows.push(("FMNERG (fine)".into(), p));
-    }
-    if let Some(p) = r.fmnerg_coarse {
-        rows.push(("FMNERG (coarse)".into(), p));
-    }
-    if let Some(p) = r.smner {
-        rows.push(("SMNER".into(), p));
-    }
+    let rows: Vec<(String, Prf)> = r
+        .scored_tasks()
+        .map(|(t, p)| (t.label().to_string(), *p))
+        .collect();
     prf_frame(&rows, "task")
 }
 
@@ -68,12 +57,12 @@ pub fn averages_frame(r: &EvalReport) -> PolarsResult<DataFrame> {
         f1: p.f1,
     };
     let rows = [
-        ("MNER", "micro", micro(&r.mner)),
-        ("MNER", "macro", a.mner.macro_avg),
-        ("MNER", "weighted", a.mner.weighted_avg),
-        ("GMNER", "micro", micro(&r.gmner)),
-        ("GMNER", "macro", a.gmner.macro_avg),
-        ("GMNER", "weighted", a.gmner.weighted_avg),
+        (Task::Mner.label(), "micro", micro(&r.mner)),
+        (Task::Mner.label(), "macro", a.mner.macro_avg),
+        (Task::Mner.label(), "weighted", a.mner.weighted_avg),
+        (Task::Gmner.label(), "micro", micro(&r.gmner)),
+        (Task::Gmner.label(), "macro", a.gmner.macro_avg),
+        (Task::Gmner.label(), "weighted", a.gmner.weighted_avg),
     ];
     df!(
         "task" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),

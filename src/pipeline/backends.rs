@@ -1,16 +1,23 @@
-//! The default [`BackendFactory`]: ONNX stages through `crate::runtime` and the LLM reformulator
-//! through `crate::llm`, built from the manifests and `[llm]` section a plan resolved
+//! The default [`BackendFactory`]: ONNX stages through `crate::runtime`, the LLM reformulator and
+//! the MLLM stages (`mllm` tagger, entailer, grounder: one shared [`SharedMllm`]) through
+//! `crate::llm`, built from the manifests and `[llm]` / `[mllm]` sections a plan resolved
 //! ([`BackendConfig`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::llm::{Behaviour, LlmConfig, LlmReformulator, MockServer, PromptTemplate};
+use crate::llm::{
+    Behaviour, IssuePolicy, LlmConfig, LlmReformulator, MllmAnnotator, MockServer, PromptTemplate,
+};
 use crate::pipeline::onnx::{OnnxEntailer, OnnxGrounder, OnnxSegmenter, OnnxTagger};
+use crate::results::{LlmMeta, LlmStageMeta};
 use crate::runtime::{self, Device, ModelManifest, OrtRuntime, RuntimeError, SessionConfig};
 use crate::stage::{Stage, StageKind};
 
-use super::config::{DevicePreference, LlmSection};
+use super::config::{DevicePreference, LlmSection, MllmSection, OnError, RuntimeSection};
+use super::llm_stages::{knowledge_prompt, LlmKnowledge};
+use super::mllm_stages::{MllmEntailer, MllmGrounder, MllmTagger, SharedMllm};
 use super::slots::{AnyStage, BackendFactory, BuildError};
 
 /// What the real stages are built from (paths already resolved by the plan).
@@ -24,8 +31,16 @@ pub struct BackendConfig {
     /// Stage → model manifest.
     pub models: BTreeMap<Stage, PathBuf>,
     pub llm: Option<LlmSection>,
+    /// The MLLM settings (`None`: defaults, on `[llm]`'s endpoint).
+    pub mllm: Option<MllmSection>,
+    /// `fail`: an MLLM reply's first issue is an error; `skip`: issues are repaired and counted.
+    pub on_error: OnError,
+    /// Calls excluded from the MLLM's latency statistics as warm-up.
+    pub warmup: usize,
     /// Where a prompt given as a relative path resolves from (the suite's base folder).
     pub base_dir: PathBuf,
+    /// Intra-op threads and spinning of every session.
+    pub runtime: RuntimeSection,
 }
 
 /// Builds real stages on demand.
@@ -35,6 +50,12 @@ pub struct DefaultBackends {
     hashes: BTreeMap<String, String>,
     /// The mock LLM server a suite with `start_mock = true` runs against (stopped on drop).
     mock: Option<MockServer>,
+    /// The one MLLM the `mllm` stages share (built with the first of them).
+    mllm: Option<Arc<SharedMllm>>,
+    /// The reformulator's settings, once built (for results.json).
+    reformulator_meta: Option<LlmStageMeta>,
+    /// The knowledge stage's settings, once built (for results.json).
+    knowledge_meta: Option<LlmStageMeta>,
 }
 
 impl DefaultBackends {
@@ -44,6 +65,9 @@ impl DefaultBackends {
             provider: None,
             hashes: BTreeMap::new(),
             mock: None,
+            mllm: None,
+            reformulator_meta: None,
+            knowledge_meta: None,
         }
     }
 
@@ -59,6 +83,8 @@ impl DefaultBackends {
                 DevicePreference::Cuda => Device::Cuda,
                 DevicePreference::Auto => Device::Auto,
             },
+            intra_threads: self.config.runtime.threads,
+            intra_spinning: Some(self.config.runtime.spinning.unwrap_or(false)),
             ..SessionConfig::default()
         }
     }
@@ -117,18 +143,11 @@ impl DefaultBackends {
             what: "the suite has no [llm] section".into(),
             hint: "add [llm] with base_url and model (or start_mock = true for a dry run)".into(),
         })?;
-        let mut config = LlmConfig::for_base_url(section.base_url.clone());
-        config.model = section.model.clone();
-        config.api_key_env = section.api_key_env.clone();
-        if let Some(t) = section.timeout_ms {
-            config.timeout_ms = t;
-        }
-        if let Some(r) = section.max_retries {
-            config.max_retries = r;
-        }
-        if let Some(c) = section.max_concurrency {
-            config.max_concurrency = c;
-        }
+        let mut config = section.to_config().map_err(|what| BuildError::Config {
+            stage,
+            what,
+            hint: "check the [llm] section of the suite".into(),
+        })?;
         if section.start_mock {
             if self.mock.is_none() {
                 let server =
@@ -173,10 +192,111 @@ impl DefaultBackends {
             template.id(),
             config.sampling_fingerprint()
         );
+        self.reformulator_meta = Some(LlmStageMeta {
+            model: config.model.clone(),
+            prompt: template.id().to_string(),
+            request_fields: config.request_fields(),
+        });
         let cache = self.config.cache_dir.as_ref().map(|d| d.join("llm"));
         let r = LlmReformulator::new(config, template, cache.as_deref())
             .map_err(|source| BuildError::Llm { stage, source })?;
         Ok((AnyStage::Reformulator(Box::new(r)), fingerprint))
+    }
+
+    /// The knowledge stage: `[llm]`'s client with the knowledge prompt; fingerprinted like the
+    /// reformulator (model, prompt id, request fields).
+    fn knowledge(&mut self) -> Result<(AnyStage, String), BuildError> {
+        let stage = Stage::Knowledge;
+        let config = self.llm_config(stage)?;
+        let prompt = self
+            .config
+            .llm
+            .as_ref()
+            .and_then(|l| l.knowledge_prompt.clone())
+            .unwrap_or_else(|| "knowledge-v1".to_string());
+        let template = knowledge_prompt(&prompt, &self.config.base_dir)
+            .map_err(|source| BuildError::Llm { stage, source })?;
+        let fingerprint = format!(
+            "llm|{}|{}|{}",
+            config.model,
+            template.id(),
+            config.sampling_fingerprint()
+        );
+        self.knowledge_meta = Some(LlmStageMeta {
+            model: config.model.clone(),
+            prompt: template.id().to_string(),
+            request_fields: config.request_fields(),
+        });
+        let cache = self.config.cache_dir.as_ref().map(|d| d.join("llm"));
+        let k = LlmKnowledge::new(config, template, cache.as_deref())
+            .map_err(|source| BuildError::Llm { stage, source })?;
+        Ok((AnyStage::Knowledge(Box::new(k)), fingerprint))
+    }
+
+    /// The shared MLLM, built on first use: `[llm]`'s client configuration (sampling settings
+    /// included; the mock server's address when the suite starts one), with `[mllm]`'s endpoint
+    /// and model when it names them.
+    fn shared_mllm(&mut self, stage: Stage) -> Result<Arc<SharedMllm>, BuildError> {
+        if let Some(m) = &self.mllm {
+            return Ok(m.clone());
+        }
+        let section = self.config.mllm.clone().unwrap_or_default();
+        let mut config = match (&self.config.llm, &section.base_url) {
+            (Some(_), _) => self.llm_config(stage)?,
+            (None, Some(url)) => LlmConfig::for_base_url(url.clone()),
+            (None, None) => {
+                return Err(BuildError::Config {
+                    stage,
+                    what: "an mllm stage needs an endpoint, and the suite has neither [llm] nor [mllm] base_url".into(),
+                    hint: "add [llm] with base_url and model (or start_mock = true), or [mllm] with base_url and model".into(),
+                })
+            }
+        };
+        if let Some(url) = &section.base_url {
+            config.base_url = url.clone();
+        }
+        if let Some(model) = &section.model {
+            config.model = model.clone();
+        }
+        if section.api_key_env.is_some() {
+            config.api_key_env = section.api_key_env.clone();
+        }
+        let mut settings = section.settings();
+        if !crate::llm::mllm::BUILTIN_PROMPTS.contains(&settings.prompt.as_str())
+            && settings.prompt != "gmner-mllm"
+        {
+            settings.prompt = resolve(&self.config.base_dir, Path::new(&settings.prompt))
+                .display()
+                .to_string();
+        }
+        let policy = match self.config.on_error {
+            OnError::Fail => IssuePolicy::Error,
+            OnError::Skip => IssuePolicy::Warn,
+        };
+        let cache = self.config.cache_dir.as_ref().map(|d| d.join("mllm"));
+        let annotator = MllmAnnotator::new(config, settings, policy, cache.as_deref())
+            .map_err(|source| BuildError::Llm { stage, source })?;
+        let shared = Arc::new(SharedMllm::new(annotator, self.config.warmup));
+        self.mllm = Some(shared.clone());
+        Ok(shared)
+    }
+
+    fn mllm_stage(&mut self, stage: Stage) -> Result<(AnyStage, String), BuildError> {
+        let shared = self.shared_mllm(stage)?;
+        let fingerprint = shared.annotator().fingerprint();
+        let built = match stage {
+            Stage::Tagger => AnyStage::Tagger(Box::new(MllmTagger(shared))),
+            Stage::Entailer => AnyStage::Entailer(Box::new(MllmEntailer(shared))),
+            Stage::Grounder => AnyStage::Grounder(Box::new(MllmGrounder(shared))),
+            _ => {
+                return Err(BuildError::Unsupported {
+                    stage,
+                    kind: StageKind::Mllm,
+                    hint: "mllm serves the tagger, entailer and grounder".into(),
+                })
+            }
+        };
+        Ok((built, fingerprint))
     }
 
     fn onnx(&mut self, stage: Stage) -> Result<(AnyStage, String), BuildError> {
@@ -205,11 +325,14 @@ impl DefaultBackends {
                 self.note_provider(s.providers().0);
                 AnyStage::Segmenter(Box::new(s))
             }
-            Stage::Reformulator => {
+            Stage::Reformulator | Stage::Knowledge => {
                 return Err(BuildError::Unsupported {
                     stage,
                     kind: StageKind::Onnx,
-                    hint: "the reformulator is an LLM: use llm, replay or off".into(),
+                    hint: format!(
+                        "the {} stage is an LLM: use llm, replay or off",
+                        stage.name()
+                    ),
                 })
             }
         };
@@ -229,11 +352,15 @@ impl BackendFactory for DefaultBackends {
     fn build(&mut self, stage: Stage, kind: StageKind) -> Result<(AnyStage, String), BuildError> {
         match (stage, kind) {
             (Stage::Reformulator, StageKind::Llm) => self.reformulator(),
+            (Stage::Knowledge, StageKind::Llm) => self.knowledge(),
             (_, StageKind::Onnx) => self.onnx(stage),
+            (_, StageKind::Mllm) => self.mllm_stage(stage),
             _ => Err(BuildError::Unsupported {
                 stage,
                 kind,
-                hint: "the default backends build onnx stages and the llm reformulator".into(),
+                hint:
+                    "the default backends build onnx stages, the llm reformulator and mllm stages"
+                        .into(),
             }),
         }
     }
@@ -242,5 +369,14 @@ impl BackendFactory for DefaultBackends {
     }
     fn model_hashes(&self) -> BTreeMap<String, String> {
         self.hashes.clone()
+    }
+    fn llm_meta(&self) -> Option<LlmMeta> {
+        let meta = LlmMeta {
+            reformulator: self.reformulator_meta.clone(),
+            knowledge: self.knowledge_meta.clone(),
+            mllm: self.mllm.as_ref().map(|m| m.meta()),
+        };
+        (meta.reformulator.is_some() || meta.knowledge.is_some() || meta.mllm.is_some())
+            .then_some(meta)
     }
 }

@@ -393,13 +393,45 @@ fn run_tweet(
         image: None,
     };
 
-    // 1. MNER (cached per tweet).
+    // 0. Auxiliary knowledge for the tagger (cached per tweet); off and replay: none.
+    let context: Option<String> = match v.knowledge() {
+        StageKind::Llm => {
+            let k = pool
+                .knowledge(StageKind::Llm)
+                .ok_or_else(|| not_prepared(tweet, Stage::Knowledge))?;
+            let key = k
+                .fingerprint
+                .map(|fp| vec![cache_key(&["knowledge", fp, &tweet.id, &tokens_json])]);
+            cached_batch(
+                cx.cache,
+                &tweet.id,
+                Stage::Knowledge,
+                key,
+                1,
+                recs.rec("knowledge"),
+                |_| Ok(vec![k.stage.context(tweet)?]),
+            )?
+            .pop()
+        }
+        _ => None,
+    };
+
+    // 1. MNER (cached per tweet, and per context when there is one).
     let tagger = pool
         .tagger(v.tagger)
         .ok_or_else(|| not_prepared(tweet, Stage::Tagger))?;
-    let key = tagger
-        .fingerprint
-        .map(|fp| vec![cache_key(&["tagger", fp, &tweet.id, &tokens_json])]);
+    let key = tagger.fingerprint.map(|fp| match &context {
+        None => vec![cache_key(&["tagger", fp, &tweet.id, &tokens_json])],
+        Some(c) => vec![cache_key(&[
+            "tagger",
+            fp,
+            &tweet.id,
+            &tokens_json,
+            "context",
+            c,
+        ])],
+    });
+    let tagger_pixels = tagger.stage.needs_pixels();
     let mut entities: Vec<Entity> = cached_batch(
         cx.cache,
         &tweet.id,
@@ -407,7 +439,19 @@ fn run_tweet(
         key,
         1,
         recs.rec("tagger"),
-        |_| Ok(vec![tagger.stage.tag(tweet)?]),
+        |_| {
+            // Text taggers never make the runner decode the image (the MLLM tagger reads it).
+            let img = if tagger_pixels {
+                Some(image.get()?)
+            } else {
+                None
+            };
+            let input = TweetInput { tweet, image: img };
+            Ok(vec![match &context {
+                Some(c) => tagger.stage.tag_with_context(&input, c)?,
+                None => tagger.stage.tag_input(&input)?,
+            }])
+        },
     )?
     .pop()
     .unwrap_or_default();

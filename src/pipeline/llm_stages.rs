@@ -1,9 +1,129 @@
 //! The LLM-backed stages: [`LlmReformulator`] (from `crate::llm`) as the pipeline's
-//! [`Reformulator`]. `llm/` knows nothing of the pipeline; the adapters live here.
+//! [`Reformulator`], and [`LlmKnowledge`], the `knowledge = "llm"` stage (auxiliary context for
+//! the tagger, prompt `prompts/knowledge-v1.txt`, answers in the LLM response cache). `llm/`
+//! knows nothing of the pipeline; the adapters live here.
 
-use super::stages::{Reformulator, StageError, StageKind};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use super::stages::{Knowledge, Reformulator, StageError, StageKind};
 use crate::data::model::{Entity, Tweet};
-use crate::llm::LlmReformulator;
+use crate::llm::cache::CachedReply;
+use crate::llm::prompt::tweet_text;
+use crate::llm::{
+    CacheKey, ChatMessage, Item, LlmClient, LlmConfig, LlmError, LlmReformulator, PromptTemplate,
+    ResponseCache,
+};
+
+/// The built-in knowledge prompt (versioned like the reformulation prompts).
+const KNOWLEDGE_V1: &str = include_str!("prompts/knowledge-v1.txt");
+
+/// The knowledge prompt: `knowledge-v1` (or `knowledge`, the latest), else a template file whose
+/// `[user]` section holds `{tweet}`.
+pub fn knowledge_prompt(id_or_path: &str, base: &Path) -> Result<PromptTemplate, LlmError> {
+    match id_or_path {
+        "knowledge" | "knowledge-v1" => PromptTemplate::parse_requiring(
+            "knowledge",
+            "v1",
+            KNOWLEDGE_V1,
+            "src/pipeline/prompts/knowledge-v1.txt",
+            &["{tweet}"],
+        ),
+        path => {
+            let p = Path::new(path);
+            let p = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            };
+            PromptTemplate::from_file_requiring(&p, &["{tweet}"])
+        }
+    }
+}
+
+/// `knowledge = "llm"`: one request per tweet (response cache first); the reply, on one line, is
+/// the context.
+pub struct LlmKnowledge {
+    client: LlmClient,
+    template: PromptTemplate,
+    cache: Option<ResponseCache>,
+}
+
+impl LlmKnowledge {
+    pub fn new(
+        config: LlmConfig,
+        template: PromptTemplate,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, LlmError> {
+        Ok(LlmKnowledge {
+            client: LlmClient::new(config)?,
+            template,
+            cache: cache_dir.map(ResponseCache::open).transpose()?,
+        })
+    }
+
+    pub fn template(&self) -> &PromptTemplate {
+        &self.template
+    }
+
+    pub fn client(&self) -> &LlmClient {
+        &self.client
+    }
+
+    fn messages(&self, tweet: &Tweet) -> Vec<ChatMessage> {
+        let text = tweet_text(tweet)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (system, user) = self.template.fill_with(&[("{tweet}", text)]);
+        let mut messages = Vec::with_capacity(2);
+        if !system.is_empty() {
+            messages.push(ChatMessage::system(system));
+        }
+        messages.push(ChatMessage::user(user));
+        messages
+    }
+}
+
+impl Knowledge for LlmKnowledge {
+    fn kind(&self) -> StageKind {
+        StageKind::Llm
+    }
+
+    fn context(&mut self, tweet: &Tweet) -> Result<String, StageError> {
+        let messages = self.messages(tweet);
+        let key = CacheKey::for_chat(self.client.config(), &self.template, &messages);
+        let counters = self.client.counters();
+        if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&key)) {
+            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(self.client.redactor().redact(&entry.content).into_owned());
+        }
+        counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let item = Item {
+            tweet_id: Some(tweet.id.clone()),
+            entity: None,
+        };
+        let reply = self.client.chat(&messages, &item)?;
+        // One segment of plain text: line breaks would only be whitespace to the tokenizer.
+        let context = reply.split_whitespace().collect::<Vec<_>>().join(" ");
+        if context.is_empty() {
+            return Err(StageError::item(
+                &tweet.id,
+                None,
+                "the LLM wrote an empty knowledge context",
+                "check the knowledge prompt and the endpoint's model",
+            ));
+        }
+        if let Some(cache) = &self.cache {
+            let entry =
+                CachedReply::new(&key, &self.client.config().model, &self.template, &context);
+            if let Err(e) = cache.put(&key, &entry) {
+                log::warn!("LLM response cache write failed ({e}); continuing without caching");
+            }
+        }
+        Ok(context)
+    }
+}
 
 impl Reformulator for LlmReformulator {
     fn kind(&self) -> StageKind {

@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::recorded::{build_recorded, EntityIndex};
-use super::stages::{Entailer, Grounder, Reformulator, Segmenter, Tagger};
+use super::stages::{Entailer, Grounder, Knowledge, Reformulator, Segmenter, Tagger};
 use crate::pipeline::config::{ReplayMissing, VariantSpec};
 use crate::stage::{Stage, StageKind};
 
 /// A built stage implementation, of the stage family it serves.
 pub enum AnyStage {
+    Knowledge(Box<dyn Knowledge>),
     Tagger(Box<dyn Tagger>),
     Reformulator(Box<dyn Reformulator>),
     Entailer(Box<dyn Entailer>),
@@ -25,6 +26,7 @@ impl AnyStage {
     /// The stage family this implementation serves.
     pub fn stage(&self) -> Stage {
         match self {
+            AnyStage::Knowledge(_) => Stage::Knowledge,
             AnyStage::Tagger(_) => Stage::Tagger,
             AnyStage::Reformulator(_) => Stage::Reformulator,
             AnyStage::Entailer(_) => Stage::Entailer,
@@ -79,6 +81,11 @@ pub trait BackendFactory {
     fn execution_provider(&self) -> Option<String>;
     /// `stage:manifest/role` → sha256 of every model loaded so far.
     fn model_hashes(&self) -> BTreeMap<String, String>;
+    /// The LLM stages' settings and counts so far (results.json `meta.llm`); `None` when no
+    /// LLM stage was built.
+    fn llm_meta(&self) -> Option<crate::results::LlmMeta> {
+        None
+    }
 }
 
 /// A built stage and how its outputs are cached.
@@ -123,7 +130,9 @@ impl<'f> StageSet<'f> {
     /// Builds every stage instance `variant` needs that is not built yet.
     pub fn prepare(&mut self, variant: &VariantSpec) -> Result<(), (Stage, BuildError)> {
         for (stage, kind) in variant.stages() {
+            // Replayed knowledge has nothing to run: the recorded tagger output was made with it.
             if matches!(kind, StageKind::Off | StageKind::Box)
+                || (stage, kind) == (Stage::Knowledge, StageKind::Replay)
                 || self.slots.contains_key(&(stage, kind))
             {
                 continue;
@@ -138,7 +147,10 @@ impl<'f> StageSet<'f> {
                         self.factory.build(stage, kind).map_err(|e| (stage, e))?;
                     Slot {
                         stage: built,
-                        fingerprint: Some(fingerprint),
+                        // mllm outputs are not stage-cached: the MLLM's own response cache
+                        // keys on the image bytes as sent, which the stage cache's keys do not
+                        // cover (see pipeline::mllm_stages).
+                        fingerprint: (kind != StageKind::Mllm).then_some(fingerprint),
                     }
                 }
             };
@@ -187,6 +199,7 @@ macro_rules! typed_getter {
     };
 }
 
+typed_getter!(knowledge, Knowledge, Knowledge);
 typed_getter!(tagger, Tagger, Tagger);
 typed_getter!(reformulator, Reformulator, Reformulator);
 typed_getter!(entailer, Entailer, Entailer);

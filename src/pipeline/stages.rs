@@ -24,10 +24,42 @@ pub struct Grounding {
     pub score: f32,
 }
 
+/// Auxiliary knowledge: a tweet → context text for the tagger (PGIM-style: an LLM writes what
+/// it knows about the tweet's names; the tagger reads it as a second segment).
+pub trait Knowledge {
+    fn kind(&self) -> StageKind;
+    fn context(&mut self, tweet: &Tweet) -> Result<String, StageError>;
+}
+
 /// MNER: tokens → typed entity spans (text, type, start, end; not yet grounded).
 pub trait Tagger {
     fn kind(&self) -> StageKind;
     fn tag(&mut self, tweet: &Tweet) -> Result<Vec<Entity>, StageError>;
+    /// Whether [`Tagger::tag_input`] needs the image (the MLLM tagger reads it; text taggers
+    /// do not, and the runner then never decodes it for them).
+    fn needs_pixels(&self) -> bool {
+        false
+    }
+    /// Tags a tweet with its image at hand (when [`Tagger::needs_pixels`]); text taggers tag
+    /// the tokens.
+    fn tag_input(&mut self, input: &TweetInput<'_>) -> Result<Vec<Entity>, StageError> {
+        self.tag(input.tweet)
+    }
+    /// Tags the tweet's tokens reading `context` (the knowledge stage's text) as a second
+    /// segment; labels only the tweet's words. Taggers that cannot read a context say so.
+    fn tag_with_context(
+        &mut self,
+        input: &TweetInput<'_>,
+        context: &str,
+    ) -> Result<Vec<Entity>, StageError> {
+        let _ = context;
+        Err(StageError::item(
+            &input.tweet.id,
+            None,
+            format!("a {:?} tagger cannot read a knowledge context", self.kind()),
+            "use knowledge with tagger = \"onnx\" (a model exported with segments), or knowledge = \"off\"",
+        ))
+    }
 }
 
 /// Reformulation: each entity → an "entity expansion expression" (`Entity(TYPE)-description`).
@@ -96,6 +128,10 @@ pub enum StageError {
     Runtime(#[from] crate::runtime::RuntimeError),
     #[error(transparent)]
     Llm(#[from] crate::llm::LlmError),
+    /// The MLLM's answer for the tweet failed; shared (`Arc`) because the tagger, entailer and
+    /// grounder of a tweet share one request, and so its one error.
+    #[error(transparent)]
+    Mllm(std::sync::Arc<crate::llm::MllmError>),
 }
 
 impl StageError {

@@ -535,13 +535,97 @@ fn criterion(inputs: &SummaryInputs<'_>, out: &mut String) {
     }
 }
 
-/// The whole `summary.md`.
+/// The whole `summary.md` of a run with one dataset.
 pub fn render_summary(results: &RunResults, inputs: &SummaryInputs<'_>) -> String {
     let mut out = format!("# riveg-bench run `{}`\n\n", results.run_id);
     meta_section(results, &mut out);
+    out.push_str(&render_sections(results, inputs));
+    out
+}
+
+/// The part of a run with several datasets that comes before the per-dataset sections: the
+/// run's meta data and which variants ran on which dataset.
+pub fn datasets_overview(results: &RunResults) -> String {
+    let mut out = String::from("\n");
+    meta_section(results, &mut out);
+    let rows: Vec<Vec<String>> = results
+        .datasets()
+        .into_iter()
+        .map(|d| {
+            let names: Vec<&str> = results
+                .variants
+                .iter()
+                .filter(|v| v.dataset == d)
+                .map(|v| v.name.as_str())
+                .collect();
+            vec![d.unwrap_or_else(|| "data".into()), names.join(", ")]
+        })
+        .collect();
+    out.push_str("\n## Datasets\n\n");
+    out.push_str(&md_table(&["dataset", "variants"], &rows));
+    out.push('\n');
+    out
+}
+
+/// Every Markdown heading one level deeper (a dataset's summary as a section of the run's).
+pub fn demote_headings(md: &str) -> String {
+    let mut out = String::with_capacity(md.len() + 64);
+    let mut fence = false;
+    for line in md.lines() {
+        if line.starts_with("```") {
+            fence = !fence;
+        }
+        if !fence && line.starts_with('#') {
+            out.push('#');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Which tasks the results do not score, and why (`not_scored` of each entry; variants with
+/// the same reason are listed together).
+fn not_scored_section(results: &RunResults, out: &mut String) {
+    let mut reasons: std::collections::BTreeMap<(crate::task::Task, &str), Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for v in &results.variants {
+        for (key, why) in &v.not_scored {
+            if let Some(t) = crate::task::Task::parse(key) {
+                reasons
+                    .entry((t, why.as_str()))
+                    .or_default()
+                    .push(v.name.as_str());
+            }
+        }
+    }
+    if reasons.is_empty() {
+        return;
+    }
+    out.push_str("\n## Not scored\n\n");
+    let all = results.variants.len();
+    let rows: Vec<Vec<String>> = reasons
+        .into_iter()
+        .map(|((t, why), names)| {
+            let who = if names.len() == all {
+                "all".to_string()
+            } else {
+                names.join(", ")
+            };
+            vec![t.label().to_string(), why.to_string(), who]
+        })
+        .collect();
+    out.push_str(&md_table(&["task", "why", "variants"], &rows));
+    out.push('\n');
+}
+
+/// The summary's sections after the meta data (one dataset's results).
+pub fn render_sections(results: &RunResults, inputs: &SummaryInputs<'_>) -> String {
+    let mut out = String::new();
     variants_section(results, &mut out);
     main_table(results, inputs, &mut out);
     fine_and_masks(results, &mut out);
+    not_scored_section(results, &mut out);
     details(results, &mut out);
     timings(results, &mut out);
     skipped(results, &mut out);

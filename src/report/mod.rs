@@ -134,20 +134,78 @@ pub fn render_run_report(
         Some(dir) => read_criterion_dir(dir),
         None => (Vec::new(), Vec::new()),
     };
+    let datasets = results.datasets();
+    if datasets.iter().all(Option::is_none) {
+        let (mut files, inputs) =
+            dataset_files(results, "", &baselines, &estimates, &unreadable, opts)?;
+        let summary = render_summary(results, &inputs);
+        // summary.md last: when it exists, the figures it links exist too.
+        files.push(("summary.md".into(), summary.into_bytes()));
+        return Ok(files);
+    }
+    // Several datasets: a section per dataset in summary.md, each with its own figures and
+    // exports in a folder named after the dataset (results' names are plain, so safe).
+    let mut files = Vec::new();
+    let mut summary = format!(
+        "# riveg-bench run `{}`
+",
+        results.run_id
+    );
+    summary.push_str(&markdown::datasets_overview(results));
+    for d in &datasets {
+        let name = d.as_deref().unwrap_or("data");
+        let sub = results.for_dataset(d.as_deref());
+        let (figs, inputs) = dataset_files(
+            &sub,
+            &format!("{name}/"),
+            &baselines,
+            &estimates,
+            &unreadable,
+            opts,
+        )?;
+        files.extend(figs);
+        summary.push_str(&format!("\n## Dataset `{name}`\n\n"));
+        summary.push_str(&markdown::demote_headings(&markdown::render_sections(
+            &sub, &inputs,
+        )));
+    }
+    files.push(("summary.md".into(), summary.into_bytes()));
+    Ok(files)
+}
+
+/// Rendered report files: `(file name, bytes)` in write order.
+type RenderedFiles = Vec<(String, Vec<u8>)>;
+
+/// The figures and exports of one dataset's results (file names prefixed with `prefix`), and
+/// the summary's inputs that link them.
+fn dataset_files<'a>(
+    results: &RunResults,
+    prefix: &str,
+    baselines: &[(&'static PublishedTable, &'static PublishedRow)],
+    estimates: &'a [crate::bench::criterion_estimates::CriterionEstimate],
+    unreadable: &[PathBuf],
+    opts: &ReportOptions,
+) -> Result<(RenderedFiles, SummaryInputs<'a>), ReportError> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut captions = Vec::new();
     if opts.figures {
         let (figs, caps) =
-            figures::run_figures(results, &estimates, opts.figure_size, &opts.figure_formats)?;
-        files.extend(figs);
-        captions = caps;
+            figures::run_figures(results, estimates, opts.figure_size, &opts.figure_formats)?;
+        files.extend(figs.into_iter().map(|(n, b)| (format!("{prefix}{n}"), b)));
+        captions = caps
+            .into_iter()
+            .map(|(n, c)| (format!("{prefix}{n}"), c))
+            .collect();
     }
-    let exports = export::run_exports(results, &baselines);
+    let exports: Vec<(String, Vec<u8>)> = export::run_exports(results, baselines)
+        .into_iter()
+        .map(|(n, b)| (format!("{prefix}{n}"), b))
+        .collect();
     let export_names: Vec<String> = exports.iter().map(|(n, _)| n.clone()).collect();
     files.extend(exports);
     let inputs = SummaryInputs {
-        baselines,
-        criterion: &estimates,
+        baselines: baselines.to_vec(),
+        criterion: estimates,
         criterion_dir: opts.criterion_dir.as_ref().map(|d| d.display().to_string()),
         criterion_unreadable: unreadable.iter().map(|p| p.display().to_string()).collect(),
         figures: captions,
@@ -162,10 +220,7 @@ pub fn render_run_report(
             Vec::new()
         },
     };
-    let summary = render_summary(results, &inputs);
-    // summary.md last: when it exists, the figures it links exist too.
-    files.push(("summary.md".into(), summary.into_bytes()));
-    Ok(files)
+    Ok((files, inputs))
 }
 
 fn write_all(dir: &Path, files: Vec<(String, Vec<u8>)>) -> Result<Vec<PathBuf>, ReportError> {

@@ -4,8 +4,11 @@
 //! ```text
 //! {"suite": NAME, "run_id": ..., "meta": {...},
 //!  "variants": [{"name", "description", "stages": {"tagger": S, ...}, "metrics": {"riveg": M, "span": M|null},
-//!                "not_applicable": {"span": reason}, "timings": {...}, "skipped": N, ...}]}
+//!                "not_applicable": {"span": reason}, "timings": {...}, "skipped": N, ...,
+//!                "dataset": NAME, "not_scored": {"fmnerg": reason}}]}
 //! ```
+//! A suite with several datasets (`[[dataset]]`) has one entry per (variant, dataset), named by
+//! `dataset`; a `[data]` suite's entries have no `dataset` (older results read the same way).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,6 +55,60 @@ pub struct RunMeta {
     /// comparison can tell whether two runs scored the same data.
     #[serde(default)]
     pub data_hashes: BTreeMap<String, String>,
+    /// The LLM stages' settings and counts, when a variant ran one (absent in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmMeta>,
+}
+
+/// How the LLM stages were configured (everything that decides their answers) and what they
+/// did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LlmMeta {
+    /// The `llm` reformulator: model, prompt id and request fields; absent when none ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reformulator: Option<LlmStageMeta>,
+    /// The `llm` knowledge stage: model, prompt id and request fields; absent when none ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge: Option<LlmStageMeta>,
+    /// The `mllm` stages (tagger, entailer, grounder share one MLLM); absent when none ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mllm: Option<MllmMeta>,
+}
+
+/// A text LLM stage's settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LlmStageMeta {
+    pub model: String,
+    pub prompt: String,
+    /// Sampling settings and `extra` as sent with every request.
+    pub request_fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The MLLM's settings and counts over the whole run (all variants share one MLLM).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MllmMeta {
+    pub model: String,
+    pub prompt: String,
+    pub request_fields: serde_json::Map<String, serde_json::Value>,
+    /// Image size and format, box convention, labels.
+    pub settings: serde_json::Value,
+    /// Everything that keys its cached answers.
+    pub fingerprint: String,
+    pub requests_sent: u64,
+    pub retries: u64,
+    pub cache_hits: u64,
+    /// Tweets answered.
+    pub tweets_ok: u64,
+    /// Tweets without an answer, by error kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Repaired issues by kind (`--on-error skip`; under `fail` the first one stops the run).
+    pub issues: BTreeMap<String, u64>,
+    /// Entities of another tagger the MLLM did not list (hybrids): not groundable, no box.
+    pub not_listed: u64,
+    /// Entities the grounder had to box that the MLLM listed without one.
+    pub listed_without_box: u64,
+    /// Latency of one tweet's answer (response-cache hits count as cached).
+    pub latency_ms: StageTiming,
 }
 
 /// Metrics of one variant under both protocols (`null` where a protocol cannot apply).
@@ -96,6 +153,20 @@ pub struct VariantResult {
     pub predictions: String,
     /// Tweets scored.
     pub tweets: usize,
+    /// The suite's `[[dataset]]` this entry ran on; absent for a `[data]` suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Task key → why the dataset's results do not score it (the suite's `not_scored`, and the
+    /// tasks its `tasks` list leaves out or its data does not allow).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_scored: BTreeMap<String, String>,
+}
+
+impl VariantResult {
+    /// The entry's key: the variant name, or `<dataset>/<variant>` (see `RunDir::entry_key`).
+    pub fn key(&self) -> String {
+        RunDir::entry_key(self.dataset.as_deref(), &self.name)
+    }
 }
 
 /// The whole `results.json`.
@@ -149,8 +220,33 @@ impl RunResults {
         })
     }
 
-    pub fn variant(&self, name: &str) -> Option<&VariantResult> {
-        self.variants.iter().find(|v| v.name == name)
+    /// The entry with this key (the variant name, or `<dataset>/<variant>`).
+    pub fn variant(&self, key: &str) -> Option<&VariantResult> {
+        self.variants.iter().find(|v| v.key() == key)
+    }
+
+    /// The datasets of the entries, in first-seen order (`[None]` for a `[data]` suite).
+    pub fn datasets(&self) -> Vec<Option<String>> {
+        let mut out: Vec<Option<String>> = Vec::new();
+        for v in &self.variants {
+            if !out.contains(&v.dataset) {
+                out.push(v.dataset.clone());
+            }
+        }
+        out
+    }
+
+    /// The results of one dataset's entries only (for per-dataset report sections).
+    pub fn for_dataset(&self, dataset: Option<&str>) -> RunResults {
+        RunResults {
+            variants: self
+                .variants
+                .iter()
+                .filter(|v| v.dataset.as_deref() == dataset)
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
     }
 }
 

@@ -12,7 +12,11 @@
 //!           predictions/<variant>.jsonl
 //!           per_tweet/<variant>.json  per-tweet counts (paired bootstrap in `compare`)
 //!           latency/<variant>.json    raw per-call latencies (figures, `merge`)
+//!           outcomes/<variant>.csv    the entity outcome frame (crate::metrics::outcomes)
 //! ```
+//! A suite with `[[dataset]]` tables keys every per-variant file by `<dataset>/<variant>`
+//! ([`RunDir::entry_key`]: `predictions/<dataset>/<variant>.jsonl`, ...) and keeps one gold per
+//! dataset (`gold/<dataset>.jsonl`); a `[data]` suite keeps the flat layout above.
 //! Writes are atomic (temp file + rename); bulk files are not fsynced, results.json is.
 
 use std::collections::BTreeMap;
@@ -88,8 +92,29 @@ impl RunDir {
         self.root.join(PLAN_FILE)
     }
 
-    pub fn gold_path(&self) -> PathBuf {
-        self.root.join(GOLD_FILE)
+    /// The gold of the run's dataset: `gold.jsonl` for a `[data]` suite (`None`), else
+    /// `gold/<dataset>.jsonl`.
+    pub fn gold_path(&self, dataset: Option<&str>) -> PathBuf {
+        match dataset {
+            None => self.root.join(GOLD_FILE),
+            Some(d) => self.root.join("gold").join(format!("{d}.jsonl")),
+        }
+    }
+
+    /// The key of a (variant, dataset) entry in per-variant file names: the variant name for a
+    /// `[data]` suite, `<dataset>/<variant>` for a `[[dataset]]` suite (names are plain, so the
+    /// two never collide).
+    pub fn entry_key(dataset: Option<&str>, variant: &str) -> String {
+        match dataset {
+            None => variant.to_string(),
+            Some(d) => format!("{d}/{variant}"),
+        }
+    }
+
+    /// The outcome frame of an entry ([`RunDir::entry_key`]), relative to the run directory:
+    /// CSV (polars' parquet feature is left out of the build; see benches/README.md).
+    pub fn outcomes_rel(key: &str) -> String {
+        format!("outcomes/{key}.csv")
     }
 
     /// The predictions file of a variant, relative to the run directory (as results.json
@@ -142,8 +167,13 @@ impl RunDir {
         self.write_bulk(&self.plan_path(), suite_toml.as_bytes())
     }
 
-    pub fn write_gold(&self, gold: &Dataset) -> Result<(), RunDirError> {
-        self.write_bulk(&self.gold_path(), jsonl::to_jsonl(gold).as_bytes())
+    pub fn write_gold(&self, dataset: Option<&str>, gold: &Dataset) -> Result<(), RunDirError> {
+        self.write_bulk(&self.gold_path(dataset), jsonl::to_jsonl(gold).as_bytes())
+    }
+
+    /// Writes an entry's outcome frame (already rendered, see [`RunDir::outcomes_rel`]).
+    pub fn write_outcomes(&self, key: &str, bytes: &[u8]) -> Result<(), RunDirError> {
+        self.write_bulk(&self.root.join(Self::outcomes_rel(key)), bytes)
     }
 
     pub fn write_predictions(&self, variant: &str, pred: &Dataset) -> Result<(), RunDirError> {
@@ -189,7 +219,7 @@ impl RunDir {
             hint: "pass a run directory written by `riveg-bench run`".into(),
         })?;
         for v in &mut results.variants {
-            let Some(samples) = self.load_latency(&v.name)? else {
+            let Some(samples) = self.load_latency(&v.key())? else {
                 continue;
             };
             for (stage, timing) in &mut v.timings {
@@ -211,8 +241,8 @@ impl RunDir {
         })
     }
 
-    pub fn load_gold(&self) -> Result<Dataset, RunDirError> {
-        Ok(jsonl::read_jsonl(&self.gold_path())?)
+    pub fn load_gold(&self, dataset: Option<&str>) -> Result<Dataset, RunDirError> {
+        Ok(jsonl::read_jsonl(&self.gold_path(dataset))?)
     }
 
     /// A variant's predictions, from the path results.json records.

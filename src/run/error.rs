@@ -2,6 +2,7 @@
 //! module errors carry their own file, line and hint).
 
 use crate::data::DataError;
+use crate::metrics::outcomes::OutcomesError;
 use crate::pipeline::ExecError;
 use crate::report::ReportError;
 use crate::results::RunDirError;
@@ -20,6 +21,8 @@ pub enum RunError {
     RunDir(#[from] RunDirError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Outcomes(#[from] OutcomesError),
     #[error("{what}\n  hint: {hint}")]
     Plan { what: String, hint: String },
     #[error("merge: {what}\n  hint: {hint}")]

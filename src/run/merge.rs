@@ -7,13 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::error::RunError;
-use super::score::{describe, per_tweet_of, score_variant};
+use super::score::{describe, per_tweet_of, score_variant, write_outcomes};
 use super::shard::ShardSpec;
 use super::suite::Suite;
 use super::RunOutput;
 use crate::bench::summarize;
 use crate::data::model::Dataset;
-use crate::metrics::{EvalOptions, Protocol};
 use crate::report::ReportOptions;
 use crate::results::{RunDir, RunResults};
 
@@ -85,9 +84,24 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunOutput,
         first.dir.plan_path().display().to_string(),
         PathBuf::new(),
     )?;
-    let want: Vec<&str> = plan.file.variants.iter().map(|v| v.name.as_str()).collect();
+    let datasets = plan.datasets();
+    // Every (dataset, variant) entry the plan ran, in the run's order.
+    let entries: Vec<(&super::suite::DataSection, &crate::pipeline::VariantSpec)> = datasets
+        .iter()
+        .flat_map(|d| {
+            plan.file
+                .variants
+                .iter()
+                .filter(|v| d.applies_to(&v.name))
+                .map(move |v| (*d, v))
+        })
+        .collect();
+    let want: Vec<String> = entries
+        .iter()
+        .map(|(d, v)| RunDir::entry_key(d.name.as_deref(), &v.name))
+        .collect();
     for s in &shards {
-        let names: Vec<&str> = s.results.variants.iter().map(|v| v.name.as_str()).collect();
+        let names: Vec<String> = s.results.variants.iter().map(|v| v.key()).collect();
         if s.results.suite != first.results.suite || names != want {
             return Err(merge_err(
                 format!(
@@ -102,23 +116,22 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunOutput,
             ));
         }
     }
-    let eval_opts = EvalOptions {
-        protocol: Protocol::Riveg,
-        iou_threshold: plan.file.settings.iou,
-        mask_iou_threshold: plan.file.settings.mask_iou,
-        compat: None,
-    };
+    let eval_opts = super::plan::eval_options(&plan.file.settings);
 
-    let mut gold = Dataset::default();
-    for s in &shards {
-        let part = s.dir.load_gold()?;
-        gold.meta = gold.meta.or(part.meta);
-        gold.tweets.extend(part.tweets);
-    }
     let out = RunDir::new(out_dir);
     out.create()?;
-    out.write_gold(&gold)?;
     out.write_plan(&plan_text)?;
+    let mut golds: BTreeMap<Option<&str>, Dataset> = BTreeMap::new();
+    for d in &datasets {
+        let mut gold = Dataset::default();
+        for s in &shards {
+            let part = s.dir.load_gold(d.name.as_deref())?;
+            gold.meta = gold.meta.or(part.meta);
+            gold.tweets.extend(part.tweets);
+        }
+        out.write_gold(d.name.as_deref(), &gold)?;
+        golds.insert(d.name.as_deref(), gold);
+    }
 
     let mut merged = RunResults {
         suite: first.results.suite.clone(),
@@ -141,7 +154,9 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunOutput,
         .unwrap_or(0);
 
     let mut per_tweet_all = BTreeMap::new();
-    for spec in &plan.file.variants {
+    for (dataset, spec) in &entries {
+        let key = RunDir::entry_key(dataset.name.as_deref(), &spec.name);
+        let gold = &golds[&dataset.name.as_deref()];
         let mut pred = Dataset::default();
         let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut skipped_items = Vec::new();
@@ -149,16 +164,16 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunOutput,
         let mut replay_missing = 0;
         let mut cached: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         for s in &shards {
-            let v = s.results.variant(&spec.name).ok_or_else(|| {
+            let v = s.results.variant(&key).ok_or_else(|| {
                 merge_err(
-                    format!("{} lacks variant {}", s.dir.path().display(), spec.name),
+                    format!("{} lacks variant {key}", s.dir.path().display()),
                     "re-run that shard",
                 )
             })?;
             let part = s.dir.load_predictions(&v.predictions)?;
             pred.meta = pred.meta.or(part.meta);
             pred.tweets.extend(part.tweets);
-            for (k, lat) in s.dir.load_latency(&spec.name)?.unwrap_or_default() {
+            for (k, lat) in s.dir.load_latency(&key)?.unwrap_or_default() {
                 samples.entry(k).or_default().extend(lat);
             }
             for (k, t) in &v.timings {
@@ -170,7 +185,7 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunOutput,
             hashes.extend(v.model_hashes.clone());
             replay_missing += v.replay_missing;
         }
-        let mut v = score_variant(spec, &gold, &pred, &eval_opts);
+        let mut v = score_variant(spec, Some(dataset), gold, &pred, &eval_opts);
         v.description = describe(spec, replay_missing);
         v.replay_missing = replay_missing;
         v.timings = cached
@@ -187,10 +202,11 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<RunOutput,
         v.skipped_items = skipped_items;
         v.model_hashes = hashes;
         let per_tweet = per_tweet_of(&v);
-        out.write_predictions(&spec.name, &pred)?;
-        out.write_per_tweet(&spec.name, &per_tweet)?;
-        out.write_latency(&spec.name, &samples)?;
-        per_tweet_all.insert(spec.name.clone(), per_tweet);
+        out.write_predictions(&key, &pred)?;
+        out.write_per_tweet(&key, &per_tweet)?;
+        out.write_latency(&key, &samples)?;
+        write_outcomes(&out, &key, gold, &pred, &eval_opts)?;
+        per_tweet_all.insert(key, per_tweet);
         merged.variants.push(v);
     }
     out.write_results(&merged)?;

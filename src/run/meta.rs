@@ -41,6 +41,7 @@ pub fn run_meta(started_unix: u64, shard: Option<String>, gold: Vec<String>) -> 
         shard,
         gold,
         data_hashes: BTreeMap::new(),
+        llm: None,
     }
 }
 
@@ -101,12 +102,13 @@ pub fn data_hashes(inputs: &[(String, PathBuf)]) -> Result<BTreeMap<String, Stri
         .collect()
 }
 
-/// The gold and replay inputs of a suite (files, dataset folders, box files): each as written in
-/// the suite, and resolved.
+/// The gold and replay inputs of every dataset of a suite (files, dataset folders, box files):
+/// each as written in the suite, and resolved.
 pub fn suite_data_paths(suite: &crate::run::suite::Suite) -> Vec<(String, PathBuf)> {
-    let data = &suite.file.data;
-    std::iter::once(&data.gold)
-        .chain(data.replay.as_ref())
+    suite
+        .datasets()
+        .into_iter()
+        .flat_map(|data| std::iter::once(&data.gold).chain(data.replay.as_ref()))
         .flat_map(|s| std::iter::once(&s.path).chain(s.boxes.as_ref()))
         .map(|p| (p.display().to_string(), suite.resolve(p)))
         .collect()

@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub use error::RunError;
 pub use plan::{RunPlan, RunRequest};
 pub use shard::ShardSpec;
-pub use suite::{Suite, SuiteError, DEFAULT_SUITE};
+pub use suite::{DataSection, Suite, SuiteError, DEFAULT_SUITE};
 
 use crate::data::model::{Dataset, Tweet};
 use crate::data::DataWarning;
@@ -44,22 +44,22 @@ pub struct RunOutput {
     pub warnings: Vec<DataWarning>,
 }
 
-/// The tweets a plan runs on: the gold, plus the tweets only the recording has (RiVEG's label
-/// file lists only tweets with entities; dropping the others would hide predictions), cut to
-/// `data.limit` and to the shard.
+/// The tweets a plan runs on for one dataset: the gold, plus the tweets only the recording has
+/// (RiVEG's label file lists only tweets with entities; dropping the others would hide
+/// predictions), cut to the dataset's `limit` and to the shard.
 pub struct RunData {
     pub gold: Dataset,
     pub recording: Option<Dataset>,
     pub warnings: Vec<DataWarning>,
 }
 
-/// Loads the plan's gold and recording.
-pub fn load_data(plan: &RunPlan) -> Result<RunData, RunError> {
+/// Loads one dataset's gold and recording.
+pub fn load_data(plan: &RunPlan, dataset: &DataSection) -> Result<RunData, RunError> {
     let suite = &plan.suite;
-    let gold_out = sources::load_source(suite, &suite.file.data.gold)?;
+    let gold_out = sources::load_source(suite, &dataset.gold)?;
     let mut warnings = gold_out.warnings;
     let mut gold = gold_out.dataset;
-    let recording = match &suite.file.data.replay {
+    let recording = match &dataset.replay {
         Some(src) => {
             let out = sources::load_source(suite, src)?;
             warnings.extend(out.warnings);
@@ -80,7 +80,7 @@ pub fn load_data(plan: &RunPlan) -> Result<RunData, RunError> {
             .collect();
         gold.tweets.extend(extra);
     }
-    if let Some(limit) = suite.file.data.limit {
+    if let Some(limit) = dataset.limit {
         gold.tweets.truncate(limit);
     }
     if let Some(shard) = plan.shard {
@@ -94,90 +94,124 @@ pub fn load_data(plan: &RunPlan) -> Result<RunData, RunError> {
     })
 }
 
-/// Runs a plan with the given stage factory and writes its run directory.
+/// Runs a plan with the given stage factory and writes its run directory: every dataset in
+/// suite order, on each the variants that apply to it (one pipeline execution per dataset,
+/// sharing the stage cache and the factory's loaded models).
 pub fn run_plan(plan: &RunPlan, factory: &mut dyn BackendFactory) -> Result<RunOutput, RunError> {
-    let data = load_data(plan)?;
     let run_dir = plan.run_dir.clone();
     run_dir.create()?;
-    run_dir.write_gold(&data.gold)?;
     run_dir.write_plan(&plan.plan_toml()?)?;
 
     let suite = &plan.suite;
     let settings = &suite.file.settings;
-    let gold_index = Arc::new(EntityIndex::new(&data.gold));
-    let recordings = Recordings {
-        gold: gold_index,
-        recording: data
-            .recording
-            .as_ref()
-            .map(|d| Arc::new(EntityIndex::new(d))),
-        replay_missing: settings.replay_missing,
-    };
-    let images = suite.file.data.images.as_ref().map(|p| suite.resolve(p));
+    let datasets = suite.datasets();
     let cache = StageCache::new(plan.cache_dir.clone());
-    let exec = ExecSettings {
-        tweets: &data.gold.tweets,
-        images: images.as_deref(),
-        cache: &cache,
-        ve_threshold: settings.ve_threshold,
-        warmup: settings.warmup,
-        on_error: plan.on_error,
-    };
-    let results = RunResults {
+    let mut results = RunResults {
         suite: suite.file.name.clone(),
         run_id: plan.run_id.clone(),
         meta: meta::run_meta(
             plan.started_unix,
             plan.shard.map(|s| s.to_string()),
-            vec![suite
-                .resolve(&suite.file.data.gold.path)
-                .display()
-                .to_string()],
+            datasets
+                .iter()
+                .map(|d| suite.resolve(&d.gold.path).display().to_string())
+                .collect(),
         ),
         variants: Vec::new(),
     };
-    let mut writer = RunWriter {
-        plan,
-        gold: &data.gold,
-        run_dir: &run_dir,
-        results,
-        per_tweet: BTreeMap::new(),
-        error: None,
-        progress: plan
-            .progress
-            .then(|| progress_bar(plan, data.gold.tweets.len())),
-    };
-    writer.results.meta.data_hashes = meta::data_hashes(&meta::suite_data_paths(suite))?;
-    let mut stages = StageSet::new(factory, recordings);
-    execute(&suite.file.variants, &mut stages, &exec, &mut writer)?;
-    if let Some(b) = writer.progress.take() {
-        b.finish_and_clear();
+    results.meta.data_hashes = meta::data_hashes(&meta::suite_data_paths(suite))?;
+    let mut per_tweet = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for dataset in datasets {
+        let data = load_data(plan, dataset)?;
+        run_dir.write_gold(dataset.name.as_deref(), &data.gold)?;
+        let variants: Vec<VariantSpec> = suite
+            .file
+            .variants
+            .iter()
+            .filter(|v| dataset.applies_to(&v.name))
+            .cloned()
+            .collect();
+        let recordings = Recordings {
+            gold: Arc::new(EntityIndex::new(&data.gold)),
+            recording: data
+                .recording
+                .as_ref()
+                .map(|d| Arc::new(EntityIndex::new(d))),
+            replay_missing: settings.replay_missing,
+        };
+        let images = dataset.images.as_ref().map(|p| suite.resolve(p));
+        let exec = ExecSettings {
+            tweets: &data.gold.tweets,
+            images: images.as_deref(),
+            cache: &cache,
+            ve_threshold: settings.ve_threshold,
+            warmup: settings.warmup,
+            on_error: plan.on_error,
+        };
+        let mut writer = RunWriter {
+            plan,
+            dataset,
+            gold: &data.gold,
+            run_dir: &run_dir,
+            results,
+            per_tweet,
+            error: None,
+            progress: plan
+                .progress
+                .then(|| progress_bar(plan, dataset, variants.len(), data.gold.tweets.len())),
+        };
+        let mut stages = StageSet::new(&mut *factory, recordings);
+        execute(&variants, &mut stages, &exec, &mut writer)?;
+        if let Some(b) = writer.progress.take() {
+            b.finish_and_clear();
+        }
+        if let Some(e) = writer.error.take() {
+            return Err(e);
+        }
+        // The provider is known once models loaded; results.json is rewritten with it at the
+        // end, when the report gets its figures.
+        if let Some(ep) = stages.factory().execution_provider() {
+            writer.results.meta.execution_provider = ep;
+        }
+        writer.results.meta.llm = stages.factory().llm_meta();
+        (results, per_tweet) = (writer.results, writer.per_tweet);
+        warnings.extend(data.warnings);
     }
-    if let Some(e) = writer.error.take() {
-        return Err(e);
-    }
-    // The provider is known once models loaded; results.json is rewritten with it, and the
-    // report gets its figures.
-    if let Some(ep) = stages.factory().execution_provider() {
-        writer.results.meta.execution_provider = ep;
-    }
-    writer.write_results(true)?;
-    let (results, per_tweet) = (writer.results, writer.per_tweet);
+    write_results(plan, &run_dir, &results, true)?;
     Ok(RunOutput {
         results,
         run_dir,
         per_tweet,
-        warnings: data.warnings,
+        warnings,
     })
+}
+
+/// Rewrites results.json and the report: summary.md only while variants are still running
+/// (figures cost more than everything else here), the figures too once all finished.
+fn write_results(
+    plan: &RunPlan,
+    run_dir: &RunDir,
+    results: &RunResults,
+    finished: bool,
+) -> Result<(), RunError> {
+    run_dir.write_results(results)?;
+    let mut opts = plan.report.clone();
+    opts.figures &= finished;
+    let files = crate::report::render_run_report(results, &opts)?;
+    run_dir.write_files(files)?;
+    Ok(())
 }
 
 /// Scores each finished variant and rewrites results.json and the report (hyperfine-style:
 /// what finished is on disk before the next variant is handled).
 struct RunWriter<'a> {
     plan: &'a RunPlan,
+    dataset: &'a DataSection,
     gold: &'a Dataset,
     run_dir: &'a RunDir,
     results: RunResults,
+    /// Entry key ([`RunDir::entry_key`]) → per-tweet counts.
     per_tweet: BTreeMap<String, VariantPerTweet>,
     /// The first write error; execution finishes, then the run fails with it.
     error: Option<RunError>,
@@ -185,32 +219,29 @@ struct RunWriter<'a> {
 }
 
 impl RunWriter<'_> {
-    /// Rewrites results.json and the report: summary.md only while variants are still running
-    /// (figures cost more than everything else here), the figures too once all finished.
-    fn write_results(&self, finished: bool) -> Result<(), RunError> {
-        self.run_dir.write_results(&self.results)?;
-        let mut opts = self.plan.report.clone();
-        opts.figures &= finished;
-        let files = crate::report::render_run_report(&self.results, &opts)?;
-        self.run_dir.write_files(files)?;
-        Ok(())
-    }
-
     fn finish_variant(&mut self, v: &VariantSpec, output: &VariantOutput) -> Result<(), RunError> {
-        let variant = score::score_output(v, self.gold, output, &self.plan.eval);
+        let variant =
+            score::score_output(v, Some(self.dataset), self.gold, output, &self.plan.eval);
+        let key = variant.key();
         let samples: BTreeMap<String, Vec<f64>> = variant
             .timings
             .iter()
             .map(|(k, t)| (k.clone(), t.samples_ms.clone()))
             .collect();
         let per_tweet = score::per_tweet_of(&variant);
-        self.run_dir.write_latency(&v.name, &samples)?;
-        self.run_dir
-            .write_predictions(&v.name, &output.predictions)?;
-        self.run_dir.write_per_tweet(&v.name, &per_tweet)?;
-        self.per_tweet.insert(v.name.clone(), per_tweet);
+        self.run_dir.write_latency(&key, &samples)?;
+        self.run_dir.write_predictions(&key, &output.predictions)?;
+        self.run_dir.write_per_tweet(&key, &per_tweet)?;
+        score::write_outcomes(
+            self.run_dir,
+            &key,
+            self.gold,
+            &output.predictions,
+            &self.plan.eval,
+        )?;
+        self.per_tweet.insert(key, per_tweet);
         self.results.variants.push(variant);
-        self.write_results(false)
+        write_results(self.plan, self.run_dir, &self.results, false)
     }
 }
 
@@ -231,7 +262,12 @@ impl ExecObserver for RunWriter<'_> {
     }
 }
 
-fn progress_bar(plan: &RunPlan, tweets: usize) -> indicatif::ProgressBar {
+fn progress_bar(
+    plan: &RunPlan,
+    dataset: &DataSection,
+    variants: usize,
+    tweets: usize,
+) -> indicatif::ProgressBar {
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return indicatif::ProgressBar::hidden();
     }
@@ -242,10 +278,14 @@ fn progress_bar(plan: &RunPlan, tweets: usize) -> indicatif::ProgressBar {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let on = dataset
+        .name
+        .as_deref()
+        .map(|d| format!(" on {d}"))
+        .unwrap_or_default();
     b.set_prefix(format!(
-        "{} x {} variants",
-        plan.suite.file.name,
-        plan.suite.file.variants.len()
+        "{} x {variants} variants{on}",
+        plan.suite.file.name
     ));
     b
 }
@@ -264,13 +304,14 @@ pub fn eval_run(
     let spec = VariantSpec {
         name: "eval".into(),
         description,
+        knowledge: None,
         tagger: StageKind::Replay,
         reformulator: StageKind::Replay,
         entailer: StageKind::Replay,
         grounder: StageKind::Replay,
         segmenter: StageKind::Off,
     };
-    let variant = score::score_variant(&spec, gold, pred, opts);
+    let variant = score::score_variant(&spec, None, gold, pred, opts);
     let per_tweet = BTreeMap::from([(variant.name.clone(), score::per_tweet_of(&variant))]);
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -38,6 +38,13 @@ pub struct RunRequest {
     pub progress: bool,
     /// criterion's output folder for the report's benchmark figure.
     pub criterion_dir: Option<PathBuf>,
+    /// Overrides the suite's `[runtime] threads`.
+    pub threads: Option<usize>,
+    /// Overrides the suite's `[runtime] spinning`.
+    pub spinning: Option<bool>,
+    /// Overrides the suite's `settings.compat` (recorded in the plan's suite.toml, so `merge`
+    /// scores the same way).
+    pub compat: Option<crate::metrics::Compat>,
 }
 
 /// A validated plan: the suite with only the variants to run, and every choice resolved.
@@ -72,6 +79,18 @@ impl RunPlan {
 
     /// Resolves the plan for an already loaded suite (`req.suite` is ignored).
     pub fn for_suite(mut suite: Suite, req: RunRequest) -> Result<RunPlan, RunError> {
+        if let Some(t) = req.threads {
+            if t == 0 {
+                return Err(RunError::Plan {
+                    what: "--threads 0".into(),
+                    hint: "give at least one thread, or leave it out (one per core)".into(),
+                });
+            }
+            suite.file.runtime.threads = Some(t);
+        }
+        if let Some(s) = req.spinning {
+            suite.file.runtime.spinning = Some(s);
+        }
         if !req.variants.is_empty() {
             let known: Vec<&str> = suite
                 .file
@@ -86,16 +105,16 @@ impl RunPlan {
                 });
             }
             suite
-                .file
-                .variants
-                .retain(|v| req.variants.contains(&v.name));
+                .retain_variants(&req.variants)
+                .map_err(|what| RunError::Plan {
+                    what,
+                    hint: "pick variants listed in some [[dataset]]'s `variants`".into(),
+                })?;
         }
-        let eval = EvalOptions {
-            protocol: Protocol::Riveg,
-            iou_threshold: suite.file.settings.iou,
-            mask_iou_threshold: suite.file.settings.mask_iou,
-            compat: None,
-        };
+        if req.compat.is_some() {
+            suite.file.settings.compat = req.compat;
+        }
+        let eval = eval_options(&suite.file.settings);
         let started_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -142,7 +161,11 @@ impl RunPlan {
                 .map(|(s, p)| (*s, self.suite.resolve(p)))
                 .collect(),
             llm: f.llm.clone(),
+            mllm: f.mllm.clone(),
+            on_error: self.on_error,
+            warmup: f.settings.warmup,
             base_dir: self.suite.base_dir.clone(),
+            runtime: f.runtime,
         }
     }
 
@@ -165,6 +188,17 @@ impl RunPlan {
         );
         text.push_str(&body);
         Ok(text)
+    }
+}
+
+/// The scoring options of a suite's settings (run and merge score alike; the protocol is set
+/// per call by [`super::score`]).
+pub fn eval_options(settings: &super::suite::Settings) -> EvalOptions {
+    EvalOptions {
+        protocol: Protocol::Riveg,
+        iou_threshold: settings.iou,
+        mask_iou_threshold: settings.mask_iou,
+        compat: settings.compat,
     }
 }
 
@@ -260,5 +294,28 @@ mod tests {
         assert_eq!(back.file.variants.len(), 1);
         assert_eq!(back.file.variants[0].name, first);
         assert_eq!(back.file.settings, plan.suite.file.settings);
+    }
+
+    #[test]
+    fn thread_settings_override_the_suite_and_reach_the_backends() {
+        let req = RunRequest {
+            out_dir: Some(PathBuf::from("/nonexistent")),
+            threads: Some(1),
+            spinning: Some(true),
+            ..RunRequest::default()
+        };
+        let plan = RunPlan::for_suite(Suite::default_suite().unwrap(), req).unwrap();
+        let rt = plan.backend_config().runtime;
+        assert_eq!((rt.threads, rt.spinning), (Some(1), Some(true)));
+        assert!(plan.plan_toml().unwrap().contains("[runtime]"));
+        let zero = RunRequest {
+            out_dir: Some(PathBuf::from("/nonexistent")),
+            threads: Some(0),
+            ..RunRequest::default()
+        };
+        let err = RunPlan::for_suite(Suite::default_suite().unwrap(), zero)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--threads 0"), "{err}");
     }
 }

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::config::{LlmSection, OnError, ReplayMissing, VariantSpec};
+use crate::pipeline::config::{
+    LlmSection, MllmSection, OnError, ReplayMissing, RuntimeSection, VariantSpec,
+};
 use crate::stage::{Stage, StageKind};
+use crate::task::Task;
 
 /// The compiled-in default suite (replays RiVEG's released outputs; no models, images or network).
 pub const DEFAULT_SUITE: &str = include_str!("../../suites/default.toml");
@@ -47,9 +50,14 @@ pub struct Source {
     pub boxes: Option<PathBuf>,
 }
 
+/// A dataset: the suite's `[data]` (one implicit dataset, no name) or one of its
+/// `[[dataset]]` tables (a name, and optionally which variants and tasks apply).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
+    /// The dataset's name (`[[dataset]]` only): results.json's `dataset`, file and section names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub gold: Source,
     /// Folder with the tweets' images (`<id>.jpg`); needed by stages that read pixels.
     #[serde(default)]
@@ -60,6 +68,28 @@ pub struct DataSection {
     /// Score only the first N tweets (quick runs).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// The variants that run on this dataset (empty: all of the suite's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<String>,
+    /// The tasks scored on this dataset (empty: every task its data allows); a task left out
+    /// is removed from the results with a reason in `not_scored`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<Task>,
+    /// Task → why it is not scored on this dataset (said in results.json and the report).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_scored: BTreeMap<Task, String>,
+}
+
+impl DataSection {
+    /// Whether variant `name` runs on this dataset.
+    pub fn applies_to(&self, name: &str) -> bool {
+        self.variants.is_empty() || self.variants.iter().any(|v| v == name)
+    }
+
+    /// The name people read (`[data]` for the implicit dataset).
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or("[data]")
+    }
 }
 
 /// Run-wide settings.
@@ -86,6 +116,11 @@ pub struct Settings {
     /// ungroundable / no box), counted in the results.
     #[serde(default)]
     pub replay_missing: ReplayMissing,
+    /// Score every variant the way a published scorer does, quirks included (`riveg-initial`,
+    /// `h-index`, `fmnerg`; `run --compat` overrides it). The compat report takes its
+    /// protocol's slot in results.json and names the quirks (`metrics.<protocol>.compat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<crate::metrics::Compat>,
 }
 
 fn default_threshold() -> f64 {
@@ -105,6 +140,7 @@ impl Default for Settings {
             cache_dir: None,
             warmup: 1,
             replay_missing: ReplayMissing::Error,
+            compat: None,
         }
     }
 }
@@ -116,14 +152,25 @@ pub struct SuiteFile {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    pub data: DataSection,
+    /// One implicit dataset; a suite has either `[data]` or `[[dataset]]` tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataSection>,
+    /// Several named datasets; every variant runs on every dataset it applies to.
+    #[serde(default, rename = "dataset", skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<DataSection>,
     /// Stage → model manifest (`models/*.toml`), for `onnx` stages.
     #[serde(default)]
     pub models: BTreeMap<Stage, PathBuf>,
     #[serde(default)]
     pub llm: Option<LlmSection>,
+    /// A multimodal LLM for `mllm` stages (endpoint defaults to `[llm]`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mllm: Option<MllmSection>,
     #[serde(default)]
     pub settings: Settings,
+    /// ONNX Runtime threads and spinning (`[runtime]`).
+    #[serde(default, skip_serializing_if = "is_default_runtime")]
+    pub runtime: RuntimeSection,
     #[serde(rename = "variant")]
     pub variants: Vec<VariantSpec>,
 }
@@ -213,6 +260,7 @@ impl Suite {
                 "add at least one variant (see suites/default.toml)",
             ));
         }
+        self.validate_datasets()?;
         let mut names = std::collections::HashSet::new();
         for v in &f.variants {
             if !names.insert(v.name.as_str()) {
@@ -229,11 +277,17 @@ impl Suite {
                     "use letters, digits, '-', '_' and '.' (names become file names)",
                 ));
             }
+            check_knowledge(o, v, f.llm.is_some())?;
             let allowed: [(Stage, StageKind, &[StageKind]); 5] = [
                 (
                     Stage::Tagger,
                     v.tagger,
-                    &[StageKind::Onnx, StageKind::Replay, StageKind::Oracle],
+                    &[
+                        StageKind::Onnx,
+                        StageKind::Replay,
+                        StageKind::Oracle,
+                        StageKind::Mllm,
+                    ],
                 ),
                 (
                     Stage::Reformulator,
@@ -248,6 +302,7 @@ impl Suite {
                         StageKind::Replay,
                         StageKind::Oracle,
                         StageKind::Off,
+                        StageKind::Mllm,
                     ],
                 ),
                 (
@@ -258,6 +313,7 @@ impl Suite {
                         StageKind::Replay,
                         StageKind::Oracle,
                         StageKind::Off,
+                        StageKind::Mllm,
                     ],
                 ),
                 (
@@ -294,28 +350,82 @@ impl Suite {
                         ),
                     ));
                 }
-                if kind == StageKind::Replay && f.data.replay.is_none() {
-                    return Err(invalid(
-                        o,
-                        format!(
-                            "variant {:?}: {} is replay but [data.replay] is not set",
-                            v.name,
-                            stage.name()
-                        ),
-                        "point [data.replay] at recorded outputs (e.g. format = \"riveg-ofa\")",
-                    ));
+                if kind == StageKind::Replay {
+                    if let Some(d) = self
+                        .datasets()
+                        .into_iter()
+                        .find(|d| d.applies_to(&v.name) && d.replay.is_none())
+                    {
+                        return Err(invalid(
+                            o,
+                            format!(
+                                "variant {:?}: {} is replay but dataset {} has no replay source",
+                                v.name,
+                                stage.name(),
+                                d.label()
+                            ),
+                            "set its `replay` to recorded outputs (e.g. format = \"riveg-ofa\"), or leave the variant out of the dataset's `variants`",
+                        ));
+                    }
                 }
                 if kind == StageKind::Llm && f.llm.is_none() {
                     return Err(invalid(
                         o,
                         format!(
-                            "variant {:?}: reformulator is llm but there is no [llm] section",
-                            v.name
+                            "variant {:?}: {} is llm but there is no [llm] section",
+                            v.name,
+                            stage.name()
                         ),
                         "add [llm] with base_url and model (or start_mock = true for a dry run)",
                     ));
                 }
             }
+        }
+        if let Some(llm) = &f.llm {
+            let config = llm
+                .to_config()
+                .map_err(|what| invalid(o, what, "see suites/smoke.toml for an [llm] example"))?;
+            // The mock's address replaces base_url, so only the settings are checked then.
+            let checked = if llm.start_mock {
+                crate::llm::LlmConfig {
+                    base_url: "http://127.0.0.1:1/v1".into(),
+                    ..config
+                }
+            } else {
+                config
+            };
+            checked.validate().map_err(|e| match e {
+                crate::llm::LlmError::Config { what, hint } => {
+                    invalid(o, format!("[llm] {what}"), hint)
+                }
+                other => invalid(o, format!("[llm] {other}"), "check the [llm] section"),
+            })?;
+        }
+        if let Some(m) = &f.mllm {
+            m.settings().validate().map_err(|e| match e {
+                crate::llm::LlmError::Config { what, hint } => {
+                    invalid(o, format!("[mllm] {what}"), hint)
+                }
+                other => invalid(o, format!("[mllm] {other}"), "check the [mllm] section"),
+            })?;
+            if f.llm.is_none() && (m.base_url.is_none() || m.model.is_none()) {
+                return Err(invalid(
+                    o,
+                    "[mllm] has no endpoint of its own and there is no [llm] section",
+                    "set [mllm] base_url and model, or add [llm] (its endpoint is the default)",
+                ));
+            }
+        }
+        let uses_mllm = f
+            .variants
+            .iter()
+            .any(|v| [v.tagger, v.entailer, v.grounder].contains(&StageKind::Mllm));
+        if uses_mllm && f.llm.is_none() && f.mllm.is_none() {
+            return Err(invalid(
+                o,
+                "a variant has an mllm stage but the suite has neither [mllm] nor [llm]",
+                "add [mllm] with base_url and model (or [llm], whose endpoint [mllm] defaults to)",
+            ));
         }
         for (name, kind, value) in [
             (
@@ -332,14 +442,155 @@ impl Suite {
         Ok(())
     }
 
-    /// Whether any variant needs pixels (an onnx VE, VG or segmenter).
+    /// The suite's datasets: its `[[dataset]]` tables, or the one implicit dataset of `[data]`.
+    pub fn datasets(&self) -> Vec<&DataSection> {
+        match &self.file.data {
+            Some(d) => vec![d],
+            None => self.file.datasets.iter().collect(),
+        }
+    }
+
+    /// One of `[data]` or `[[dataset]]`; dataset names plain and unique; `variants` lists
+    /// name variants of the suite.
+    fn validate_datasets(&self) -> Result<(), SuiteError> {
+        let f = &self.file;
+        let o = &self.origin;
+        match (&f.data, f.datasets.is_empty()) {
+            (None, true) => {
+                return Err(invalid(
+                    o,
+                    "no data: neither [data] nor [[dataset]]",
+                    "add [data] with gold (see suites/default.toml) or [[dataset]] tables (see suites/smoke.toml)",
+                ))
+            }
+            (Some(_), false) => {
+                return Err(invalid(
+                    o,
+                    "both [data] and [[dataset]] are set",
+                    "use [data] for one dataset, or name each dataset in a [[dataset]] table",
+                ))
+            }
+            (Some(d), true) if d.name.is_some() || !d.variants.is_empty() => {
+                return Err(invalid(
+                    o,
+                    "[data] takes no name or variants",
+                    "name datasets and choose their variants in [[dataset]] tables",
+                ))
+            }
+            _ => {}
+        }
+        let mut seen = std::collections::HashSet::new();
+        for d in &f.datasets {
+            let Some(name) = d.name.as_deref() else {
+                return Err(invalid(
+                    o,
+                    "a [[dataset]] has no name",
+                    "give each [[dataset]] a plain name (name = \"gmner\")",
+                ));
+            };
+            if !is_plain_name(name) {
+                return Err(invalid(
+                    o,
+                    format!("dataset name {name:?} is not a plain name"),
+                    "use letters, digits, '-', '_' and '.' (names become folder names)",
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(invalid(
+                    o,
+                    format!("dataset name {name:?} is used twice"),
+                    "dataset names must be unique",
+                ));
+            }
+        }
+        for d in self.datasets() {
+            if let Some(t) = Task::ALL
+                .into_iter()
+                .find(|t| t.always_scored() && !d.tasks.is_empty() && !d.tasks.contains(t))
+            {
+                return Err(invalid(
+                    o,
+                    format!("dataset {}: tasks leaves out {}", d.label(), t.key()),
+                    "MNER, EEG and GMNER are always scored; list them too, or leave `tasks` out",
+                ));
+            }
+            if let Some(bad) = d
+                .variants
+                .iter()
+                .find(|n| !f.variants.iter().any(|v| &v.name == *n))
+            {
+                return Err(invalid(
+                    o,
+                    format!("dataset {}: no variant named {bad:?}", d.label()),
+                    format!(
+                        "the suite's variants: {}",
+                        f.variants
+                            .iter()
+                            .map(|v| v.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps only the variants named in `keep` (`run --variant`), and the datasets some kept
+    /// variant applies to; `Err` with the dataset-free message when none is left.
+    pub fn retain_variants(&mut self, keep: &[String]) -> Result<(), String> {
+        let f = &mut self.file;
+        f.variants.retain(|v| keep.contains(&v.name));
+        // An explicit list keeps its kept names; one left empty would mean "all", so that
+        // dataset goes instead.
+        f.datasets.retain_mut(|d| {
+            if d.variants.is_empty() {
+                return true;
+            }
+            d.variants.retain(|n| keep.contains(n));
+            !d.variants.is_empty()
+        });
+        if f.data.is_none() && f.datasets.is_empty() {
+            return Err("none of the selected variants runs on any dataset of the suite".into());
+        }
+        Ok(())
+    }
+
+    /// Whether any variant needs pixels (an onnx VE, VG or segmenter, or any mllm stage).
     pub fn needs_images(&self) -> bool {
         self.file.variants.iter().any(|v| {
             v.entailer == StageKind::Onnx
                 || v.grounder == StageKind::Onnx
                 || v.segmenter == StageKind::Onnx
+                || [v.tagger, v.entailer, v.grounder].contains(&StageKind::Mllm)
         })
     }
+}
+
+/// The knowledge stage: `llm` (needs `[llm]` and a tagger that reads a second segment, i.e.
+/// `onnx`), `replay` (marks a replayed tagger's recorded output as knowledge-augmented) or `off`.
+fn check_knowledge(o: &str, v: &VariantSpec, has_llm: bool) -> Result<(), SuiteError> {
+    let Some(kind) = v.knowledge else {
+        return Ok(());
+    };
+    let why = match kind {
+        StageKind::Off => return Ok(()),
+        StageKind::Llm if !has_llm => "knowledge is llm but there is no [llm] section",
+        StageKind::Llm if v.tagger != StageKind::Onnx => {
+            "knowledge = \"llm\" needs tagger = \"onnx\" (the tagger reads the context as a second segment)"
+        }
+        StageKind::Llm => return Ok(()),
+        StageKind::Replay if v.tagger != StageKind::Replay => {
+            "knowledge = \"replay\" needs tagger = \"replay\" (it marks recorded tagger output as made with knowledge)"
+        }
+        StageKind::Replay => return Ok(()),
+        _ => "knowledge takes llm, replay or off",
+    };
+    Err(invalid(
+        o,
+        format!("variant {:?}: {why} (knowledge = {kind:?})", v.name),
+        "see suites/arch.toml (knowledge = \"llm\" / \"off\") and suites/default.toml (\"replay\")",
+    ))
 }
 
 /// The kinds of threshold a user sets, each checked the same way wherever it is set (suite
@@ -372,6 +623,10 @@ impl Threshold {
             "thresholds are fractions (the published protocols use 0.5), not percentages".into(),
         ))
     }
+}
+
+fn is_default_runtime(r: &RuntimeSection) -> bool {
+    *r == RuntimeSection::default()
 }
 
 /// Letters, digits, `-`, `_`, `.`; not empty and not `.`/`..` (safe as a file name).
@@ -440,6 +695,121 @@ segmenter = "off"
 }
 
 #[cfg(test)]
+mod dataset_tests {
+    use super::*;
+
+    const VARIANTS: &str = r#"
+[[variant]]
+name = "a"
+tagger = "oracle"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+
+[[variant]]
+name = "b"
+tagger = "replay"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+"#;
+
+    fn parse(head: &str) -> Result<Suite, String> {
+        Suite::parse(
+            &format!("name = \"x\"\n{head}\n{VARIANTS}"),
+            "x.toml".into(),
+            PathBuf::new(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    const TWO: &str = r#"
+[[dataset]]
+name = "one"
+gold = { format = "jsonl", path = "g1.jsonl" }
+replay = { format = "jsonl", path = "r1.jsonl" }
+tasks = ["mner", "eeg", "gmner", "fmnerg"]
+not_scored = { smner = "no masks" }
+
+[[dataset]]
+name = "two"
+gold = { format = "jsonl", path = "g2.jsonl" }
+variants = ["a"]
+"#;
+
+    #[test]
+    fn datasets_parse_and_say_which_variants_apply() {
+        let s = parse(TWO).unwrap();
+        let d = s.datasets();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].name.as_deref(), Some("one"));
+        assert!(d[0].applies_to("a") && d[0].applies_to("b"));
+        assert!(d[1].applies_to("a") && !d[1].applies_to("b"));
+        assert_eq!(d[0].tasks[3], Task::Fmnerg);
+        assert_eq!(d[0].not_scored[&Task::Smner], "no masks");
+        // The plan written to the run directory parses back to the same suite.
+        let text = toml::to_string(&s.file).unwrap();
+        let back = Suite::parse(&text, "plan".into(), PathBuf::new()).unwrap();
+        assert_eq!(back.file, s.file);
+    }
+
+    #[test]
+    fn a_replay_variant_needs_a_recording_on_every_dataset_it_runs_on() {
+        let err = parse(&TWO.replace("variants = [\"a\"]", "")).unwrap_err();
+        assert!(
+            err.contains("variant \"b\": tagger is replay but dataset two has no replay source"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_dataset_tables_are_named() {
+        let cases = [
+            (
+                format!("[data]\ngold = {{ format = \"jsonl\", path = \"g.jsonl\" }}\n{TWO}"),
+                "both [data] and [[dataset]] are set",
+            ),
+            (String::new(), "no data: neither [data] nor [[dataset]]"),
+            (
+                TWO.replace("name = \"two\"", "name = \"one\""),
+                "dataset name \"one\" is used twice",
+            ),
+            (
+                TWO.replace("name = \"two\"", "name = \"../two\""),
+                "dataset name \"../two\" is not a plain name",
+            ),
+            (
+                TWO.replace("variants = [\"a\"]", "variants = [\"c\"]"),
+                "dataset two: no variant named \"c\"",
+            ),
+            (
+                TWO.replace("\"mner\", \"eeg\", \"gmner\", ", "\"mner\", \"eeg\", "),
+                "dataset one: tasks leaves out gmner",
+            ),
+        ];
+        for (head, want) in cases {
+            let err = parse(&head).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+            assert!(err.contains("x.toml") && err.contains("hint:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn selecting_variants_drops_the_datasets_none_of_them_runs_on() {
+        let mut s = parse(TWO).unwrap();
+        s.retain_variants(&["b".to_string()]).unwrap();
+        let names: Vec<_> = s.datasets().iter().map(|d| d.label().to_string()).collect();
+        assert_eq!(names, ["one"]);
+        let mut s =
+            parse(&TWO.replace("name = \"one\"", "name = \"one\"\nvariants = [\"a\"]")).unwrap();
+        let err = s.retain_variants(&["b".to_string()]).unwrap_err();
+        assert!(err.contains("none of the selected variants"), "{err}");
+    }
+}
+
+#[cfg(test)]
 mod name_tests {
     use super::*;
 
@@ -474,6 +844,190 @@ segmenter = "off"
             .to_string();
         assert!(
             err.contains("suite name \"../../etc\" is not a plain name"),
+            "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod llm_section_tests {
+    use super::*;
+
+    const HEAD: &str = r#"
+name = "x"
+[data]
+gold = { format = "jsonl", path = "g.jsonl" }
+"#;
+    const MLLM_VARIANT: &str = r#"
+[[variant]]
+name = "mllm"
+tagger = "mllm"
+reformulator = "off"
+entailer = "mllm"
+grounder = "mllm"
+segmenter = "off"
+"#;
+
+    fn parse(body: &str) -> Result<Suite, String> {
+        Suite::parse(&format!("{HEAD}{body}"), "x.toml".into(), PathBuf::new())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sampling_settings_reach_the_client_and_omit_sends_none() {
+        let s = parse(&format!(
+            "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\ntemperature = \"omit\"\ntop_p = 0.9\nmax_tokens = \"omit\"\nmax_completion_tokens = 1024\nseed = 3\nextra = {{ reasoning_effort = \"low\" }}\n{MLLM_VARIANT}"
+        ))
+        .unwrap();
+        let config = s.file.llm.as_ref().unwrap().to_config().unwrap();
+        assert_eq!(config.temperature, None);
+        assert_eq!(config.max_tokens, None);
+        assert_eq!(config.max_completion_tokens, Some(1024));
+        assert_eq!(config.seed, Some(3));
+        assert_eq!(
+            config.sampling_fingerprint(),
+            r#"{"max_completion_tokens":1024,"reasoning_effort":"low","seed":3,"top_p":0.9}"#
+        );
+        // The plan written to the run directory reads back the same (the "omit" words kept).
+        let text = toml::to_string(&s.file).unwrap();
+        assert!(text.contains("temperature = \"omit\""), "{text}");
+        let again = Suite::parse(&text, "plan".into(), PathBuf::new()).unwrap();
+        assert_eq!(again.file, s.file);
+    }
+
+    #[test]
+    fn bad_sampling_settings_name_the_file() {
+        let err = parse(&format!(
+            "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\ntemperature = 7\n{MLLM_VARIANT}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("x.toml: [llm] temperature 7 is outside 0..=2"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\ntemperature = \"hot\"\n{MLLM_VARIANT}"
+        ))
+        .unwrap_err();
+        assert!(err.contains("x.toml: invalid suite"), "{err}");
+    }
+
+    #[test]
+    fn mllm_stages_need_an_endpoint() {
+        let err = parse(MLLM_VARIANT).unwrap_err();
+        assert!(
+            err.contains("a variant has an mllm stage but the suite has neither [mllm] nor [llm]"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "[mllm]\nbox_convention = \"grid1000\"\n{MLLM_VARIANT}"
+        ))
+        .unwrap_err();
+        assert!(err.contains("[mllm] has no endpoint of its own"), "{err}");
+        let s = parse(&format!(
+            "[mllm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"qwen\"\nbox_convention = \"grid1000\"\n{MLLM_VARIANT}"
+        ))
+        .unwrap();
+        assert!(s.needs_images());
+        assert_eq!(
+            s.file.mllm.unwrap().settings().box_convention,
+            crate::llm::BoxConvention::Grid1000
+        );
+        let err = parse(&format!(
+            "[mllm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"q\"\njpeg_quality = 0\n{MLLM_VARIANT}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("[mllm] mllm jpeg_quality 0 is outside 1..=100"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mllm_cannot_reformulate_or_segment() {
+        let err = parse(
+            "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n[[variant]]\nname = \"v\"\ntagger = \"oracle\"\nreformulator = \"mllm\"\nentailer = \"off\"\ngrounder = \"off\"\nsegmenter = \"off\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("reformulator cannot be Mllm"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod knowledge_tests {
+    use super::*;
+
+    fn variant(knowledge: &str, tagger: &str) -> String {
+        format!(
+            r#"
+name = "x"
+[data]
+gold = {{ format = "jsonl", path = "g.jsonl" }}
+replay = {{ format = "jsonl", path = "r.jsonl" }}
+[models]
+tagger = "models/t.toml"
+[llm]
+base_url = "http://127.0.0.1:9/v1"
+model = "m"
+[[variant]]
+name = "v"
+{knowledge}
+tagger = "{tagger}"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+"#
+        )
+    }
+
+    fn parse(text: &str) -> Result<Suite, String> {
+        Suite::parse(text, "k.toml".into(), PathBuf::new()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn knowledge_is_optional_and_named_in_stages_only_when_written() {
+        let s = parse(&variant("", "onnx")).unwrap();
+        let v = &s.file.variants[0];
+        assert_eq!(v.knowledge(), StageKind::Off);
+        assert!(!v.stages().contains_key(&Stage::Knowledge));
+        let s = parse(&variant("knowledge = \"llm\"", "onnx")).unwrap();
+        assert_eq!(
+            s.file.variants[0].stages().get(&Stage::Knowledge),
+            Some(&StageKind::Llm)
+        );
+        let s = parse(&variant("knowledge = \"replay\"", "replay")).unwrap();
+        assert_eq!(s.file.variants[0].knowledge(), StageKind::Replay);
+        // The default suite marks the released (knowledge-augmented) predictions.
+        let d = Suite::default_suite().unwrap();
+        for v in &d.file.variants {
+            if v.tagger == StageKind::Replay {
+                assert_eq!(v.knowledge, Some(StageKind::Replay), "{}", v.name);
+            }
+        }
+    }
+
+    #[test]
+    fn knowledge_kinds_must_fit_the_tagger() {
+        let err = parse(&variant("knowledge = \"llm\"", "oracle")).unwrap_err();
+        assert!(
+            err.contains("variant \"v\": knowledge = \"llm\" needs tagger = \"onnx\""),
+            "{err}"
+        );
+        let err = parse(&variant("knowledge = \"replay\"", "onnx")).unwrap_err();
+        assert!(
+            err.contains("knowledge = \"replay\" needs tagger = \"replay\""),
+            "{err}"
+        );
+        let err = parse(&variant("knowledge = \"onnx\"", "onnx")).unwrap_err();
+        assert!(err.contains("knowledge takes llm, replay or off"), "{err}");
+        let no_llm = variant("knowledge = \"llm\"", "onnx").replace(
+            "[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n",
+            "",
+        );
+        let err = parse(&no_llm).unwrap_err();
+        assert!(
+            err.contains("knowledge is llm but there is no [llm] section"),
             "{err}"
         );
     }

@@ -261,8 +261,13 @@ impl fmt::Display for Provider {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionConfig {
     pub device: Device,
-    /// Intra-op threads; `None` lets ONNX Runtime choose.
+    /// Intra-op threads; `None` lets ONNX Runtime choose (one per core).
     pub intra_threads: Option<usize>,
+    /// Whether intra-op worker threads spin while waiting for work; `None` keeps ONNX Runtime's
+    /// default (on). Off by default here: a pipeline holds several sessions on few cores, and an
+    /// idle pool spinning took 38 % of a BERT run's CPU (issue 15's measurement; Python onnxruntime
+    /// with spinning off took 0.64x the time per tweet on this 2-core machine).
+    pub intra_spinning: Option<bool>,
     /// CUDA device ordinal.
     pub cuda_device_id: i32,
 }
@@ -272,6 +277,7 @@ impl Default for SessionConfig {
         SessionConfig {
             device: Device::Auto,
             intra_threads: None,
+            intra_spinning: Some(false),
             cuda_device_id: 0,
         }
     }
@@ -375,6 +381,11 @@ impl OrtRuntime {
             builder = builder
                 .with_intra_threads(threads)
                 .map_err(|e| ort_err("setting the thread count", e.to_string()))?;
+        }
+        if let Some(spinning) = config.intra_spinning {
+            builder = builder
+                .with_intra_op_spinning(spinning)
+                .map_err(|e| ort_err("setting intra-op spinning", e.to_string()))?;
         }
         if cuda {
             CudaExecutionProvider::default()

@@ -747,7 +747,7 @@ fn arch_suite_runs_the_ablation_matrix_on_real_architectures() {
     assert_eq!(r["suite"], "arch");
     assert_eq!(r["meta"]["execution_provider"], "cpu");
     let variants = r["variants"].as_array().unwrap();
-    assert_eq!(variants.len(), 7);
+    assert_eq!(variants.len(), 8);
     let variant = |name: &str| variants.iter().find(|v| v["name"] == name).unwrap();
     let full = variant("full");
     for stage in ["tagger", "entailer", "grounder", "segmenter"] {

@@ -118,6 +118,8 @@ pub fn variant(
         replay_missing: 0,
         predictions: format!("predictions/{name}.jsonl"),
         tweets: report.per_tweet.ids.len(),
+        dataset: None,
+        not_scored: BTreeMap::new(),
     }
 }
 
@@ -134,6 +136,7 @@ pub fn meta() -> RunMeta {
         execution_provider: "none".into(),
         shard: None,
         gold: vec!["riveg-release/GMNER_finall_label.txt".into()],
+        llm: None,
         ..RunMeta::default()
     }
 }

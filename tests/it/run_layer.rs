@@ -70,9 +70,15 @@ fn assert_shards_merge_to_the_whole(suite: Option<&Path>, extra: &[&str], n: usi
     assert_eq!(wv.len(), mv.len());
     assert!(!wv.is_empty());
     for (a, b) in wv.iter().zip(mv) {
-        let name = a["name"].as_str().unwrap();
+        // Per-variant files are keyed by `<dataset>/<variant>` in a multi-dataset suite.
+        let name = match a["dataset"].as_str() {
+            Some(d) => format!("{d}/{}", a["name"].as_str().unwrap()),
+            None => a["name"].as_str().unwrap().to_string(),
+        };
         for key in [
             "name",
+            "dataset",
+            "not_scored",
             "description",
             "stages",
             "metrics",
@@ -89,6 +95,27 @@ fn assert_shards_merge_to_the_whole(suite: Option<&Path>, extra: &[&str], n: usi
                 == std::fs::read(merged.join(&per_tweet)).unwrap(),
             "variant {name}: {per_tweet} differs"
         );
+        // The outcome frame: same rows and cells, IoUs to float noise like the predictions.
+        let outcomes = format!("outcomes/{name}.csv");
+        let cells = |dir: &Path| -> Vec<Vec<String>> {
+            std::fs::read_to_string(dir.join(&outcomes))
+                .unwrap()
+                .lines()
+                .map(|l| l.split(',').map(str::to_string).collect())
+                .collect()
+        };
+        let (oa, ob) = (cells(&whole), cells(&merged));
+        assert!(oa.len() > 1, "variant {name}: {outcomes} has no rows");
+        assert_eq!(oa.len(), ob.len(), "variant {name}: {outcomes} row count");
+        for (ra, rb) in oa.iter().zip(&ob) {
+            let same = ra.len() == rb.len()
+                && ra.iter().zip(rb).all(|(x, y)| {
+                    x == y
+                        || matches!((x.parse::<f64>(), y.parse::<f64>()),
+                            (Ok(p), Ok(q)) if (p - q).abs() <= 1e-9 * p.abs().max(1.0))
+                });
+            assert!(same, "variant {name}: {outcomes} differs:\n{ra:?}\n{rb:?}");
+        }
         // Predictions agree line by line; floats to 1e-9 relative: ONNX Runtime's last digit
         // of a box can depend on what the session ran before (a shard starts on another tweet).
         let file = a["predictions"].as_str().unwrap();
@@ -105,10 +132,21 @@ fn assert_shards_merge_to_the_whole(suite: Option<&Path>, extra: &[&str], n: usi
             assert!(close(la, lb), "variant {name}: {file} differs:\n{la}\n{lb}");
         }
     }
-    assert_eq!(
-        std::fs::read(whole.join("gold.jsonl")).unwrap(),
-        std::fs::read(merged.join("gold.jsonl")).unwrap()
-    );
+    // One gold per dataset (`gold/<dataset>.jsonl`), or `gold.jsonl` for a [data] suite.
+    let golds: std::collections::BTreeSet<String> = wv
+        .iter()
+        .map(|v| match v["dataset"].as_str() {
+            Some(d) => format!("gold/{d}.jsonl"),
+            None => "gold.jsonl".to_string(),
+        })
+        .collect();
+    for g in &golds {
+        assert_eq!(
+            std::fs::read(whole.join(g)).unwrap(),
+            std::fs::read(merged.join(g)).unwrap(),
+            "{g}"
+        );
+    }
     assert!(merged.join("summary.md").is_file());
 }
 
@@ -133,6 +171,17 @@ fn a_variant_run_in_shards_merges_to_the_variant_run() {
     // The bug this layer fixed: the run directory saved the whole suite, so merging shards of a
     // `--variant` run failed with "lacks variant".
     assert_shards_merge_to_the_whole(None, &["--variant", "replay-oracle-vg"], 2);
+}
+
+#[test]
+fn a_compat_run_in_shards_merges_with_the_same_scorer() {
+    // merge re-scores with the plan's settings: a lost `compat` would change the metrics
+    // (results.json's `metrics.riveg.compat` names the scorer and its quirks).
+    assert_shards_merge_to_the_whole(
+        None,
+        &["--variant", "replay", "--compat", "riveg-initial"],
+        2,
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The smoke suite end to end through the binary: every real stage (ort on the tiny models,
 //! tokenizers, the LLM over HTTP to the mock server the suite starts on 127.0.0.1), the stage
 //! cache (a re-run computes nothing; the 8-variant matrix costs at most 1.5x the model calls of
-//! one full run), and missing images under both error policies.
+//! one full run), and missing images under both error policies. The smoke suite runs three
+//! datasets (`gmner`, `fmnerg`, `smner`); the checks of one dataset's numbers use `smner`, the
+//! original smoke data (boxes and masks); tests/it/datasets.rs covers the datasets themselves.
 
 use std::path::{Path, PathBuf};
 
@@ -28,21 +30,28 @@ fn run_suite(suite: &Path, out: &Path, extra: &[&str]) -> (i32, serde_json::Valu
     (o.status.code().unwrap_or(-1), json, stderr)
 }
 
-/// A copy of the smoke suite with absolute paths, only the given variants, and edits.
-fn suite_variant(dir: &Path, keep: &[&str], images: Option<&Path>) -> PathBuf {
+/// A copy of the smoke suite with absolute paths, only the given variants and datasets (empty:
+/// all), and edits.
+fn suite_variant(dir: &Path, keep: &[&str], datasets: &[&str], images: Option<&Path>) -> PathBuf {
     let text = std::fs::read_to_string(root().join("suites/smoke.toml")).unwrap();
     let mut v: toml::Value = toml::from_str(&text).unwrap();
     let abs = |p: &str| root().join(p).to_string_lossy().into_owned();
-    let data = v["data"].as_table_mut().unwrap();
-    for key in ["gold", "replay"] {
-        let src = data[key].as_table_mut().unwrap();
-        let p = src["path"].as_str().unwrap().to_string();
-        src.insert("path".into(), abs(&p).into());
+    let all = v["dataset"].as_array_mut().unwrap();
+    if !datasets.is_empty() {
+        all.retain(|d| datasets.contains(&d["name"].as_str().unwrap()));
     }
-    let img = images
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| abs("tests/fixtures/smoke/images"));
-    data.insert("images".into(), img.into());
+    for data in all.iter_mut() {
+        let data = data.as_table_mut().unwrap();
+        for key in ["gold", "replay"] {
+            let src = data[key].as_table_mut().unwrap();
+            let p = src["path"].as_str().unwrap().to_string();
+            src.insert("path".into(), abs(&p).into());
+        }
+        let img = images
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| abs("tests/fixtures/smoke/images"));
+        data.insert("images".into(), img.into());
+    }
     for (_, p) in v["models"].as_table_mut().unwrap().iter_mut() {
         *p = abs(p.as_str().unwrap()).into();
     }
@@ -55,12 +64,13 @@ fn suite_variant(dir: &Path, keep: &[&str], images: Option<&Path>) -> PathBuf {
     p
 }
 
+/// The entry of variant `name` on the `smner` dataset (the original smoke data).
 fn variant<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     r["variants"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["name"] == name)
+        .find(|v| v["name"] == name && v["dataset"] == "smner")
         .unwrap()
 }
 
@@ -94,7 +104,11 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(r["suite"], "smoke");
     assert_eq!(r["meta"]["execution_provider"], "cpu");
-    assert_eq!(r["variants"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        r["variants"].as_array().unwrap().len(),
+        11 * 3,
+        "8 RiVEG + 3 MLLM variants x 3 datasets"
+    );
     let full = variant(&r, "full");
     for (stage, kind) in [
         ("tagger", "onnx"),
@@ -112,6 +126,12 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
         );
     }
     assert!(full["model_hashes"].as_object().unwrap().len() >= 5);
+    // A suite that does not name the knowledge stage records none (results stay as before).
+    assert!(
+        full["stages"].get("knowledge").is_none(),
+        "{}",
+        full["stages"]
+    );
     // The tiny tagger tags every smoke entity; VE and VG decide GMNER.
     let m = &full["metrics"]["riveg"];
     assert_eq!(
@@ -135,23 +155,21 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
         1.0
     );
     // Predictions carry LLM expansions in the paper's format.
-    let preds = std::fs::read_to_string(out.join("predictions/full.jsonl")).unwrap();
+    let preds = std::fs::read_to_string(out.join("predictions/smner/full.jsonl")).unwrap();
     assert!(
         preds.contains("\"expansion\":\"Angelina Jolie(PER)-"),
         "{preds}"
     );
-    assert!(out.join("summary.md").is_file() && out.join("ablation.png").is_file());
+    assert!(out.join("summary.md").is_file() && out.join("smner/ablation.png").is_file());
     // `report` rewrites the same bytes from the run directory (latency samples included).
-    let before: Vec<Vec<u8>> = ["summary.md", "latency.png", "ablation.png"]
+    let files = ["summary.md", "smner/latency.png", "gmner/ablation.png"];
+    let before: Vec<Vec<u8>> = files
         .iter()
         .map(|f| std::fs::read(out.join(f)).unwrap())
         .collect();
     let o = bin().args(["report", path_str(&out)]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for (f, b) in ["summary.md", "latency.png", "ablation.png"]
-        .iter()
-        .zip(before)
-    {
+    for (f, b) in files.iter().zip(before) {
         assert!(
             std::fs::read(out.join(f)).unwrap() == b,
             "{f} differs after `report`"
@@ -175,8 +193,16 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
         assert_eq!(a["metrics"], b["metrics"], "{}", a["name"]);
     }
 
-    // Cost of the matrix: model calls of all 8 variants (cold) vs the full variant alone (cold).
-    let only_full = suite_variant(dir.path(), &["full"], None);
+    // Cost of the matrix: model calls of the 8 RiVEG variants (cold) vs the full variant alone
+    // (cold), on every dataset; the MLLM variants and hybrids are costed in
+    // `mllm_variants_share_one_request_per_tweet`.
+    let mut r = r;
+    r["variants"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|v| !v["name"].as_str().unwrap().starts_with("mllm"));
+    assert_eq!(r["variants"].as_array().unwrap().len(), 8 * 3);
+    let only_full = suite_variant(dir.path(), &["full"], &[], None);
     let (code, rf, stderr) = run_suite(&only_full, &dir.path().join("full-only"), &["--no-cache"]);
     assert_eq!(code, 0, "{stderr}");
     // The expensive, query-independent work is shared: the LLM reformulates each entity once
@@ -219,7 +245,7 @@ fn missing_image_fails_or_is_skipped_and_counted() {
             std::fs::copy(&p, images.join(p.file_name().unwrap())).unwrap();
         }
     }
-    let suite = suite_variant(dir.path(), &["full", "replay"], Some(&images));
+    let suite = suite_variant(dir.path(), &["full", "replay"], &["smner"], Some(&images));
     let (code, _, stderr) = run_suite(&suite, &dir.path().join("fail"), &["--no-cache"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -254,7 +280,7 @@ fn missing_image_fails_or_is_skipped_and_counted() {
 #[test]
 fn unreachable_llm_endpoint_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let suite = suite_variant(dir.path(), &["full"], None);
+    let suite = suite_variant(dir.path(), &["full"], &["smner"], None);
     // Point the LLM at a closed loopback port instead of the mock.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -275,4 +301,216 @@ fn unreachable_llm_endpoint_is_a_clear_error() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The MLLM stage kinds on the smoke data through the mock's image answers (entities: the
+/// tweet's capitalised words; boxes: the image's bright regions): the end-to-end variant and
+/// both hybrids share one request per tweet, a re-run asks nothing, and everything that decides
+/// the answers is recorded in `meta.llm`.
+#[test]
+fn mllm_variants_share_one_request_per_tweet() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let suite = suite_variant(
+        dir.path(),
+        &["mllm", "mllm-entities", "mllm-grounding"],
+        &["smner"],
+        None,
+    );
+    let (code, r, stderr) = run_suite(
+        &suite,
+        &dir.path().join("run1"),
+        &["--cache-dir", path_str(&cache)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let counts = |v: &serde_json::Value, protocol: &str, task: &str| {
+        let m = &v["metrics"][protocol][task];
+        (
+            m["correct"].as_u64().unwrap(),
+            m["predicted"].as_u64().unwrap(),
+            m["gold"].as_u64().unwrap(),
+        )
+    };
+    let e2e = variant(&r, "mllm");
+    for stage in ["tagger", "entailer", "grounder"] {
+        assert_eq!(e2e["stages"][stage], "mllm");
+    }
+    assert_eq!(e2e["stages"]["reformulator"], "off");
+    // The mock's capitalised-word entities find 10 of the 15 gold entities with their types.
+    assert_eq!(counts(e2e, "riveg", "mner"), (10, 15, 15));
+    assert_eq!(counts(e2e, "riveg", "gmner"), (8, 15, 15));
+    assert_eq!(counts(e2e, "riveg", "eeg"), (11, 15, 15));
+    // Every entity aligned to the tweet's tokens, so the span protocol applies and agrees.
+    assert_eq!(counts(e2e, "span", "gmner"), (8, 15, 15));
+    // Hybrid: the same entities through RiVEG's reformulation, VE and VG.
+    let ents = variant(&r, "mllm-entities");
+    assert_eq!(counts(ents, "riveg", "mner"), counts(e2e, "riveg", "mner"));
+    assert_eq!(counts(ents, "riveg", "gmner"), (9, 15, 15));
+    // Hybrid: RiVEG's tagger (all 15 right) with the MLLM's groundability and boxes.
+    let grounding = variant(&r, "mllm-grounding");
+    assert_eq!(counts(grounding, "riveg", "mner"), (15, 15, 15));
+    assert_eq!(counts(grounding, "riveg", "gmner"), (11, 15, 15));
+
+    let mllm = &r["meta"]["llm"]["mllm"];
+    let tweets = e2e["tweets"].as_u64().unwrap();
+    assert_eq!(tweets, 8);
+    assert_eq!(
+        mllm["requests_sent"], tweets,
+        "one request per tweet for 3 variants"
+    );
+    assert_eq!(mllm["tweets_ok"], tweets);
+    assert_eq!(mllm["cache_hits"], 0);
+    assert_eq!(mllm["issues"], serde_json::json!({}));
+    assert_eq!(mllm["prompt"], "gmner-mllm@v1");
+    assert_eq!(mllm["settings"]["box_convention"], "pixel");
+    assert_eq!(mllm["settings"]["image_format"], "png");
+    assert_eq!(
+        mllm["request_fields"],
+        serde_json::json!({"max_tokens": 256, "temperature": 0.0})
+    );
+    // RiVEG's tagger finds one entity the MLLM does not list (not groundable, counted).
+    assert_eq!(mllm["not_listed"], 1);
+    let latency = &mllm["latency_ms"];
+    assert_eq!(
+        latency["count"].as_u64().unwrap() + latency["warmup_excluded"].as_u64().unwrap(),
+        tweets
+    );
+    assert_eq!(r["meta"]["llm"]["reformulator"]["prompt"], "reformulate@v1");
+
+    // Warm: the response cache (keyed on the image bytes as sent) answers every tweet.
+    let (code, r2, stderr) = run_suite(
+        &suite,
+        &dir.path().join("run2"),
+        &["--cache-dir", path_str(&cache)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mllm2 = &r2["meta"]["llm"]["mllm"];
+    assert_eq!(mllm2["requests_sent"], 0);
+    assert_eq!(mllm2["cache_hits"], tweets);
+    assert_eq!(mllm2["latency_ms"]["cached"], tweets);
+    for (a, b) in r["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r2["variants"].as_array().unwrap())
+    {
+        assert_eq!(a["metrics"], b["metrics"], "{}", a["name"]);
+    }
+
+    // Sampling settings are part of the fingerprint: another temperature asks again.
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("[llm]", "[llm]\ntemperature = 0.5\nseed = 7");
+    let hot = dir.path().join("hot.toml");
+    std::fs::write(&hot, text).unwrap();
+    let (code, r3, stderr) = run_suite(
+        &hot,
+        &dir.path().join("run3"),
+        &["--cache-dir", path_str(&cache)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(r3["meta"]["llm"]["mllm"]["requests_sent"], tweets);
+    assert_eq!(
+        r3["meta"]["llm"]["mllm"]["request_fields"],
+        serde_json::json!({"max_tokens": 256, "seed": 7, "temperature": 0.5})
+    );
+}
+
+/// A scripted MLLM reply naming an entity that is not in the tweet: `--on-error fail` stops
+/// naming the tweet; `skip` keeps the entity without a span, counts the issue, and the span
+/// protocol is `null` with a reason (the scorer needs offsets on every entity: partial offsets
+/// are not applicable, not a partial score).
+#[test]
+fn mllm_issues_follow_on_error_and_partial_spans_null_the_span_protocol() {
+    let reply = r#"[{"entity": "Angelina Jolie", "type": "PER", "box": [8, 6, 40, 40]},
+                    {"entity": "Brad Pitt", "type": "PER", "box": null}]"#;
+    let server =
+        riveg_bench::llm::MockServer::start(riveg_bench::llm::Behaviour::Content(reply.into()))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite_variant(dir.path(), &["mllm"], &["smner"], None);
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("start_mock = true", "start_mock = false")
+        .replace("http://127.0.0.1:8089/v1", &server.base_url());
+    std::fs::write(&suite, text).unwrap();
+
+    let (code, _, stderr) = run_suite(&suite, &dir.path().join("fail"), &["--no-cache"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("tweet s1") && stderr.contains("Brad Pitt"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let (code, r, stderr) = run_suite(
+        &suite,
+        &dir.path().join("skip"),
+        &["--no-cache", "--on-error", "skip"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let v = variant(&r, "mllm");
+    assert_eq!(v["skipped"], 0, "issues are repaired, not skipped");
+    assert!(v["metrics"]["span"].is_null());
+    let why = v["not_applicable"]["span"].as_str().unwrap();
+    assert!(why.contains("without start/end"), "{why}");
+    let mllm = &r["meta"]["llm"]["mllm"];
+    assert_eq!(mllm["tweets_ok"], 8);
+    // s1: "Brad Pitt"; the 7 other tweets: both names.
+    assert_eq!(mllm["issues"]["entity_not_found"], 15);
+    // The one real entity of s1 is found with its box; nothing is dropped.
+    let m = &v["metrics"]["riveg"];
+    assert_eq!(m["mner"]["predicted"], 16);
+    assert_eq!(m["mner"]["correct"], 1);
+    assert_eq!(m["gmner"]["correct"], 1);
+}
+
+/// An MLLM reply with no entity list: one request per tweet however many `mllm` variants ask
+/// (the error is shared too), `--on-error skip` skips the tweet in each variant and counts it,
+/// `fail` stops naming the tweet.
+#[test]
+fn mllm_errors_are_shared_per_tweet_and_follow_on_error() {
+    let server = riveg_bench::llm::MockServer::start(riveg_bench::llm::Behaviour::Content(
+        "I cannot see any named entities here.".into(),
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite_variant(dir.path(), &["mllm", "mllm-grounding"], &["smner"], None);
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("start_mock = true", "start_mock = false")
+        .replace("http://127.0.0.1:8089/v1", &server.base_url());
+    std::fs::write(&suite, text).unwrap();
+
+    let (code, _, stderr) = run_suite(&suite, &dir.path().join("fail"), &["--no-cache"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("tweet s1") && stderr.contains("not a JSON entity list"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let (code, r, stderr) = run_suite(
+        &suite,
+        &dir.path().join("skip"),
+        &["--no-cache", "--on-error", "skip"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let e2e = variant(&r, "mllm");
+    assert_eq!(e2e["skipped"], 8);
+    assert_eq!(e2e["skipped_items"][0]["stage"], "tagger");
+    let hybrid = variant(&r, "mllm-grounding");
+    assert_eq!(hybrid["skipped"], 8);
+    assert_eq!(hybrid["skipped_items"][0]["stage"], "entailer");
+    // Skipped tweets' gold entities count as missed.
+    assert_eq!(e2e["metrics"]["riveg"]["mner"]["gold"], 15);
+    assert_eq!(e2e["metrics"]["riveg"]["mner"]["predicted"], 0);
+    let mllm = &r["meta"]["llm"]["mllm"];
+    assert_eq!(
+        mllm["requests_sent"], 8,
+        "one request per tweet for both variants"
+    );
+    assert_eq!(mllm["errors"]["malformed_reply"], 8);
+    assert_eq!(mllm["tweets_ok"], 0);
 }

@@ -1,6 +1,9 @@
 //! MNER on a token-classification model: words → subword ids (tokenizer.json) → logits per
 //! subword → the first subword's logits stand for the word → argmax, or CRF Viterbi when the
 //! manifest has transitions → BIO/BIOES labels → entity spans (seqeval default semantics).
+//! With a knowledge context (the `knowledge` stage), the tweet and the context are encoded as a
+//! pair (separators, `token_type_ids` 1 on the context for BERT) and only the tweet's words are
+//! labelled.
 
 use std::path::Path;
 
@@ -11,7 +14,7 @@ use super::text::TextEncoder;
 use super::{int_tensor, require_f32_output, run_f32, run_failed, tensor_name};
 use crate::data::model::{Entity, Tweet};
 use crate::data::tags::decode_chunks;
-use crate::pipeline::stages::{Stage, StageError, StageKind, Tagger};
+use crate::pipeline::stages::{Stage, StageError, StageKind, Tagger, TweetInput};
 use crate::runtime::{
     Crf, DType, LoadedSession, ModelManifest, OrtRuntime, Provider, RuntimeError, SessionConfig,
     TagScheme,
@@ -104,10 +107,24 @@ impl OnnxTagger {
         tweet: &Tweet,
         words: &[String],
     ) -> Result<Vec<String>, StageError> {
+        self.tag_words_with(tweet, words, None)
+    }
+
+    /// [`OnnxTagger::tag_words`] with an optional knowledge context as the second segment
+    /// (labels only for the tweet's words).
+    pub fn tag_words_with(
+        &mut self,
+        tweet: &Tweet,
+        words: &[String],
+        context: Option<&str>,
+    ) -> Result<Vec<String>, StageError> {
         if words.is_empty() {
             return Ok(Vec::new());
         }
-        let encoding = self.text.encode_words(&tweet.id, words)?;
+        let encoding = match context {
+            Some(c) => self.text.encode_words_with_context(&tweet.id, words, c)?,
+            None => self.text.encode_words(&tweet.id, words)?,
+        };
         let len = encoding.ids.len();
         let ids = Array2::from_shape_vec((1, len), encoding.ids.clone()).map_err(|e| {
             StageError::item(&tweet.id, None, e.to_string(), "internal shape error")
@@ -117,7 +134,11 @@ impl OnnxTagger {
             inputs.push((name.clone(), int_tensor(Array2::ones((1, len)), *dtype)));
         }
         if let Some((name, dtype)) = &self.token_type_ids {
-            inputs.push((name.clone(), int_tensor(Array2::zeros((1, len)), *dtype)));
+            let segments =
+                Array2::from_shape_vec((1, len), encoding.type_ids.clone()).map_err(|e| {
+                    StageError::item(&tweet.id, None, e.to_string(), "internal shape error")
+                })?;
+            inputs.push((name.clone(), int_tensor(segments, *dtype)));
         }
         let logits = run_f32(&mut self.session, inputs, &[&self.logits])
             .map_err(|e| run_failed(tweet, e))?
@@ -175,6 +196,24 @@ impl Tagger for OnnxTagger {
     }
 
     fn tag(&mut self, tweet: &Tweet) -> Result<Vec<Entity>, StageError> {
+        self.tag_context(tweet, None)
+    }
+
+    fn tag_with_context(
+        &mut self,
+        input: &TweetInput<'_>,
+        context: &str,
+    ) -> Result<Vec<Entity>, StageError> {
+        self.tag_context(input.tweet, Some(context))
+    }
+}
+
+impl OnnxTagger {
+    fn tag_context(
+        &mut self,
+        tweet: &Tweet,
+        context: Option<&str>,
+    ) -> Result<Vec<Entity>, StageError> {
         let Some(words) = &tweet.tokens else {
             return Err(StageError::item(
                 &tweet.id,
@@ -183,7 +222,7 @@ impl Tagger for OnnxTagger {
                 "the tagger needs tokenised text (a CoNLL-style txt or JSONL with `tokens`)",
             ));
         };
-        let labels = self.tag_words(tweet, words)?;
+        let labels = self.tag_words_with(tweet, words, context)?;
         Ok(decode_chunks(&labels)
             .into_iter()
             .map(|span| Entity {

@@ -1,12 +1,14 @@
 //! Text → token ids with a Hugging Face `tokenizer.json` (the `tokenizers` crate): pre-split
 //! words for the tagger (with word ids for first-subword alignment), padded query batches for
-//! VE/VG. Checks that the tokenizer fits the model (vocabulary size vs the manifest's
+//! VE/VG, and tweet + knowledge context pairs for the tagger (the tokenizer's pair encoding:
+//! its separators and, for BERT, `token_type_ids` 1 on the context; truncation cuts the context
+//! first, never the tweet). Checks that the tokenizer fits the model (vocabulary size vs the manifest's
 //! `vocab_size`, i.e. the embedding rows) at load and that every id is in range per tweet.
 
 use std::path::PathBuf;
 
 use ndarray::Array2;
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::{EncodeInput, InputSequence, Tokenizer, TruncationParams, TruncationStrategy};
 
 use crate::pipeline::stages::StageError;
 use crate::runtime::{ModelManifest, RuntimeError};
@@ -14,6 +16,8 @@ use crate::runtime::{ModelManifest, RuntimeError};
 /// A loaded tokenizer with the manifest's limits.
 pub struct TextEncoder {
     tokenizer: Tokenizer,
+    /// The same tokenizer truncating only the second segment (tweet + context pairs).
+    pair_tokenizer: Tokenizer,
     path: PathBuf,
     max_length: usize,
     vocab_size: Option<usize>,
@@ -28,6 +32,9 @@ pub struct WordEncoding {
     pub word_ids: Vec<Option<usize>>,
     /// Words that got at least one token (the rest were truncated).
     pub words_kept: usize,
+    /// Segment ids (`token_type_ids`): 0 on the tweet, 1 on a context for tokenizers that mark
+    /// segments (BERT); all 0 otherwise.
+    pub type_ids: Vec<i64>,
 }
 
 impl TextEncoder {
@@ -51,6 +58,21 @@ impl TextEncoder {
                 hint: "max_length must leave room for the special tokens".into(),
             })?;
         tokenizer.with_padding(None);
+        let mut pair_tokenizer = tokenizer.clone();
+        pair_tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: spec.max_length,
+                strategy: TruncationStrategy::OnlySecond,
+                ..Default::default()
+            }))
+            .map_err(|e| RuntimeError::Tokenizer {
+                path: path.clone(),
+                what: format!(
+                    "cannot truncate pairs to max_length {}: {e}",
+                    spec.max_length
+                ),
+                hint: "max_length must leave room for the special tokens".into(),
+            })?;
         let tokens = tokenizer.get_vocab_size(true);
         if let Some(rows) = spec.vocab_size {
             if tokens > rows {
@@ -70,6 +92,7 @@ impl TextEncoder {
             .map_or(0, i64::from);
         Ok(TextEncoder {
             tokenizer,
+            pair_tokenizer,
             path,
             max_length: spec.max_length,
             vocab_size: spec.vocab_size,
@@ -119,11 +142,53 @@ impl TextEncoder {
                 "check the tweet's tokens for unusual characters",
             )
         })?;
+        self.word_encoding(tweet_id, words, &encoding)
+    }
+
+    /// Encodes pre-split tweet words with a knowledge `context` as the second segment. Word ids
+    /// are kept for the tweet's tokens only, so labels map to the tweet's words and never to the
+    /// context. The context is truncated first; when the tweet alone fills `max_length`, the
+    /// context is left out (logged) and the tweet is encoded alone.
+    pub fn encode_words_with_context(
+        &self,
+        tweet_id: &str,
+        words: &[String],
+        context: &str,
+    ) -> Result<WordEncoding, StageError> {
+        let pieces: Vec<&str> = words.iter().map(String::as_str).collect();
+        let input = EncodeInput::Dual(InputSequence::from(pieces), InputSequence::from(context));
+        let encoding = match self.pair_tokenizer.encode(input, true) {
+            Ok(e) => e,
+            Err(e) => {
+                log::warn!(
+                    "tweet {tweet_id}: no room for the knowledge context in the tagger's {} tokens ({e}); tagging the tweet alone",
+                    self.max_length
+                );
+                return self.encode_words(tweet_id, words);
+            }
+        };
+        self.word_encoding(tweet_id, words, &encoding)
+    }
+
+    fn word_encoding(
+        &self,
+        tweet_id: &str,
+        words: &[String],
+        encoding: &tokenizers::Encoding,
+    ) -> Result<WordEncoding, StageError> {
         self.check_ids(tweet_id, None, encoding.get_ids())?;
+        // Only the first segment's (the tweet's) tokens carry word ids.
         let word_ids: Vec<Option<usize>> = encoding
             .get_word_ids()
             .iter()
-            .map(|w| w.map(|w| w as usize))
+            .zip(encoding.get_sequence_ids())
+            .map(|(w, seq)| {
+                if seq == Some(0) {
+                    w.map(|w| w as usize)
+                } else {
+                    None
+                }
+            })
             .collect();
         let words_kept = word_ids.iter().flatten().max().map_or(0, |w| w + 1);
         if words_kept < words.len() {
@@ -138,6 +203,11 @@ impl TextEncoder {
             ids: encoding.get_ids().iter().map(|&id| i64::from(id)).collect(),
             word_ids,
             words_kept,
+            type_ids: encoding
+                .get_type_ids()
+                .iter()
+                .map(|&t| i64::from(t))
+                .collect(),
         })
     }
 

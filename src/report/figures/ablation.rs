@@ -8,20 +8,8 @@ use super::{
     categories, color, draw_legend, draw_mesh, draw_notes, draw_title, note_lines, pt, Area,
     Canvas, DrawResult, Figure, Swatch, ValueAxis, XLabels,
 };
-use crate::metrics::EvalReport;
 use crate::results::RunResults;
-
-/// Tasks drawn, with their accessor into an [`EvalReport`].
-fn task_f1(r: &EvalReport, task: &str) -> Option<f64> {
-    match task {
-        "MNER" => Some(r.mner.f1),
-        "EEG" => Some(r.eeg.f1),
-        "GMNER" => Some(r.gmner.f1),
-        "FMNERG" => r.fmnerg.map(|p| p.f1),
-        "SMNER" => r.smner.map(|p| p.f1),
-        _ => None,
-    }
-}
+use crate::task::Task;
 
 pub struct Ablation {
     canvas: Canvas,
@@ -35,17 +23,18 @@ pub struct Ablation {
 impl Ablation {
     pub fn new(results: &RunResults, canvas: Canvas) -> Ablation {
         let mut series = Vec::new();
-        for task in ["MNER", "EEG", "GMNER", "FMNERG", "SMNER"] {
+        // The compact task list ([`Task::HEADLINE`]); a task no variant scored is left out.
+        for task in Task::HEADLINE {
             let values: Vec<Option<f64>> = results
                 .variants
                 .iter()
                 .map(|v| {
                     let r = v.metrics.riveg.as_ref().or(v.metrics.span.as_ref())?;
-                    task_f1(r, task).map(|f| f * 100.0)
+                    r.task(task).map(|p| p.f1 * 100.0)
                 })
                 .collect();
             if values.iter().any(Option::is_some) {
-                series.push((task.to_string(), values));
+                series.push((task.short_label().to_string(), values));
             }
         }
         Ablation {

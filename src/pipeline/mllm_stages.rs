@@ -1,0 +1,253 @@
+//! The `mllm` stage kinds: a multimodal LLM ([`MllmAnnotator`], from `crate::llm`) serving as
+//! tagger (its entities and types), entailer (its groundability decision) and grounder (its box).
+//! A suite can run it end to end (all three `mllm`) or in hybrids with RiVEG's stages.
+//!
+//! The three stages of a run share one [`SharedMllm`], so a tweet costs one MLLM request however
+//! many of them (and however many variants) ask: the answer of the tweet being run is kept in
+//! memory (tweet-major execution asks for it back to back), and the annotator's response cache
+//! keys on the image bytes as sent, the prompt and every request setting, so a re-run asks
+//! nothing. For the same reason the stage cache does not hold `mllm` outputs (their slot has no
+//! fingerprint): its keys do not cover the image. This file must not score or write anything.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::stages::{Entailer, Grounder, Grounding, StageError, StageKind, Tagger, TweetInput};
+use crate::bench::LatencyRecorder;
+use crate::data::model::{Entity, Tweet};
+use crate::geometry::BBox;
+use crate::llm::mllm::Grounding as MllmGrounding;
+use crate::llm::{MllmAnnotator, MllmAnswer, MllmError};
+use crate::results::MllmMeta;
+
+/// The answer of the last tweet asked about, and what identifies it.
+struct Memo {
+    tweet_id: String,
+    image_key: u64,
+    answer: Result<Arc<MllmAnswer>, Arc<MllmError>>,
+}
+
+/// One MLLM shared by the `mllm` tagger, entailer and grounder of a run.
+pub struct SharedMllm {
+    annotator: MllmAnnotator,
+    memo: Mutex<Option<Memo>>,
+    /// Latency of each answer (requests and response-cache hits, which count as cached).
+    latency: Mutex<LatencyRecorder>,
+    /// Entities of another tagger that the MLLM did not list (entailer/grounder `mllm`).
+    not_listed: AtomicU64,
+    /// Entities the grounder was asked to box that the MLLM listed without a box.
+    no_box: AtomicU64,
+}
+
+impl SharedMllm {
+    pub fn new(annotator: MllmAnnotator, warmup: usize) -> Self {
+        SharedMllm {
+            annotator,
+            memo: Mutex::new(None),
+            latency: Mutex::new(LatencyRecorder::new(warmup)),
+            not_listed: AtomicU64::new(0),
+            no_box: AtomicU64::new(0),
+        }
+    }
+
+    pub fn annotator(&self) -> &MllmAnnotator {
+        &self.annotator
+    }
+
+    /// The MLLM's answer for this tweet and image: asked once, then shared.
+    pub fn answer(&self, input: &TweetInput<'_>) -> Result<Arc<MllmAnswer>, StageError> {
+        let tweet = input.tweet;
+        let Some(image) = input.image else {
+            return Err(StageError::item(
+                &tweet.id,
+                None,
+                "the mllm stage got no image",
+                "this is a bug in riveg-bench (mllm stages read pixels); please report it",
+            ));
+        };
+        let mut h = DefaultHasher::new();
+        image.dimensions().hash(&mut h);
+        image.as_raw().hash(&mut h);
+        let image_key = h.finish();
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = memo.as_ref() {
+            if m.tweet_id == tweet.id && m.image_key == image_key {
+                return m.answer.clone().map_err(StageError::Mllm);
+            }
+        }
+        let t0 = Instant::now();
+        let answer = self
+            .annotator
+            .annotate(tweet, image)
+            .map(Arc::new)
+            .map_err(Arc::new);
+        {
+            let mut rec = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+            match &answer {
+                Ok(a) if a.from_cache => rec.record_cached(),
+                _ => rec.record(t0.elapsed().as_secs_f64() * 1000.0),
+            }
+        }
+        if let Ok(a) = &answer {
+            if let Err(why) = a.span_protocol() {
+                log::warn!("{why}: the span protocol will not apply to this variant");
+            }
+        }
+        *memo = Some(Memo {
+            tweet_id: tweet.id.clone(),
+            image_key,
+            answer: answer.clone(),
+        });
+        answer.map_err(StageError::Mllm)
+    }
+
+    /// What results.json records of the MLLM: settings, request and outcome counts, latency.
+    pub fn meta(&self) -> MllmMeta {
+        let stats = self.annotator.stats();
+        let settings = self.annotator.settings();
+        let config = self.annotator.client().config();
+        let latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summary();
+        MllmMeta {
+            model: config.model.clone(),
+            prompt: self.annotator.template().id().to_string(),
+            request_fields: config.request_fields(),
+            settings: serde_json::to_value(settings).unwrap_or_default(),
+            fingerprint: self.annotator.fingerprint(),
+            requests_sent: stats.llm.requests_sent,
+            retries: stats.llm.retries,
+            cache_hits: stats.llm.cache_hits,
+            tweets_ok: stats.tweets_ok,
+            errors: stats.errors,
+            issues: stats.issues,
+            not_listed: self.not_listed.load(Ordering::Relaxed),
+            listed_without_box: self.no_box.load(Ordering::Relaxed),
+            latency_ms: latency,
+        }
+    }
+}
+
+/// `tagger = "mllm"`: the MLLM's entities and types (with token spans where they align), not
+/// grounded: groundability and boxes are the entailer's and grounder's to decide.
+pub struct MllmTagger(pub Arc<SharedMllm>);
+
+impl Tagger for MllmTagger {
+    fn kind(&self) -> StageKind {
+        StageKind::Mllm
+    }
+    fn tag(&mut self, tweet: &Tweet) -> Result<Vec<Entity>, StageError> {
+        Err(StageError::item(
+            &tweet.id,
+            None,
+            "the mllm tagger needs the tweet's image",
+            "this is a bug in riveg-bench (call tag_input); please report it",
+        ))
+    }
+    fn needs_pixels(&self) -> bool {
+        true
+    }
+    fn tag_input(&mut self, input: &TweetInput<'_>) -> Result<Vec<Entity>, StageError> {
+        let answer = self.0.answer(input)?;
+        Ok(answer
+            .to_entities()
+            .into_iter()
+            .map(|e| Entity {
+                groundable: false,
+                boxes: Vec::new(),
+                ..e
+            })
+            .collect())
+    }
+}
+
+/// What the MLLM says of each entity (of any tagger), counting the ones it did not list.
+fn groundings(
+    shared: &SharedMllm,
+    input: &TweetInput<'_>,
+    entities: &[Entity],
+) -> Result<Vec<MllmGrounding>, StageError> {
+    let answer = shared.answer(input)?;
+    Ok(entities
+        .iter()
+        .map(|e| {
+            let g = answer.grounding_for(e);
+            if g == MllmGrounding::NotListed {
+                shared.not_listed.fetch_add(1, Ordering::Relaxed);
+            }
+            g
+        })
+        .collect())
+}
+
+/// `entailer = "mllm"`: probability 1 when the MLLM gave the entity a box, else 0 (listed
+/// without a box, or not listed: counted as `not_listed`).
+pub struct MllmEntailer(pub Arc<SharedMllm>);
+
+impl Entailer for MllmEntailer {
+    fn kind(&self) -> StageKind {
+        StageKind::Mllm
+    }
+    fn needs_pixels(&self) -> bool {
+        true
+    }
+    fn entail(
+        &mut self,
+        input: &TweetInput<'_>,
+        entities: &[Entity],
+        _queries: &[String],
+    ) -> Result<Vec<f32>, StageError> {
+        Ok(groundings(&self.0, input, entities)?
+            .into_iter()
+            .map(|g| match g {
+                MllmGrounding::Listed { bbox: Some(_) } => 1.0,
+                _ => 0.0,
+            })
+            .collect())
+    }
+}
+
+/// `grounder = "mllm"`: the MLLM's box. An entity the MLLM gave no box (possible in hybrids,
+/// where another entailer decided it is groundable) gets the degenerate box `[0, 0, 0, 0]` with
+/// score 0, as the oracle and replay grounders do, and is counted (`listed_without_box` or
+/// `not_listed`).
+pub struct MllmGrounder(pub Arc<SharedMllm>);
+
+impl Grounder for MllmGrounder {
+    fn kind(&self) -> StageKind {
+        StageKind::Mllm
+    }
+    fn needs_pixels(&self) -> bool {
+        true
+    }
+    fn ground(
+        &mut self,
+        input: &TweetInput<'_>,
+        entities: &[Entity],
+        _queries: &[String],
+    ) -> Result<Vec<Grounding>, StageError> {
+        Ok(groundings(&self.0, input, entities)?
+            .into_iter()
+            .map(|g| match g {
+                MllmGrounding::Listed { bbox: Some(b) } => Grounding {
+                    bbox: BBox(b),
+                    score: 1.0,
+                },
+                other => {
+                    if matches!(other, MllmGrounding::Listed { bbox: None }) {
+                        self.0.no_box.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Grounding {
+                        bbox: BBox::new(0.0, 0.0, 0.0, 0.0),
+                        score: 0.0,
+                    }
+                }
+            })
+            .collect())
+    }
+}
