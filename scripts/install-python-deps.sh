@@ -23,7 +23,12 @@ PINS=(
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "creating $VENV with $PYTHON" >&2
-  "$PYTHON" -m venv "$VENV"
+  if ! "$PYTHON" -m venv "$VENV"; then
+    rm -rf "$VENV"
+    echo "error: $PYTHON -m venv failed; Python's venv module is missing." >&2
+    echo "  hint: on Debian/Ubuntu: sudo apt-get install python3-venv (or set PYTHON=python3.X)" >&2
+    exit 2
+  fi
 fi
 
 # Quick path: every pin satisfied already (pip's resolver is slow even when nothing changes).

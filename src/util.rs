@@ -1,5 +1,6 @@
-//! Small shared helpers with no better home: a seeded PRNG and UTC calendar dates, both without
-//! extra crates so that results are identical on every platform.
+//! Small shared helpers with no better home: a seeded PRNG (hand-written so that the bootstrap and
+//! the synthetic masks are identical on every platform and crate version) and UTC calendar dates
+//! (the `time` crate).
 
 /// The splitmix64 generator (Steele, Lea, Flood 2014): tiny, fast, and fully determined by its
 /// seed. Used for the paired bootstrap and the synthetic SMNER masks.
@@ -37,21 +38,22 @@ impl SplitMix64 {
     }
 }
 
-/// `(year, month, day, hour, minute, second)` in UTC from Unix seconds (Howard Hinnant's
-/// civil-from-days algorithm).
+/// `(year, month, day, hour, minute, second)` in UTC from Unix seconds. Seconds past the
+/// `time` crate's range (year 9999) clamp to its last second rather than panicking.
 pub fn utc_parts(unix: u64) -> (i64, i64, i64, u64, u64, u64) {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+    let last = time::PrimitiveDateTime::MAX.assume_utc();
+    let t = i64::try_from(unix)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(last);
+    (
+        i64::from(t.year()),
+        i64::from(u8::from(t.month())),
+        i64::from(t.day()),
+        u64::from(t.hour()),
+        u64::from(t.minute()),
+        u64::from(t.second()),
+    )
 }
 
 #[cfg(test)]
@@ -70,5 +72,8 @@ mod tests {
     fn utc_dates() {
         assert_eq!(utc_parts(0), (1970, 1, 1, 0, 0, 0));
         assert_eq!(utc_parts(1_795_000_000), (2026, 11, 18, 11, 6, 40));
+        // Leap day (2024-02-29 12:00:00 UTC) and the end of `time`'s range.
+        assert_eq!(utc_parts(1_709_208_000), (2024, 2, 29, 12, 0, 0));
+        assert_eq!(utc_parts(u64::MAX), (9999, 12, 31, 23, 59, 59));
     }
 }

@@ -60,33 +60,37 @@ struct BenchmarkJson {
     throughput: Option<serde_json::Value>,
 }
 
-/// Every `new/estimates.json` under a criterion directory, sorted by id. Unreadable files are
-/// skipped with their path returned in the second list.
+/// Every benchmark under a criterion directory, sorted by id. Unreadable files are skipped with
+/// their path returned in the second list.
+///
+/// A benchmark is a folder holding `new/estimates.json`; its `new`, `base`, `change` and `report`
+/// subfolders are criterion's own and are not searched. Any other folder is searched whatever its
+/// name, so a bench group or function called `report`, `base` or `change` is still found
+/// (criterion's HTML `report` folders hold no `new/estimates.json` and simply yield nothing).
 pub fn read_criterion_dir(dir: &Path) -> (Vec<CriterionEstimate>, Vec<PathBuf>) {
     let mut found = Vec::new();
     let mut bad = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        let new_dir = d.join("new");
+        let est = new_dir.join("estimates.json");
+        let is_benchmark = d != dir && est.is_file();
+        if is_benchmark {
+            match read_one(dir, &new_dir) {
+                Some(e) => found.push(e),
+                None => bad.push(est),
+            }
+        }
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
         for entry in entries.flatten() {
             let p = entry.path();
-            if p.is_dir() {
-                if p.file_name().is_some_and(|n| n == "new") {
-                    let est = p.join("estimates.json");
-                    if est.is_file() {
-                        match read_one(dir, &p) {
-                            Some(e) => found.push(e),
-                            None => bad.push(est),
-                        }
-                    }
-                } else if p
-                    .file_name()
-                    .is_some_and(|n| n != "report" && n != "base" && n != "change")
-                {
-                    stack.push(p);
-                }
+            let criterion_own = is_benchmark
+                && p.file_name()
+                    .is_some_and(|n| n == "new" || n == "base" || n == "change" || n == "report");
+            if p.is_dir() && !criterion_own {
+                stack.push(p);
             }
         }
     }
@@ -124,4 +128,59 @@ fn read_one(root: &Path, new_dir: &Path) -> Option<CriterionEstimate> {
         std_dev_ns: est.std_dev.point_estimate,
         elements,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_bench(root: &Path, id: &str, folder: &str, mean: f64) {
+        let d = root.join(id).join(folder);
+        std::fs::create_dir_all(&d).unwrap();
+        let e = |v: f64| {
+            format!(
+                r#"{{"point_estimate":{v},"confidence_interval":{{"lower_bound":{},"upper_bound":{}}}}}"#,
+                v - 1.0,
+                v + 1.0
+            )
+        };
+        std::fs::write(
+            d.join("estimates.json"),
+            format!(
+                r#"{{"mean":{},"median":{},"std_dev":{},"slope":null}}"#,
+                e(mean),
+                e(mean),
+                e(1.0)
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_group_named_report_is_read_and_criterion_folders_are_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        // A bench group called `report`, next to criterion's own top-level HTML `report/`.
+        write_bench(root, "report/render", "new", 42.0);
+        std::fs::write(root.join("report/index.html"), "<html></html>").unwrap();
+        write_bench(root, "eval/gmner/100", "new", 7.0);
+        // The previous run's estimates (`base`) and a per-benchmark HTML report are not benchmarks.
+        write_bench(root, "eval/gmner/100", "base", 9.0);
+        std::fs::create_dir_all(root.join("eval/gmner/100/report")).unwrap();
+        std::fs::create_dir_all(root.join("eval/report")).unwrap();
+        // A function called `base` is a benchmark like any other.
+        write_bench(root, "geometry/base", "new", 3.0);
+        let (found, bad) = read_criterion_dir(root);
+        assert!(bad.is_empty(), "{bad:?}");
+        let got: Vec<(&str, f64)> = found.iter().map(|e| (e.id.as_str(), e.mean_ns)).collect();
+        assert_eq!(
+            got,
+            [
+                ("eval/gmner/100", 7.0),
+                ("geometry/base", 3.0),
+                ("report/render", 42.0)
+            ]
+        );
+        assert_eq!(found[2].typical_ci_ns, Some([41.0, 43.0]));
+    }
 }

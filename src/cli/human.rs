@@ -104,12 +104,24 @@ pub fn not_scored_lines(r: &EvalReport) -> String {
         .collect()
 }
 
-/// The short human summary of a run: one row per variant.
-pub fn render_run(results: &crate::results::RunResults) -> String {
-    let mut b = tabled::builder::Builder::default();
+/// One variant's cells for the run summary (strings, already formatted).
+struct RunRow {
+    name: String,
+    /// tagger, reformulator, VE, VG, segmenter kinds.
+    stages: [String; 5],
+    /// (column header, value) of each F1 shown, then `skipped` and throughput.
+    f1: Vec<String>,
+    skipped: String,
+    tweets_per_s: Option<String>,
+}
+
+const STAGE_HEADERS: [&str; 5] = ["tagger", "reform.", "VE", "VG", "seg."];
+
+fn run_rows(results: &crate::results::RunResults) -> (Vec<&'static str>, Vec<RunRow>) {
+    use crate::stage::Stage;
+    use crate::task::Task;
     // One F1 column per compact task ([`Task::HEADLINE`]): MNER, EEG and GMNER always, the
     // others when any variant scored them.
-    use crate::task::Task;
     let tasks: Vec<Task> = Task::HEADLINE
         .into_iter()
         .filter(|t| {
@@ -120,70 +132,238 @@ pub fn render_run(results: &crate::results::RunResults) -> String {
                     .any(|v| v.metrics.riveg.as_ref().and_then(|r| r.task(*t)).is_some())
         })
         .collect();
-    let mut header: Vec<String> = ["variant", "tagger", "reform.", "VE", "VG", "seg."]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    header.extend(tasks.iter().map(|t| format!("{} F1", t.short_label())));
-    header.extend(["span GMNER F1".to_string(), "skipped".to_string()]);
-    b.push_record(header);
+    let mut headers: Vec<&'static str> = tasks.iter().map(|t| t.short_label()).collect();
+    headers.push("span GMNER");
     let pct = |x: Option<f64>| {
         x.map(|v| format!("{:.2}", v * 100.0))
             .unwrap_or_else(|| "n/a".into())
     };
-    for v in &results.variants {
-        let kind = |s: crate::pipeline::stages::Stage| {
-            v.stages
-                .get(&s)
-                .map(|k| {
-                    serde_json::to_value(k)
-                        .ok()
-                        .and_then(|j| j.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                })
-                .unwrap_or_default()
-        };
-        use crate::pipeline::stages::Stage::*;
-        let r = v.metrics.riveg.as_ref();
-        // A task listed in `not_scored` shows n/a, whatever its fields hold.
-        let mut row = vec![
-            v.key(),
-            kind(Tagger),
-            kind(Reformulator),
-            kind(Entailer),
-            kind(Grounder),
-            kind(Segmenter),
-        ];
-        row.extend(
-            tasks
+    let rows = results
+        .variants
+        .iter()
+        .map(|v| {
+            let kind = |s: Stage| {
+                v.stages
+                    .get(&s)
+                    .and_then(|k| serde_json::to_value(k).ok())
+                    .and_then(|j| j.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            };
+            let r = v.metrics.riveg.as_ref();
+            let mut f1: Vec<String> = tasks
                 .iter()
-                .map(|t| pct(r.and_then(|r| r.task(*t)).map(|p| p.f1))),
-        );
-        row.push(pct(v
-            .metrics
-            .span
-            .as_ref()
-            .and_then(|s| s.task(crate::task::Task::Gmner))
-            .map(|p| p.f1)));
-        row.push(v.skipped.to_string());
-        b.push_record(row);
+                .map(|t| pct(r.and_then(|r| r.task(*t)).map(|p| p.f1)))
+                .collect();
+            f1.push(pct(v
+                .metrics
+                .span
+                .as_ref()
+                .and_then(|s| s.task(Task::Gmner))
+                .map(|p| p.f1)));
+            RunRow {
+                // `<dataset>/<variant>` in multi-dataset suites.
+                name: v.key(),
+                stages: [
+                    kind(Stage::Tagger),
+                    kind(Stage::Reformulator),
+                    kind(Stage::Entailer),
+                    kind(Stage::Grounder),
+                    kind(Stage::Segmenter),
+                ],
+                f1,
+                skipped: v.skipped.to_string(),
+                // SI prefixes as in the figures' axes (report::figures::ticks): `12.3k`, not 12345.6.
+                tweets_per_s: v
+                    .timings
+                    .get("pipeline")
+                    .filter(|t| t.count > 0)
+                    .map(|t| crate::report::figures::ticks::si(t.throughput_per_s)),
+            }
+        })
+        .collect();
+    (headers, rows)
+}
+
+/// A rounded table, numbers (every column from `first_numeric`) right-aligned.
+fn table(records: Vec<Vec<String>>, first_numeric: usize) -> String {
+    let mut b = tabled::builder::Builder::default();
+    for r in records {
+        b.push_record(r);
     }
     let mut t = b.build();
     t.with(Style::rounded());
-    t.modify(Columns::new(6..), Alignment::right());
-    let mut out = format!(
-        "suite {} (run {}), F1 in percent, RiVEG seed protocol unless marked span\n",
-        results.suite, results.run_id
-    );
-    out.push_str(&t.to_string());
+    t.modify(Columns::new(first_numeric..), Alignment::right());
+    t.to_string()
+}
+
+fn widest_line(text: &str) -> usize {
+    text.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+/// Greedy word wrap to `columns`, keeping the text's leading spaces; continuation lines are
+/// indented by `indent` spaces. A word longer than a line stays whole rather than being cut.
+pub fn wrap(text: &str, columns: usize, indent: usize) -> String {
+    let lead = text.len() - text.trim_start().len();
+    let mut out = String::new();
+    let mut line = " ".repeat(lead);
+    let mut has_word = false;
+    for word in text.split_whitespace() {
+        let len = line.chars().count();
+        if has_word && len + 1 + word.chars().count() > columns {
+            out.push_str(&line);
+            out.push('\n');
+            line = " ".repeat(indent);
+            has_word = false;
+        }
+        if has_word {
+            line.push(' ');
+        }
+        line.push_str(word);
+        has_word = true;
+    }
+    out.push_str(&line);
     out.push('\n');
-    let reasons: std::collections::BTreeSet<&String> = results
-        .variants
-        .iter()
-        .filter_map(|v| v.not_applicable.get("span"))
-        .collect();
-    for r in reasons {
-        out.push_str(&format!("span protocol n/a: {r}\n"));
+    out
+}
+
+/// `prefix` then the items joined by `, `, wrapped between items (an item such as
+/// `span GMNER F1 n/a` is never split), continuation lines indented by `indent` spaces.
+fn wrap_items(prefix: &str, items: &[String], columns: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let mut line = prefix.to_string();
+    for (i, item) in items.iter().enumerate() {
+        let piece = if i + 1 < items.len() {
+            format!("{item},")
+        } else {
+            item.clone()
+        };
+        let at_start = i == 0 || line.chars().count() == indent;
+        if !at_start && line.chars().count() + 1 + piece.chars().count() > columns {
+            out.push_str(&line);
+            out.push('\n');
+            line = " ".repeat(indent);
+        } else if !at_start {
+            line.push(' ');
+        }
+        line.push_str(&piece);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// The short human summary of a run, as wide as it needs (no terminal to fit).
+pub fn render_run(results: &crate::results::RunResults) -> String {
+    render_run_fit(results, usize::MAX)
+}
+
+/// The short human summary of a run, fitted to `columns` characters: one table with the stage
+/// kinds when it fits; else a table of scores with the stage kinds listed under it; else one
+/// block per variant. Notes (why a protocol is n/a) are wrapped to the same width.
+pub fn render_run_fit(results: &crate::results::RunResults, columns: usize) -> String {
+    let (f1_headers, rows) = run_rows(results);
+    let throughput = rows.iter().any(|r| r.tweets_per_s.is_some());
+    let score_cells = |r: &RunRow| {
+        let mut cells = r.f1.clone();
+        cells.push(r.skipped.clone());
+        if throughput {
+            cells.push(r.tweets_per_s.clone().unwrap_or_else(|| "n/a".into()));
+        }
+        cells
+    };
+    let mut score_headers: Vec<String> = f1_headers.iter().map(|h| format!("{h} F1")).collect();
+    score_headers.push("skipped".into());
+    if throughput {
+        score_headers.push("tweets/s".into());
+    }
+    let mut out = wrap(
+        &format!(
+            "suite {} (run {}), F1 in percent, RiVEG seed protocol unless marked span",
+            results.suite, results.run_id
+        ),
+        columns,
+        2,
+    );
+
+    let wide = {
+        let mut header = vec!["variant".to_string()];
+        header.extend(STAGE_HEADERS.iter().map(|s| s.to_string()));
+        header.extend(score_headers.iter().cloned());
+        let mut records = vec![header];
+        records.extend(rows.iter().map(|r| {
+            let mut row = vec![r.name.clone()];
+            row.extend(r.stages.iter().cloned());
+            row.extend(score_cells(r));
+            row
+        }));
+        table(records, 1 + STAGE_HEADERS.len())
+    };
+    let narrow = || {
+        let mut header = vec!["variant".to_string()];
+        header.extend(f1_headers.iter().map(|h| h.to_string()));
+        header.push("skip".into());
+        if throughput {
+            header.push("tweets/s".into());
+        }
+        let mut records = vec![header];
+        records.extend(rows.iter().map(|r| {
+            let mut row = vec![r.name.clone()];
+            row.extend(score_cells(r));
+            row
+        }));
+        table(records, 1)
+    };
+    let stage_items = |r: &RunRow| -> Vec<String> {
+        STAGE_HEADERS
+            .iter()
+            .zip(&r.stages)
+            .map(|(h, k)| format!("{h} {k}"))
+            .collect()
+    };
+    if widest_line(&wide) <= columns {
+        out.push_str(&wide);
+        out.push('\n');
+    } else if let Some(t) = Some(narrow()).filter(|t| widest_line(t) <= columns) {
+        out.push_str(&t);
+        out.push_str("\nstages of each variant:\n");
+        for r in &rows {
+            out.push_str(&wrap_items(
+                &format!("  {}: ", r.name),
+                &stage_items(r),
+                columns,
+                4,
+            ));
+        }
+    } else {
+        for r in &rows {
+            out.push_str(&format!("\n{}\n", r.name));
+            out.push_str(&wrap_items("  stages: ", &stage_items(r), columns, 4));
+            let scores: Vec<String> = score_headers
+                .iter()
+                .zip(score_cells(r))
+                .map(|(h, v)| format!("{h} {v}"))
+                .collect();
+            out.push_str(&wrap_items("  ", &scores, columns, 4));
+        }
+    }
+    // One note per distinct reason, naming its variants (the reason is often long and shared).
+    let mut reasons: std::collections::BTreeMap<&String, Vec<&str>> = Default::default();
+    for v in &results.variants {
+        if let Some(r) = v.not_applicable.get("span") {
+            reasons.entry(r).or_default().push(&v.name);
+        }
+    }
+    for (reason, variants) in reasons {
+        let which = if variants.len() == results.variants.len() {
+            "all variants".to_string()
+        } else {
+            variants.join(", ")
+        };
+        out.push_str(&wrap(
+            &format!("span protocol n/a ({which}): {reason}"),
+            columns,
+            2,
+        ));
     }
     let not_scored: std::collections::BTreeSet<String> = results
         .variants
@@ -254,4 +434,34 @@ pub fn render_prune(r: &crate::pipeline::cache_admin::PruneReport) -> String {
     out.push('\n');
     out.push_str(&render_cache_stats(&r.after));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_words_and_indents() {
+        assert_eq!(
+            wrap("span protocol n/a: needs token offsets", 21, 2),
+            "span protocol n/a:\n  needs token offsets\n"
+        );
+        // A word longer than the line is kept whole.
+        assert_eq!(
+            wrap("  a verylongword b", 6, 4),
+            "  a\n    verylongword\n    b\n"
+        );
+        assert_eq!(wrap("short", usize::MAX, 2), "short\n");
+    }
+
+    #[test]
+    fn wrap_items_breaks_between_items_only() {
+        let items: Vec<String> = ["MNER F1 86.15", "span GMNER F1 n/a", "skipped 0"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            wrap_items("  ", &items, 36, 4),
+            "  MNER F1 86.15, span GMNER F1 n/a,\n    skipped 0\n"
+        );
+    }
 }

@@ -2,7 +2,9 @@
 //! and output in human or JSON form. Logic a test would want to call lives in the library.
 
 pub mod human;
+pub mod list;
 pub mod logging;
+pub mod stdio;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,8 @@ use crate::pipeline::backends::DefaultBackends;
 use crate::pipeline::{DevicePreference, OnError};
 use crate::results::{RunDir, RunResults};
 use crate::run::{RunPlan, RunRequest, ShardSpec};
+
+use stdio::{is_std, read_canonical, CanonicalInput};
 
 /// `-q` count: status lines and data warnings go to stderr only when it is 0.
 static QUIET: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
@@ -85,6 +89,12 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two runs, saved baselines or published results; exit 1 on a gated regression.
     Compare(CompareArgs),
+    /// List what names the other commands accept: suites, variants, baselines, formats, prompts.
+    List(ListArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// e.g. `riveg-bench completions bash > ~/.local/share/bash-completion/completions/riveg-bench`
+    Completions(CompletionsArgs),
     /// Mean, std, min, max and n of every metric over runs (seeds, shards, repeated sampling).
     Aggregate(AggregateArgs),
     /// The stage cache: size, entries per stage and age (stats), or remove old entries (prune).
@@ -121,10 +131,31 @@ pub enum CacheAction {
 }
 
 #[derive(Debug, Args)]
+pub struct ListArgs {
+    /// What to list.
+    #[arg(value_enum)]
+    pub what: list::Listing,
+    /// The suite whose variants to list (default: the built-in suite).
+    #[arg(long)]
+    pub suite: Option<PathBuf>,
+    /// Output: human lines or JSON [default: human when stdout is a terminal, else json].
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write a completion script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
 pub struct AggregateArgs {
     /// Run directories (reports/<run-id>) or results.json files.
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
+    /// Output: human tables or JSON [default: human when stdout is a terminal, else json].
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
 }
@@ -133,14 +164,16 @@ pub struct AggregateArgs {
 pub enum SynthCommand {
     /// A clearly labelled SYNTHETIC SMNER set: masks inscribed in the GMNER boxes (seeded).
     Smner {
-        /// Gold canonical JSONL with boxes (e.g. from `import gmner`).
+        /// Gold canonical JSONL with boxes (e.g. from `import gmner`; `-`: stdin).
         #[arg(long)]
         gold: PathBuf,
+        /// Seed of the mask generator: the same seed gives the same masks on every platform.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Image size HxW for every mask (default: each image sized from its boxes).
         #[arg(long, value_parser = parse_size)]
         size: Option<[u32; 2]>,
+        /// Output canonical JSONL file (`-`: stdout).
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -178,11 +211,13 @@ pub struct CompareArgs {
     /// Compare and gate only these variants (repeatable; default: every variant on both sides).
     #[arg(long = "variant")]
     pub variants: Vec<String>,
+    /// Entity keying: riveg (RiVEG's scorer: type + text) or span (token offsets).
     #[arg(long, value_enum, default_value = "riveg")]
     pub protocol: Protocol,
     /// Paired-bootstrap resamples over tweets.
     #[arg(long, default_value_t = 1000)]
     pub samples: usize,
+    /// Seed of the paired bootstrap (same seed, same intervals, whatever the thread count).
     #[arg(long, default_value_t = crate::compare::DEFAULT_SEED)]
     pub seed: u64,
     /// Significance level (the CI level is 1 - alpha).
@@ -198,6 +233,7 @@ pub struct CompareArgs {
     /// Also write compare.md, compare.json and compare_deltas.png/.svg into this folder.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Output: human tables or JSON [default: human when stdout is a terminal, else json].
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
 }
@@ -224,6 +260,7 @@ pub struct RunArgs {
     /// Run only slice K of N (1-based) of the tweets; combine with `merge`.
     #[arg(long)]
     pub shard: Option<ShardSpec>,
+    /// Execution provider for ONNX stages: auto (CUDA when it loads, else CPU), cuda or cpu.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DevicePreference,
     /// Stop at the first failing item (fail) or record it and go on (skip); default: the suite's.
@@ -247,6 +284,7 @@ pub struct RunArgs {
     /// Whether idle ONNX Runtime threads spin (default: the suite's [runtime] spinning, else false).
     #[arg(long)]
     pub spinning: Option<bool>,
+    /// Output: human tables or JSON [default: human when stdout is a terminal, else json].
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
     /// Save this run as a named baseline (baselines/saved/NAME, or $RIVEG_BENCH_BASELINE_DIR).
@@ -269,8 +307,10 @@ pub struct MergeArgs {
     /// The shard run directories (one per K of K/N).
     #[arg(required = true)]
     pub shard_dirs: Vec<PathBuf>,
+    /// The merged run directory to create (must not exist yet, or be empty).
     #[arg(long)]
     pub out: PathBuf,
+    /// Output: human tables or JSON [default: human when stdout is a terminal, else json].
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
 }
@@ -279,6 +319,21 @@ pub struct MergeArgs {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+/// The width human output must fit: `$COLUMNS` when set (tests, `COLUMNS=80 riveg-bench ...`),
+/// else the terminal's, else unlimited (a pipe or file).
+fn terminal_columns() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|&c: &usize| c > 0)
+        .or_else(|| {
+            console::Term::stdout()
+                .size_checked()
+                .map(|(_, w)| w as usize)
+        })
+        .unwrap_or(usize::MAX)
 }
 
 /// `--format` default: human on a terminal, JSON otherwise.
@@ -294,20 +349,25 @@ pub fn resolve_format(f: Option<OutputFormat>) -> OutputFormat {
 pub enum ImportCommand {
     /// Twitter-GMNER v1 / v2.0 (txt/{split}.txt + xml/).
     Gmner {
+        /// The dataset folder (holds txt/ and xml/; see README, "Data").
         #[arg(long)]
         dataset: PathBuf,
+        /// Which split to read: txt/<SPLIT>.txt (train, dev or test).
         #[arg(long, default_value = "test")]
         split: String,
         /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
         #[arg(long, value_enum, default_value = "default")]
         decode: Decode,
+        /// Output canonical JSONL file (`-`: stdout).
         #[arg(short, long)]
         output: PathBuf,
     },
     /// Twitter-FMNERG (txt_fine/{split}.txt), boxes linked from a GMNER v2.0 folder.
     Fmnerg {
+        /// The dataset folder (holds txt_fine/; see README, "Data").
         #[arg(long)]
         dataset: PathBuf,
+        /// Which split to read: txt_fine/<SPLIT>.txt (train, dev or test).
         #[arg(long, default_value = "test")]
         split: String,
         /// A Twitter-GMNER v2.0 folder whose xml/ gives the boxes.
@@ -316,39 +376,45 @@ pub enum ImportCommand {
         /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
         #[arg(long, value_enum, default_value = "default")]
         decode: Decode,
+        /// Output canonical JSONL file (`-`: stdout).
         #[arg(short, long)]
         output: PathBuf,
     },
     /// CoNLL-style predictions: IMGID lines + token<TAB>tag (or token<TAB>coarse<TAB>fine).
     Conll {
+        /// The CoNLL-style file.
         file: PathBuf,
+        /// Tagging scheme of the tag column (auto: BIOES when any S-/E- tag appears, else BIO).
         #[arg(long, value_enum, default_value = "auto")]
         scheme: Scheme,
         /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
         #[arg(long, value_enum, default_value = "default")]
         decode: Decode,
+        /// Output canonical JSONL file (`-`: stdout).
         #[arg(short, long)]
         output: PathBuf,
     },
     /// AdaSeq output: token<TAB>gold<TAB>pred (BIOES), text after <EOS> dropped.
     Adaseq {
+        /// The AdaSeq prediction file.
         file: PathBuf,
-        /// Canonical JSONL of the same split: gives tweet ids (tokens must agree).
+        /// Canonical JSONL of the same split: gives tweet ids (tokens must agree; `-`: stdin).
         #[arg(long)]
         ids_from: Option<PathBuf>,
-        /// Also write the file's gold column as canonical JSONL.
+        /// Also write the file's gold column as canonical JSONL (`-`: stdout, if -o is a file).
         #[arg(long)]
         gold_out: Option<PathBuf>,
         /// Chunk decoding: seqeval's default (lenient) or strict mode (IOB2 / IOBES).
         #[arg(long, value_enum, default_value = "default")]
         decode: Decode,
+        /// Output canonical JSONL file (`-`: stdout).
         #[arg(short, long)]
         output: PathBuf,
     },
     /// SMNER masks (LabelMe-style per-image JSON folder, or COCO annotation JSON) joined to a
     /// GMNER-style text dataset: a mask attaches to the entity whose text equals its label.
     Smner {
-        /// The text side: canonical JSONL (e.g. from `import gmner`).
+        /// The text side: canonical JSONL (e.g. from `import gmner`; `-`: stdin).
         #[arg(long)]
         text: PathBuf,
         /// A folder of `<image id>.json` LabelMe files.
@@ -357,21 +423,26 @@ pub enum ImportCommand {
         /// A COCO-style annotation JSON.
         #[arg(long)]
         coco: Option<PathBuf>,
+        /// Output canonical JSONL file (`-`: stdout).
         #[arg(short, long)]
         output: PathBuf,
     },
     /// RiVEG gold labels (GMNER_finall_label.txt).
     RivegLabels {
+        /// RiVEG's GMNER_finall_label.txt (or a file of the same format).
         file: PathBuf,
+        /// Output canonical JSONL file (`-`: stdout).
         #[arg(short, long)]
         output: PathBuf,
     },
     /// RiVEG VE output (OFAVE_to_OFAREC*.txt), with OFA REC boxes when given.
     RivegOfa {
+        /// RiVEG's OFAVE_to_OFAREC*.txt (or a file of the same format).
         file: PathBuf,
         /// OFA REC output: [{"uniq_id": ..., "box": [x1,y1,x2,y2]}], one per VE-positive line.
         #[arg(long)]
         boxes: Option<PathBuf>,
+        /// Output canonical JSONL file (`-`: stdout).
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -379,12 +450,13 @@ pub enum ImportCommand {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Gold, canonical JSONL (see `import`).
+    /// Gold, canonical JSONL (see `import`; `-`: stdin).
     #[arg(long)]
     pub gold: PathBuf,
-    /// Predictions, canonical JSONL.
+    /// Predictions, canonical JSONL (`-`: stdin).
     #[arg(long)]
     pub pred: PathBuf,
+    /// Entity keying: riveg (RiVEG's scorer: type + text) or span (token offsets).
     #[arg(long, value_enum, default_value = "riveg")]
     pub protocol: Protocol,
     /// Box IoU needed for a grounded match.
@@ -399,6 +471,7 @@ pub struct EvalArgs {
     /// Write one row per gold and predicted entity (outcome, pairing, IoU) to this .csv file.
     #[arg(long)]
     pub outcomes: Option<PathBuf>,
+    /// Output: human tables or JSON [default: human when stdout is a terminal, else json].
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
     /// Save this evaluation as a named baseline (one variant, `eval`), for `compare`.
@@ -429,7 +502,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             size,
             output,
         }) => {
-            let g = jsonl::read_jsonl(&gold)?;
+            let g = read_canonical(&gold)?.dataset;
             let synth = crate::data::synth::synth_smner(&g, seed, size)?;
             note(crate::data::synth::SYNTHETIC_SMNER_NOTE);
             write_output(&synth, &output)?;
@@ -450,6 +523,27 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Compare(args) => compare_cmd(args),
         Command::Cache(args) => cache_cmd(args),
+        Command::List(args) => {
+            let entries = list::list(args.what, args.suite.as_deref())?;
+            match resolve_format(args.format) {
+                OutputFormat::Json => {
+                    out(format!("{}\n", serde_json::to_string_pretty(&entries)?))?
+                }
+                OutputFormat::Human => out(list::render_human(&entries))?,
+            }
+            Ok(exit::OK)
+        }
+        Command::Completions(args) => {
+            let mut script = Vec::new();
+            clap_complete::generate(
+                args.shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "riveg-bench",
+                &mut script,
+            );
+            out(String::from_utf8_lossy(&script))?;
+            Ok(exit::OK)
+        }
         Command::MockLlm(args) => {
             let behaviour: crate::llm::Behaviour = args
                 .behaviour
@@ -505,17 +599,54 @@ fn print_warnings(out: &ReadOutput) {
 }
 
 fn write_output(dataset: &Dataset, path: &Path) -> anyhow::Result<()> {
-    jsonl::write_jsonl(dataset, path)?;
+    stdio::write_canonical(dataset, path)?;
     note(format!(
         "wrote {} tweets, {} entities to {}",
         dataset.tweets.len(),
         dataset.entity_count(),
-        path.display()
+        if is_std(path) {
+            "stdout".into()
+        } else {
+            path.display().to_string()
+        }
     ));
     Ok(())
 }
 
+/// The file arguments of an import that must be real files or folders (readers reopen them).
+fn import_inputs(cmd: &ImportCommand) -> Vec<(&Path, &'static str)> {
+    match cmd {
+        ImportCommand::Gmner { dataset, .. } => vec![(dataset, "--dataset")],
+        ImportCommand::Fmnerg {
+            dataset,
+            boxes_from,
+            ..
+        } => [Some((dataset.as_path(), "--dataset"))]
+            .into_iter()
+            .chain([boxes_from.as_deref().map(|b| (b, "--boxes-from"))])
+            .flatten()
+            .collect(),
+        ImportCommand::Conll { file, .. }
+        | ImportCommand::Adaseq { file, .. }
+        | ImportCommand::RivegLabels { file, .. } => vec![(file, "FILE")],
+        ImportCommand::Smner { labelme, coco, .. } => labelme
+            .as_deref()
+            .map(|p| (p, "--labelme"))
+            .into_iter()
+            .chain(coco.as_deref().map(|p| (p, "--coco")))
+            .collect(),
+        ImportCommand::RivegOfa { file, boxes, .. } => [Some((file.as_path(), "FILE"))]
+            .into_iter()
+            .chain([boxes.as_deref().map(|b| (b, "--boxes"))])
+            .flatten()
+            .collect(),
+    }
+}
+
 fn import(cmd: ImportCommand) -> anyhow::Result<i32> {
+    for (path, what) in import_inputs(&cmd) {
+        stdio::require_file(path, what)?;
+    }
     let (out, path) = match cmd {
         ImportCommand::Gmner {
             dataset,
@@ -552,7 +683,13 @@ fn import(cmd: ImportCommand) -> anyhow::Result<i32> {
             decode,
             output,
         } => {
-            let ids = ids_from.as_deref().map(jsonl::read_jsonl).transpose()?;
+            if gold_out.as_deref().is_some_and(is_std) && is_std(&output) {
+                anyhow::bail!("--gold-out and -o cannot both be `-` (stdout)\n  hint: write one of them to a file");
+            }
+            let ids = ids_from
+                .as_deref()
+                .map(|p| read_canonical(p).map(|i| i.dataset))
+                .transpose()?;
             let ada = readers::adaseq::read_adaseq_decoded(&file, ids.as_ref(), decode)?;
             if let Some(g) = gold_out {
                 write_output(&ada.gold, &g)?;
@@ -571,7 +708,7 @@ fn import(cmd: ImportCommand) -> anyhow::Result<i32> {
             coco,
             output,
         } => {
-            let text_ds = jsonl::read_jsonl(&text)?;
+            let text_ds = read_canonical(&text)?.dataset;
             let read = match (labelme, coco) {
                 (Some(dir), _) => readers::smner::read_labelme_dir(&dir, &text_ds)?,
                 (None, Some(file)) => readers::smner::read_coco_json(&file, &text_ds)?,
@@ -615,19 +752,25 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
             .check(name, value)
             .map_err(|(what, hint)| anyhow::anyhow!("{what}\n  hint: {hint}"))?;
     }
-    let gold = jsonl::read_jsonl(&args.gold)?;
-    let pred = jsonl::read_jsonl(&args.pred)?;
-    if let Some(w) = jsonl::swapped_roles_warning(&gold, &args.gold, &pred, &args.pred) {
+    if is_std(&args.gold) && is_std(&args.pred) {
+        anyhow::bail!(
+            "--gold and --pred cannot both be `-` (stdin)\n  hint: pipe one of them and give the other as a file"
+        );
+    }
+    let gold_in = read_canonical(&args.gold)?;
+    let pred_in = read_canonical(&args.pred)?;
+    let (gold, pred) = (&gold_in.dataset, &pred_in.dataset);
+    if let Some(w) = jsonl::swapped_roles_warning(gold, &args.gold, pred, &args.pred) {
         note(w);
     }
-    warn_unaligned(&gold, &pred, &args.pred);
+    warn_unaligned(gold, pred, &args.pred);
     let opts = EvalOptions {
         protocol: args.protocol,
         iou_threshold: args.iou_threshold,
         mask_iou_threshold: args.mask_iou_threshold,
         compat: args.compat,
     };
-    let report = evaluate(&gold, &pred, &opts).map_err(|e| {
+    let report = evaluate(gold, pred, &opts).map_err(|e| {
         anyhow::anyhow!(
             "cannot score {} against {} with the {} protocol: {e}\n  hint: use --protocol riveg, or import predictions that carry token offsets",
             args.pred.display(),
@@ -640,11 +783,11 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
         OutputFormat::Human => out(human::render_eval(&report))?,
     }
     if let Some(path) = &args.outcomes {
-        let n = crate::metrics::outcomes::write_outcomes(&gold, &pred, &opts, path)?;
+        let n = crate::metrics::outcomes::write_outcomes(gold, pred, &opts, path)?;
         note(format!("wrote {n} entity outcomes to {}", path.display()));
     }
     if let Some(name) = &args.save_baseline {
-        let dir = save_eval_baseline(&gold, &pred, &opts, &args, name)?;
+        let dir = save_eval_baseline(&gold_in, &pred_in, &opts, &args, name)?;
         note(format!("saved baseline {name:?} in {}", dir.display()));
     }
     Ok(exit::OK)
@@ -652,15 +795,15 @@ fn eval(args: EvalArgs) -> anyhow::Result<i32> {
 
 /// Saves an `eval` as a one-variant run (named `eval`) under the baseline store.
 fn save_eval_baseline(
-    gold: &Dataset,
-    pred: &Dataset,
+    gold: &CanonicalInput,
+    pred: &CanonicalInput,
     opts: &EvalOptions,
     args: &EvalArgs,
     name: &str,
 ) -> anyhow::Result<PathBuf> {
-    let (results, per_tweet) = crate::run::eval_run(
-        gold,
-        pred,
+    let (mut results, per_tweet) = crate::run::eval_run(
+        &gold.dataset,
+        &pred.dataset,
         opts,
         format!(
             "eval of {} against {}",
@@ -670,6 +813,11 @@ fn save_eval_baseline(
         args.gold.display().to_string(),
         format!("eval-{name}"),
     );
+    // Both inputs, keyed as given (`-` for stdin): the data a later comparison must match.
+    results.meta.data_hashes = [(&args.gold, gold), (&args.pred, pred)]
+        .into_iter()
+        .map(|(p, input)| Ok((p.display().to_string(), input.sha256(p)?)))
+        .collect::<anyhow::Result<_>>()?;
     Ok(crate::compare::saved::save_results(
         name,
         &results,
@@ -730,10 +878,7 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<i32> {
         OutputFormat::Json => out(format!("{}\n", render::render_json(&c)))?,
         OutputFormat::Human => {
             // Fit the terminal: one metric per line where a table would wrap.
-            let columns = console::Term::stdout()
-                .size_checked()
-                .map_or(usize::MAX, |(_, w)| w as usize);
-            out(render::render_human_fit(&c, columns))?
+            out(render::render_human_fit(&c, terminal_columns()))?
         }
     }
     if let Some(dir) = &args.report {
@@ -762,7 +907,7 @@ fn print_results(
             out(format!("{}\n", serde_json::to_string_pretty(&value)?))?
         }
         OutputFormat::Human => {
-            out(human::render_run(results))?;
+            out(human::render_run_fit(results, terminal_columns()))?;
             out(format!("run directory: {}\n", run_dir.display()))?;
         }
     }

@@ -63,7 +63,7 @@ impl Default for ReportOptions {
 /// Errors of rendering or writing a report.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("figure {figure}: {why}\n  hint: this is a bug in the report renderer; the Markdown summary does not depend on it (--no-figures)")]
+    #[error("figure {figure}: {why}\n  hint: this is a bug in the report renderer; results.json and the Markdown summary do not depend on it")]
     Figure { figure: String, why: String },
 
     #[error("{path}: cannot write the report: {source}\n  hint: check that the run directory is writable")]

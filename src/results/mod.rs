@@ -22,9 +22,16 @@ use crate::bench::StageTiming;
 use crate::metrics::eval::{EvalReport, PerTweet};
 use crate::stage::{Stage, StageKind};
 
+/// The version of this `results.json` shape written now. Files from before the field existed
+/// read as 0. Bump it when a change would make an old reader misread a new file.
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// Where and how a run happened.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RunMeta {
+    /// [`SCHEMA_VERSION`] of the writer (0: written before versioning).
+    #[serde(default)]
+    pub schema_version: u32,
     pub tool_version: String,
     /// The git commit the binary was built from (recorded at build time), when known.
     pub git_commit: Option<String>,
@@ -43,6 +50,11 @@ pub struct RunMeta {
     pub shard: Option<String>,
     /// Gold file(s) the metrics were computed against.
     pub gold: Vec<String>,
+    /// Path of each gold and replay input (file or dataset folder) → its sha256 (hex; a folder's
+    /// is over its sorted relative paths and contents, see `run::meta::hash_path`), so a
+    /// comparison can tell whether two runs scored the same data.
+    #[serde(default)]
+    pub data_hashes: BTreeMap<String, String>,
     /// The LLM stages' settings and counts, when a variant ran one (absent in older results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmMeta>,

@@ -119,6 +119,7 @@ pub fn run_plan(plan: &RunPlan, factory: &mut dyn BackendFactory) -> Result<RunO
         ),
         variants: Vec::new(),
     };
+    results.meta.data_hashes = meta::data_hashes(&meta::suite_data_paths(suite))?;
     let mut per_tweet = BTreeMap::new();
     let mut warnings = Vec::new();
     for dataset in datasets {

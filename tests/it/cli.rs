@@ -606,6 +606,27 @@ fn default_suite_runs_and_shards_merge_to_the_same_results() {
     );
     assert!(full.join("predictions/replay.jsonl").is_file());
     assert!(full.join("per_tweet/replay.json").is_file());
+    // The schema version and the sha256 of the gold and replay files, computed independently here.
+    assert_eq!(
+        r["meta"]["schema_version"],
+        riveg_bench::results::SCHEMA_VERSION
+    );
+    let hashes = r["meta"]["data_hashes"].as_object().unwrap();
+    assert_eq!(hashes.len(), 2, "gold and replay: {hashes:?}");
+    for (path, hash) in hashes {
+        use sha2::Digest;
+        // Keys are the suite's own paths (relative to the project root for the built-in suite).
+        assert!(!Path::new(path).is_absolute(), "{path}");
+        let bytes = std::fs::read(crate::common::root().join(path)).unwrap();
+        let expected: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hash.as_str(), Some(expected.as_str()), "{path}");
+    }
+    assert!(hashes
+        .keys()
+        .any(|k| k.ends_with("riveg-release/GMNER_finall_label.txt")));
 
     let mut shard_dirs = Vec::new();
     for k in 1..=3 {
@@ -898,4 +919,265 @@ fn run_selects_variants_by_name() {
         "{}",
         o.stderr
     );
+}
+
+/// Every option, positional and subcommand says what it is for in `--help`.
+#[test]
+fn every_argument_has_help_text() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let sub_path = format!("{path} {}", sub.get_name());
+            if sub.get_name() != "help" && sub.get_about().is_none() {
+                missing.push(format!("{sub_path} (the subcommand)"));
+            }
+            walk(sub, &sub_path, missing);
+        }
+    }
+    let cmd = riveg_bench::cli::Cli::command();
+    let mut missing = Vec::new();
+    walk(&cmd, "riveg-bench", &mut missing);
+    assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    // The walk reaches the arguments the issue named.
+    let help = run(&["import", "gmner", "--help"]).stdout;
+    assert!(help.contains("txt/<SPLIT>.txt"), "{help}");
+    assert!(help.contains("`-`: stdout"), "{help}");
+}
+
+#[test]
+fn dash_means_stdout_and_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let labels = shared("riveg-release/GMNER_finall_label.txt");
+    let ve = shared("riveg-release/OFAVE_to_OFAREC_augment.txt");
+    let gold = dir.path().join("gold.jsonl");
+    assert_eq!(
+        run(&[
+            "import",
+            "riveg-labels",
+            path_str(&labels),
+            "-o",
+            path_str(&gold)
+        ])
+        .code,
+        0
+    );
+    // `-o -` writes the same JSONL to stdout, and no file named `-`.
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["import", "riveg-ofa", path_str(&ve), "-o", "-"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!dir.path().join("-").exists(), "wrote a file named -");
+    let pred = write(dir.path(), "pred.jsonl", &o.stdout);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("entities to stdout"));
+    let by_file = run(&[
+        "import",
+        "riveg-ofa",
+        path_str(&ve),
+        "-o",
+        path_str(&dir.path().join("p2.jsonl")),
+    ]);
+    assert_eq!(by_file.code, 0);
+    assert_eq!(
+        std::fs::read(dir.path().join("p2.jsonl")).unwrap(),
+        o.stdout
+    );
+
+    // `--pred -` reads stdin; the scores equal those of the file.
+    let from_file = run(&[
+        "eval",
+        "--gold",
+        path_str(&gold),
+        "--pred",
+        path_str(&pred),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    let store = dir.path().join("store");
+    let mut child = bin()
+        .env("RIVEG_BENCH_BASELINE_DIR", &store)
+        .args([
+            "eval",
+            "--gold",
+            path_str(&gold),
+            "--pred",
+            "-",
+            "--format",
+            "json",
+            "--save-baseline",
+            "piped",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&o.stdout).unwrap();
+    let piped = child.wait_with_output().unwrap();
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let a: serde_json::Value = serde_json::from_str(&from_file.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&piped.stdout).unwrap();
+    assert_eq!(a["gmner"], b["gmner"]);
+    // The saved baseline records the sha256 of both inputs, stdin's under `-`.
+    let saved = results_of(&store.join("piped"));
+    let sha = |bytes: &[u8]| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(saved["meta"]["data_hashes"]["-"], sha(&o.stdout).as_str());
+    assert_eq!(
+        saved["meta"]["data_hashes"][path_str(&gold)],
+        sha(&std::fs::read(&gold).unwrap()).as_str()
+    );
+    assert_eq!(a["gmner"]["correct"].as_u64().map(|c| c > 0), Some(true));
+
+    // Bad stdin names <stdin> and the line; formats that need a real file refuse `-`.
+    let mut child = bin()
+        .args(["eval", "--gold", "-", "--pred", path_str(&pred)])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"id\": 1}\n")
+        .unwrap();
+    let bad = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert!(err.contains("<stdin>:1"), "{err}");
+    let refused = run(&["import", "conll", "-", "-o", "x.jsonl"]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains("FILE cannot be `-`"),
+        "{}",
+        refused.stderr
+    );
+    let both = run(&["eval", "--gold", "-", "--pred", "-"]);
+    assert_eq!(both.code, 2);
+    assert!(
+        both.stderr.contains("cannot both be `-`"),
+        "{}",
+        both.stderr
+    );
+}
+
+#[test]
+fn list_and_completions() {
+    let out = run(&["list", "variants", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    let suite = riveg_bench::run::Suite::default_suite().unwrap();
+    let expected: Vec<&str> = suite
+        .file
+        .variants
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(names, expected);
+    assert!(
+        v[0]["detail"].as_str().unwrap().contains("tagger=replay"),
+        "{v}"
+    );
+    let human = run(&["list", "baselines", "--format", "human"]);
+    assert_eq!(human.code, 0);
+    assert!(
+        human
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("published:riveg-roberta-dagger ")),
+        "{}",
+        human.stdout
+    );
+    let bad = run(&["list", "models"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("suites"), "{}", bad.stderr);
+    for shell in ["bash", "zsh", "fish"] {
+        let c = run(&["completions", shell]);
+        assert_eq!(c.code, 0, "{shell}: {}", c.stderr);
+        assert!(
+            c.stdout.contains("riveg-bench") && c.stdout.contains("compare"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn run_table_fits_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    for (columns, layout_word) in [
+        ("200", "│ tagger"),
+        ("100", "stages of each variant"),
+        ("60", "  stages: "),
+    ] {
+        let out = bin()
+            .env("COLUMNS", columns)
+            .args([
+                "run",
+                "--format",
+                "human",
+                "--cache-dir",
+                path_str(&cache),
+                "--out",
+            ])
+            .arg(dir.path().join(format!("run{columns}")))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let width: usize = columns.parse().unwrap();
+        let widest = stdout
+            .lines()
+            .filter(|l| !l.starts_with("run directory: "))
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap();
+        assert!(
+            widest <= width,
+            "{columns} columns: a {widest}-char line\n{stdout}"
+        );
+        assert!(stdout.contains(layout_word), "{columns} columns:\n{stdout}");
+        // Every layout still shows every variant and the replay's MNER F1 (2187 correct).
+        for v in ["replay", "oracle-mner-replay-ve-oracle-vg"] {
+            assert!(stdout.contains(v), "{columns}: {v}\n{stdout}");
+        }
+        assert!(stdout.contains("86.15"), "{stdout}");
+        assert!(
+            stdout.contains("span protocol n/a (all variants)"),
+            "{stdout}"
+        );
+    }
 }

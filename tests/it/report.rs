@@ -137,6 +137,7 @@ pub fn meta() -> RunMeta {
         shard: None,
         gold: vec!["riveg-release/GMNER_finall_label.txt".into()],
         llm: None,
+        ..RunMeta::default()
     }
 }
 
