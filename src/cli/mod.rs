@@ -111,6 +111,7 @@ pub struct CacheArgs {
     /// Take the cache folder from this suite's settings.cache_dir.
     #[arg(long, global = true)]
     pub suite: Option<PathBuf>,
+    /// Output format (default: human on a terminal, JSON otherwise).
     #[arg(long, value_enum, global = true)]
     pub format: Option<OutputFormat>,
 }
@@ -121,6 +122,7 @@ pub enum CacheAction {
     Stats,
     /// Remove entries older than DAYS and/or the oldest ones until the cache fits SIZE.
     Prune {
+        /// Remove entries written more than DAYS days ago (0 or more; fractions allowed).
         // Hyphen values allowed so `-3` gets our "0 or more" message, not clap's.
         #[arg(long, value_name = "DAYS", allow_hyphen_values = true)]
         older_than: Option<String>,

@@ -496,7 +496,9 @@ fn mllm_errors_are_shared_per_tweet_and_follow_on_error() {
         &dir.path().join("skip"),
         &["--no-cache", "--on-error", "skip"],
     );
-    assert_eq!(code, 0, "{stderr}");
+    // Every tweet skipped: the results are written and printed, and the exit code says so.
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("skipped 8 of 8 tweets"), "{stderr}");
     let e2e = variant(&r, "mllm");
     assert_eq!(e2e["skipped"], 8);
     assert_eq!(e2e["skipped_items"][0]["stage"], "tagger");

@@ -31,6 +31,22 @@ impl Sandbox {
         let text = std::fs::read_to_string(root().join("suites/smoke.toml")).unwrap();
         let mut v: toml::Value = toml::from_str(&text).unwrap();
         let abs = |p: &str| d.join(p).to_string_lossy().into_owned();
+        // The smoke suite's SMNER-like dataset (the original fixture) as a one-dataset `[data]`.
+        let root_table = v.as_table_mut().unwrap();
+        let datasets = root_table.remove("dataset").unwrap();
+        let smner = datasets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"].as_str() == Some("smner"))
+            .unwrap()
+            .as_table()
+            .unwrap();
+        let mut data_table = toml::map::Map::new();
+        for key in ["gold", "replay"] {
+            data_table.insert(key.into(), smner[key].clone());
+        }
+        root_table.insert("data".into(), toml::Value::Table(data_table));
         let data = v["data"].as_table_mut().unwrap();
         for key in ["gold", "replay"] {
             let src = data[key].as_table_mut().unwrap();
