@@ -233,6 +233,7 @@ const TAGGERS: [(&str, &str); 2] = [
 
 #[test]
 fn arch_tagger_tokenisation_matches_the_transformers_tokenizer() {
+    crate::require_venv!();
     for (name, reference_name) in TAGGERS {
         let m = ModelManifest::load(&manifest(name)).unwrap_or_else(|e| panic!("{e}"));
         let text = TextEncoder::from_manifest(&m).unwrap();
@@ -254,6 +255,7 @@ fn arch_tagger_tokenisation_matches_the_transformers_tokenizer() {
 
 #[test]
 fn arch_tagger_graph_matches_pytorch_with_one_and_two_segments() {
+    crate::require_venv!();
     for (name, reference_name) in TAGGERS {
         let m = ModelManifest::load(&manifest(name)).unwrap();
         let has_segments = m.model("main").unwrap().input("token_type_ids").is_some();
@@ -309,6 +311,7 @@ fn arch_tagger_graph_matches_pytorch_with_one_and_two_segments() {
 
 #[test]
 fn arch_tagger_labels_equal_the_reference_pipeline_with_and_without_crf() {
+    crate::require_venv!();
     for (name, reference_name) in TAGGERS {
         let reference = reference(reference_name);
         let mut with_crf = OnnxTagger::load(ort_runtime(), &manifest(name), &cpu())
@@ -429,6 +432,7 @@ fn arch_sam_preprocessing_matches_sam_processor() {
 
 #[test]
 fn arch_sam_graphs_match_pytorch() {
+    crate::require_venv!();
     let m = ModelManifest::load(&manifest("arch-sam.toml")).unwrap();
     let mut encoder = ort_runtime().load_session(&m, "encoder", &cpu()).unwrap();
     let mut decoder = ort_runtime().load_session(&m, "decoder", &cpu()).unwrap();
@@ -470,6 +474,7 @@ fn arch_sam_graphs_match_pytorch() {
 
 #[test]
 fn arch_sam_masks_equal_post_process_masks_on_photos() {
+    crate::require_venv!();
     let mut sam = OnnxSegmenter::load(ort_runtime(), &manifest("arch-sam.toml"), &cpu())
         .unwrap_or_else(|e| panic!("{e}"));
     let reference = reference("sam.json");
@@ -556,6 +561,7 @@ fn padded_ids(reference: &Value) -> (Array2<i64>, Array2<i64>) {
 
 #[test]
 fn arch_clip_tokenisation_matches_the_transformers_tokenizer() {
+    crate::require_venv!();
     for (name, reference) in [
         ("arch-clip.toml", reference("clip.json")),
         ("arch-owlvit.toml", reference("owlvit.json")),
@@ -614,6 +620,7 @@ fn query_inputs(pixels: ArrayD<f32>, reference: &Value) -> Vec<(&'static str, In
 
 #[test]
 fn arch_clip_graph_and_probabilities_match_the_reference() {
+    crate::require_venv!();
     let reference = reference("clip.json");
     let m = ModelManifest::load(&manifest("arch-clip.toml")).unwrap();
     let mut session = ort_runtime().load_session(&m, "main", &cpu()).unwrap();
@@ -658,6 +665,7 @@ fn arch_clip_graph_and_probabilities_match_the_reference() {
 
 #[test]
 fn arch_owlvit_graph_and_boxes_match_post_process_object_detection() {
+    crate::require_venv!();
     let reference = reference("owlvit.json");
     let m = ModelManifest::load(&manifest("arch-owlvit.toml")).unwrap();
     let mut session = ort_runtime().load_session(&m, "main", &cpu()).unwrap();
@@ -724,6 +732,7 @@ fn arch_owlvit_graph_and_boxes_match_post_process_object_detection() {
 
 #[test]
 fn arch_suite_runs_the_ablation_matrix_on_real_architectures() {
+    crate::require_venv!();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

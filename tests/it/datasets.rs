@@ -38,6 +38,7 @@ fn counts(v: &serde_json::Value, task: &str) -> [u64; 3] {
 
 #[test]
 fn smoke_datasets_score_fine_types_and_masks_from_pipeline_runs() {
+    crate::require_venv!();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let r = run_json(&[
@@ -226,6 +227,7 @@ fn run_compat_scores_like_eval_compat_and_is_recorded() {
 
 #[test]
 fn compare_pairs_multi_dataset_entries_by_dataset_and_variant() {
+    crate::require_venv!();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     run_json(&[

@@ -97,6 +97,7 @@ pub fn synthetic_rec(pred: &Dataset, gold: &Dataset, path: &std::path::Path) {
 
 #[test]
 fn seed_protocol_matches_ported_statistic_py_with_boxes() {
+    crate::require_venv!();
     let dir = tempfile::tempdir().unwrap();
     let labels = shared("riveg-release/GMNER_finall_label.txt");
     let gold = release_gold();
@@ -179,6 +180,7 @@ pub fn assert_matches_seqeval(r: &EvalReport, py: &serde_json::Value) {
 
 #[test]
 fn span_protocol_matches_seqeval_on_gmner_v1_vs_v2() {
+    crate::require_venv!();
     // v1 test tags scored as predictions against v2.0 test gold (same tokens, corrected tags).
     let gold = gmner::read_gmner(&shared("twitter-gmner/v2.0"), "test")
         .unwrap()
@@ -209,6 +211,7 @@ fn span_protocol_matches_seqeval_on_gmner_v1_vs_v2() {
 
 #[test]
 fn span_protocol_matches_seqeval_on_adaseq_output() {
+    crate::require_venv!();
     let file = shared("riveg-release/adaseq_test_pred.txt");
     let out = adaseq::read_adaseq(&file, None).unwrap();
     let r = evaluate(&out.gold, &out.pred, &span_opts()).unwrap();

@@ -319,6 +319,7 @@ fn bbox_field(v: &Value) -> [f64; 4] {
 
 #[test]
 fn rle_matches_pycocotools() {
+    crate::require_venv!();
     let masks = test_masks();
     let rles: Vec<Rle> = masks
         .iter()

@@ -48,6 +48,7 @@ const TAGGERS: [(&str, &str); 2] = [
 
 #[test]
 fn pair_encoding_equals_the_transformers_tokenizer_and_keeps_word_ids_on_the_tweet() {
+    crate::require_venv!();
     for (name, reference_name) in TAGGERS {
         let m = ModelManifest::load(&models().join(name)).unwrap();
         let text = TextEncoder::from_manifest(&m).unwrap();
@@ -78,6 +79,7 @@ fn pair_encoding_equals_the_transformers_tokenizer_and_keeps_word_ids_on_the_twe
 
 #[test]
 fn the_tagger_labels_only_the_tweet_from_the_pair_logits() {
+    crate::require_venv!();
     let rt = runtime::init(None).unwrap_or_else(|e| panic!("{e}"));
     let cpu = SessionConfig {
         intra_threads: Some(1),
@@ -163,6 +165,7 @@ fn run_arch(suite: &std::path::Path, out: &std::path::Path, cache: &std::path::P
 
 #[test]
 fn arch_suite_runs_the_pipeline_with_and_without_knowledge() {
+    crate::require_venv!();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(root.join("suites/arch.toml")).unwrap();

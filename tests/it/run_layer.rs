@@ -168,6 +168,7 @@ fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 
 #[test]
 fn a_variant_run_in_shards_merges_to_the_variant_run() {
+    crate::require_venv!();
     // The bug this layer fixed: the run directory saved the whole suite, so merging shards of a
     // `--variant` run failed with "lacks variant".
     assert_shards_merge_to_the_whole(None, &["--variant", "replay-oracle-vg"], 2);
@@ -175,6 +176,7 @@ fn a_variant_run_in_shards_merges_to_the_variant_run() {
 
 #[test]
 fn a_compat_run_in_shards_merges_with_the_same_scorer() {
+    crate::require_venv!();
     // merge re-scores with the plan's settings: a lost `compat` would change the metrics
     // (results.json's `metrics.riveg.compat` names the scorer and its quirks).
     assert_shards_merge_to_the_whole(
@@ -186,6 +188,7 @@ fn a_compat_run_in_shards_merges_with_the_same_scorer() {
 
 #[test]
 fn every_suite_in_the_repo_merges_from_shards() {
+    crate::require_venv!();
     assert_shards_merge_to_the_whole(None, &[], 2);
     for entry in std::fs::read_dir(root().join("suites")).unwrap() {
         let path = entry.unwrap().path();

@@ -93,6 +93,7 @@ fn executed_calls(r: &serde_json::Value) -> u64 {
 
 #[test]
 fn smoke_suite_runs_every_real_stage_and_caches() {
+    crate::require_venv!();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let out = dir.path().join("run1");
@@ -236,6 +237,7 @@ fn smoke_suite_runs_every_real_stage_and_caches() {
 
 #[test]
 fn missing_image_fails_or_is_skipped_and_counted() {
+    crate::require_venv!();
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     std::fs::create_dir(&images).unwrap();
@@ -279,6 +281,7 @@ fn missing_image_fails_or_is_skipped_and_counted() {
 
 #[test]
 fn unreachable_llm_endpoint_is_a_clear_error() {
+    crate::require_venv!();
     let dir = tempfile::tempdir().unwrap();
     let suite = suite_variant(dir.path(), &["full"], &["smner"], None);
     // Point the LLM at a closed loopback port instead of the mock.
@@ -309,6 +312,7 @@ fn unreachable_llm_endpoint_is_a_clear_error() {
 /// the answers is recorded in `meta.llm`.
 #[test]
 fn mllm_variants_share_one_request_per_tweet() {
+    crate::require_venv!();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let suite = suite_variant(
@@ -422,6 +426,7 @@ fn mllm_variants_share_one_request_per_tweet() {
 /// are not applicable, not a partial score).
 #[test]
 fn mllm_issues_follow_on_error_and_partial_spans_null_the_span_protocol() {
+    crate::require_venv!();
     let reply = r#"[{"entity": "Angelina Jolie", "type": "PER", "box": [8, 6, 40, 40]},
                     {"entity": "Brad Pitt", "type": "PER", "box": null}]"#;
     let server =
@@ -471,6 +476,7 @@ fn mllm_issues_follow_on_error_and_partial_spans_null_the_span_protocol() {
 /// `fail` stops naming the tweet.
 #[test]
 fn mllm_errors_are_shared_per_tweet_and_follow_on_error() {
+    crate::require_venv!();
     let server = riveg_bench::llm::MockServer::start(riveg_bench::llm::Behaviour::Content(
         "I cannot see any named entities here.".into(),
     ))

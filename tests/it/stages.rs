@@ -120,6 +120,7 @@ fn check_tagger(manifest_name: &str, key: &str) {
 
 #[test]
 fn tagger_matches_onnxruntime_and_seqeval() {
+    crate::require_venv!();
     // Covers first-subword alignment (`visits` = visit ##s, where ##s scores B-ORG), a dangling
     // I-PER starting a chunk, [UNK] words, and a tweet truncated at 16 tokens (tail tagged O).
     check_tagger("tiny-tagger.toml", "tagger");
@@ -127,12 +128,14 @@ fn tagger_matches_onnxruntime_and_seqeval() {
 
 #[test]
 fn tagger_with_crf_matches_python_viterbi() {
+    crate::require_venv!();
     // The CRF forbids O/B-LOC -> I-PER, so `Paris Jolie` becomes B-LOC B-PER.
     check_tagger("tiny-tagger-crf.toml", "tagger_crf");
 }
 
 #[test]
 fn tagger_needs_tokens() {
+    crate::require_venv!();
     let mut tagger =
         OnnxTagger::load(ort_runtime(), &manifest("tiny-tagger.toml"), &cpu()).unwrap();
     let t = Tweet {
@@ -145,6 +148,7 @@ fn tagger_needs_tokens() {
 
 #[test]
 fn entailer_probabilities_match_onnxruntime() {
+    crate::require_venv!();
     let mut ve = OnnxEntailer::load(ort_runtime(), &manifest("tiny-entailer.toml"), &cpu())
         .unwrap_or_else(|e| panic!("{e}"));
     let mut by_image = Vec::new();
@@ -188,6 +192,7 @@ fn entailer_probabilities_match_onnxruntime() {
 
 #[test]
 fn grounder_boxes_in_original_pixels() {
+    crate::require_venv!();
     let mut vg = OnnxGrounder::load(ort_runtime(), &manifest("tiny-grounder.toml"), &cpu())
         .unwrap_or_else(|e| panic!("{e}"));
     for case in expected()["grounder"].as_array().unwrap() {
@@ -242,6 +247,7 @@ fn runs_to_mask(runs: &[u64], h: usize, w: usize) -> Vec<bool> {
 
 #[test]
 fn segmenter_masks_match_onnxruntime() {
+    crate::require_venv!();
     let mut sam = OnnxSegmenter::load(ort_runtime(), &manifest("tiny-sam.toml"), &cpu())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(sam.providers(), (Provider::Cpu, Provider::Cpu));
@@ -284,6 +290,7 @@ fn segmenter_masks_match_onnxruntime() {
 
 #[test]
 fn segmenter_maps_boxes_and_masks_through_longest_side_resize() {
+    crate::require_venv!();
     // 64x48 image (scaled by 1/2 and padded to 32x32); bright square rows 16..48, cols 8..40.
     let mut sam = OnnxSegmenter::load(ort_runtime(), &manifest("tiny-sam.toml"), &cpu()).unwrap();
     let img = image("sam_64x48.png");
@@ -326,6 +333,7 @@ fn segmenter_maps_boxes_and_masks_through_longest_side_resize() {
 
 #[test]
 fn missing_image_is_a_typed_error_naming_the_tweet() {
+    crate::require_venv!();
     let mut ve =
         OnnxEntailer::load(ort_runtime(), &manifest("tiny-entailer.toml"), &cpu()).unwrap();
     let t = Tweet {
@@ -376,6 +384,7 @@ fn missing_image_is_a_typed_error_naming_the_tweet() {
 
 #[test]
 fn manifest_input_name_mismatch_names_the_model_and_the_inputs() {
+    crate::require_venv!();
     let (_dir, path) = edited_manifest("tiny-tagger.toml", |t| {
         t.replace("name = \"attention_mask\"", "name = \"attn_mask\"")
     });
@@ -394,6 +403,7 @@ fn manifest_input_name_mismatch_names_the_model_and_the_inputs() {
 
 #[test]
 fn manifest_dtype_and_shape_mismatch() {
+    crate::require_venv!();
     let (_dir, path) = edited_manifest("tiny-sam.toml", |t| {
         t.replacen("shape = [1, 3, 32, 32]", "shape = [1, 3, 64, 64]", 1)
     });
@@ -420,6 +430,7 @@ fn manifest_dtype_and_shape_mismatch() {
 
 #[test]
 fn wrong_sha256_shows_both_hashes() {
+    crate::require_venv!();
     let bogus = "0".repeat(64);
     let (_dir, path) = edited_manifest("tiny-grounder.toml", |t| {
         let start = t.find("sha256 = \"").unwrap() + "sha256 = \"".len();
@@ -441,6 +452,7 @@ fn wrong_sha256_shows_both_hashes() {
 
 #[test]
 fn tokenizer_larger_than_the_embedding_is_rejected() {
+    crate::require_venv!();
     let (_dir, path) = edited_manifest("tiny-tagger.toml", |t| {
         t.replace("vocab_size = 47", "vocab_size = 10")
     });
@@ -456,6 +468,7 @@ fn tokenizer_larger_than_the_embedding_is_rejected() {
 
 #[test]
 fn wrong_stage_manifest_is_rejected() {
+    crate::require_venv!();
     let err = OnnxTagger::load(ort_runtime(), &manifest("tiny-entailer.toml"), &cpu())
         .err()
         .expect("must fail")
@@ -465,6 +478,7 @@ fn wrong_stage_manifest_is_rejected() {
 
 #[test]
 fn missing_library_path_is_a_clear_error_not_a_panic() {
+    crate::require_venv!();
     let missing = Path::new("/nonexistent/onnxruntime/libonnxruntime.so.1.31.1");
     let err = runtime::init(Some(missing))
         .err()
@@ -479,6 +493,7 @@ fn missing_library_path_is_a_clear_error_not_a_panic() {
 
 #[test]
 fn cuda_falls_back_to_cpu_or_errors_clearly() {
+    crate::require_venv!();
     let rt = ort_runtime();
     let auto = SessionConfig {
         device: Device::Auto,
@@ -505,6 +520,7 @@ fn cuda_falls_back_to_cpu_or_errors_clearly() {
 
 #[test]
 fn ofa_style_location_token_grounder_decodes_boxes() {
+    crate::require_venv!();
     let mut vg = OnnxGrounder::load(ort_runtime(), &manifest("tiny-ofa.toml"), &cpu())
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(

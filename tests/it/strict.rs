@@ -26,6 +26,7 @@ fn seqeval_strict(file: &std::path::Path, scheme: &str, eos: bool) -> serde_json
 
 #[test]
 fn strict_matches_seqeval_on_adaseq_output() {
+    crate::require_venv!();
     let file = shared("riveg-release/adaseq_test_pred.txt");
     let strict = adaseq::read_adaseq_decoded(&file, None, Decode::Strict).unwrap();
     let r = evaluate(&strict.gold, &strict.pred, &span()).unwrap();
@@ -36,6 +37,7 @@ fn strict_matches_seqeval_on_adaseq_output() {
 /// 7th `B-` becomes `I-` (a chunk that starts with `I-`), every 11th `I-` takes another type.
 #[test]
 fn strict_matches_seqeval_on_corrupted_bio() {
+    crate::require_venv!();
     let v2 = std::fs::read_to_string(shared("twitter-gmner/v2.0/txt/test.txt")).unwrap();
     let v1 = std::fs::read_to_string(shared("twitter-gmner/v1/txt/test.txt")).unwrap();
     let (mut pred, mut combined) = (String::new(), String::new());

@@ -171,6 +171,7 @@ fn run_ok(sb: &Sandbox, out: &str, extra: &[&str]) -> (serde_json::Value, String
 
 #[test]
 fn swapped_images_and_an_edited_tokenizer_are_recomputed_not_served_stale() {
+    crate::require_venv!();
     let sb = Sandbox::new(&["full"]);
     let cache = sb.path("cache");
     let cache_arg = ["--cache-dir", path_str(&cache)];
@@ -233,6 +234,7 @@ fn swapped_images_and_an_edited_tokenizer_are_recomputed_not_served_stale() {
 
 #[test]
 fn a_damaged_cache_entry_is_recomputed_with_a_warning() {
+    crate::require_venv!();
     let sb = Sandbox::new(&["full"]);
     let cache = sb.path("cache");
     let cache_arg = ["--cache-dir", path_str(&cache)];
@@ -288,6 +290,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn skip_that_skipped_every_tweet_is_an_error_and_skips_are_summarized() {
+    crate::require_venv!();
     let sb = Sandbox::new(&["full", "replay"]);
     // One image missing: a warning line per variant that skipped, exit 0.
     std::fs::remove_file(sb.path("data/images/s3.png")).unwrap();
