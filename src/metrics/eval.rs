@@ -182,8 +182,10 @@ pub struct PerTweet {
     pub counts: BTreeMap<String, Vec<[u32; 3]>>,
 }
 
-/// Everything `eval` reports for one protocol.
+/// Everything `eval` reports for one protocol. In JSON, a task listed in `not_scored` is `null`
+/// (its counts measure nothing); reading such JSON back gives zero counts there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "EvalReportJson", from = "EvalReportJson")]
 pub struct EvalReport {
     pub protocol: Protocol,
     /// The published scorer reproduced (`--compat`) and each quirk it applies.
@@ -220,13 +222,107 @@ pub struct EvalReport {
     pub diagnostics: StageDiagnostics,
     /// Task (`eeg`, `gmner`, `fmnerg`, `fmnerg_coarse`, `smner`) → why it is not scored: one side
     /// carries no grounding information at all (see [`missing_grounding`]). The task's counts
-    /// stay in their fields (the JSON contract never drops a field), but they measure nothing:
-    /// renderers show "n/a (reason)", `compare` and `aggregate` skip them.
+    /// stay in memory but measure nothing: JSON writes the task as `null`, renderers show
+    /// "n/a (reason)", `compare` and `aggregate` skip it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub not_scored: BTreeMap<String, String>,
     /// Per-tweet counts (not part of `eval --format json`; saved beside results for `compare`).
     #[serde(skip)]
     pub per_tweet: PerTweet,
+}
+
+/// The JSON shape of [`EvalReport`]: the same fields, with `eeg` and `gmner` `null` when
+/// `not_scored` lists them (the optional tasks are already `Option`s and become `null` the same
+/// way).
+#[derive(Serialize, Deserialize)]
+struct EvalReportJson {
+    protocol: Protocol,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    compat: Option<CompatInfo>,
+    iou_threshold: f64,
+    mner: Prf,
+    eeg: Option<Prf>,
+    gmner: Option<Prf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fmnerg: Option<Prf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fmnerg_coarse: Option<Prf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fmner: Option<Prf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    smner: Option<Prf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mask_iou_threshold: Option<f64>,
+    per_type: BTreeMap<String, TypeScores>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    averages: Option<Averages>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    per_fine_type: BTreeMap<String, TypeScores>,
+    groundability: GroundabilitySplit,
+    errors: ErrorBreakdown,
+    diagnostics: StageDiagnostics,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    not_scored: BTreeMap<String, String>,
+}
+
+impl From<EvalReport> for EvalReportJson {
+    fn from(r: EvalReport) -> Self {
+        let listed = |task: &str| r.not_scored.contains_key(task);
+        let (eeg, gmner) = (
+            (!listed("eeg")).then_some(r.eeg),
+            (!listed("gmner")).then_some(r.gmner),
+        );
+        let fmnerg = r.fmnerg.filter(|_| !listed("fmnerg"));
+        let fmnerg_coarse = r.fmnerg_coarse.filter(|_| !listed("fmnerg_coarse"));
+        let fmner = r.fmner.filter(|_| !listed("fmner"));
+        let smner = r.smner.filter(|_| !listed("smner"));
+        EvalReportJson {
+            protocol: r.protocol,
+            compat: r.compat,
+            iou_threshold: r.iou_threshold,
+            mner: r.mner,
+            eeg,
+            gmner,
+            fmnerg,
+            fmnerg_coarse,
+            fmner,
+            smner,
+            mask_iou_threshold: r.mask_iou_threshold,
+            per_type: r.per_type,
+            averages: r.averages,
+            per_fine_type: r.per_fine_type,
+            groundability: r.groundability,
+            errors: r.errors,
+            diagnostics: r.diagnostics,
+            not_scored: r.not_scored,
+        }
+    }
+}
+
+impl From<EvalReportJson> for EvalReport {
+    fn from(j: EvalReportJson) -> Self {
+        EvalReport {
+            protocol: j.protocol,
+            compat: j.compat,
+            iou_threshold: j.iou_threshold,
+            mner: j.mner,
+            eeg: j.eeg.unwrap_or_default(),
+            gmner: j.gmner.unwrap_or_default(),
+            fmnerg: j.fmnerg,
+            fmnerg_coarse: j.fmnerg_coarse,
+            fmner: j.fmner,
+            smner: j.smner,
+            mask_iou_threshold: j.mask_iou_threshold,
+            per_type: j.per_type,
+            averages: j.averages,
+            per_fine_type: j.per_fine_type,
+            groundability: j.groundability,
+            errors: j.errors,
+            diagnostics: j.diagnostics,
+            not_scored: j.not_scored,
+            per_tweet: PerTweet::default(),
+        }
+    }
 }
 
 /// Why a side cannot be scored on the grounded tasks, or `None` when it can.

@@ -414,8 +414,18 @@ fn text_only_predictions_and_gold_are_not_scored_on_grounded_tasks() {
     assert_eq!(json["not_scored"]["eeg"], why.as_str());
     assert!(
         json["mner"]["f1"].is_number(),
-        "the contract keeps every field"
+        "MNER needs no grounding and stays scored"
     );
+    // The grounded tasks are null in JSON, with the reason in not_scored; read back, they are
+    // still not scored.
+    assert!(
+        json["eeg"].is_null() && json["gmner"].is_null(),
+        "{}",
+        json["gmner"]
+    );
+    let back: riveg_bench::metrics::EvalReport = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back.not_scored, r.not_scored);
+    assert!(back.task(riveg_bench::task::Task::Gmner).is_none());
     let human = riveg_bench::cli::human::render_eval(&r);
     assert!(
         human.contains(&format!("EEG, GMNER: n/a ({why})")),
