@@ -420,6 +420,23 @@ pub struct LlmStats {
     pub cache_hits: u64,
     /// Items that needed a request.
     pub cache_misses: u64,
+    /// Completion tokens of the successful replies whose `usage` the endpoint reported.
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Prompt tokens of those replies.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Wall time of those replies' requests, in microseconds (the denominator of tokens/s).
+    #[serde(default)]
+    pub usage_us: u64,
+}
+
+impl LlmStats {
+    /// Completion tokens per second of request time, when the endpoint reported usage.
+    pub fn tokens_per_s(&self) -> Option<f64> {
+        (self.completion_tokens > 0 && self.usage_us > 0)
+            .then(|| self.completion_tokens as f64 / (self.usage_us as f64 / 1e6))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -430,6 +447,9 @@ pub(crate) struct Counters {
     requests_failed: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) cache_misses: AtomicU64,
+    completion_tokens: AtomicU64,
+    prompt_tokens: AtomicU64,
+    usage_us: AtomicU64,
 }
 
 impl Counters {
@@ -441,6 +461,9 @@ impl Counters {
             requests_failed: self.requests_failed.load(Ordering::Relaxed),
             cache_hits: self.cache_hits.load(Ordering::Relaxed),
             cache_misses: self.cache_misses.load(Ordering::Relaxed),
+            completion_tokens: self.completion_tokens.load(Ordering::Relaxed),
+            prompt_tokens: self.prompt_tokens.load(Ordering::Relaxed),
+            usage_us: self.usage_us.load(Ordering::Relaxed),
         }
     }
 }
@@ -686,6 +709,7 @@ impl LlmClient {
 
     /// One HTTP exchange.
     fn attempt_once(&self, body: &[u8], has_images: bool, item: &Item) -> Result<String, Failure> {
+        let started = std::time::Instant::now();
         let mut request = self
             .agent
             .post(&self.chat_url)
@@ -715,7 +739,9 @@ impl LlmClient {
             .redact(&String::from_utf8_lossy(&bytes))
             .into_owned();
         if (200..300).contains(&status) {
-            return self.parse_reply(&text, item).map_err(Failure::Fatal);
+            let content = self.parse_reply(&text, item).map_err(Failure::Fatal)?;
+            self.record_usage(&text, started.elapsed());
+            return Ok(content);
         }
         let message = error_message(&text);
         if status == 429 || (500..600).contains(&status) {
@@ -805,6 +831,26 @@ impl LlmClient {
                 self.redactor.redact(&other.to_string()).into_owned(),
                 UNREACHABLE_HINT,
             ),
+        }
+    }
+
+    /// Adds a reply's `usage` (OpenAI's `completion_tokens`, `prompt_tokens`) and its request
+    /// time to the counters, when the endpoint reports usage.
+    fn record_usage(&self, body: &str, took: std::time::Duration) {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
+            return;
+        };
+        let Some(usage) = value.get("usage") else {
+            return;
+        };
+        let field = |k: &str| usage.get(k).and_then(serde_json::Value::as_u64);
+        if let Some(completion) = field("completion_tokens") {
+            let c = &self.counters;
+            c.completion_tokens.fetch_add(completion, Ordering::Relaxed);
+            c.prompt_tokens
+                .fetch_add(field("prompt_tokens").unwrap_or(0), Ordering::Relaxed);
+            c.usage_us
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         }
     }
 

@@ -715,6 +715,8 @@ fn complete(chat: Result<ChatRequest, Reply>, content: Content) -> Reply {
             ..Reply::json(200, sse_body(&chat.model, &text, chat.n))
         };
     }
+    let completion_words = text.split_whitespace().count() * chat.n;
+    let prompt_words = chat.user.split_whitespace().count();
     let choices: Vec<serde_json::Value> = (0..chat.n)
         .map(|i| {
             serde_json::json!({
@@ -730,7 +732,13 @@ fn complete(chat: Result<ChatRequest, Reply>, content: Content) -> Reply {
         "created": 0,
         "model": chat.model,
         "choices": choices,
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        // Whitespace-separated words stand in for tokens: deterministic, so tests can check
+        // the usage bookkeeping (tokens/s) of the client.
+        "usage": {
+            "prompt_tokens": prompt_words,
+            "completion_tokens": completion_words,
+            "total_tokens": prompt_words + completion_words,
+        },
     });
     Reply::json(200, reply.to_string())
 }

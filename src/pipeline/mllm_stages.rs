@@ -129,6 +129,8 @@ impl SharedMllm {
             not_listed: self.not_listed.load(Ordering::Relaxed),
             listed_without_box: self.no_box.load(Ordering::Relaxed),
             latency_ms: latency,
+            completion_tokens: stats.llm.completion_tokens,
+            tokens_per_s: stats.llm.tokens_per_s(),
         }
     }
 }

@@ -149,6 +149,48 @@ fn reports(v: &VariantResult) -> Vec<(&'static str, &EvalReport)> {
     out
 }
 
+/// The multimodal LLM's cost when one ran: requests, cache hits, latency per tweet, and tokens
+/// per second where the endpoint reported usage.
+fn llm_section(r: &RunResults, out: &mut String) {
+    let Some(m) = r.meta.llm.as_ref().and_then(|l| l.mllm.as_ref()) else {
+        return;
+    };
+    let t = &m.latency_ms;
+    let rows = vec![vec![
+        m.model.clone(),
+        m.requests_sent.to_string(),
+        m.cache_hits.to_string(),
+        m.tweets_ok.to_string(),
+        if t.count > 0 {
+            ms(t.p50_ms)
+        } else {
+            "n/a".into()
+        },
+        if t.count > 0 {
+            ms(t.p95_ms)
+        } else {
+            "n/a".into()
+        },
+        m.tokens_per_s
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "n/a (no usage reported)".into()),
+    ]];
+    out.push_str("## Multimodal LLM\n\n");
+    out.push_str(&md_table(
+        &[
+            "model",
+            "requests",
+            "cache hits",
+            "tweets answered",
+            "p50 ms per tweet",
+            "p95 ms per tweet",
+            "tokens/s",
+        ],
+        &rows,
+    ));
+    out.push_str("\n\n");
+}
+
 fn meta_section(r: &RunResults, out: &mut String) {
     let m = &r.meta;
     let rows = vec![
@@ -178,6 +220,7 @@ fn meta_section(r: &RunResults, out: &mut String) {
     out.push_str("## Run\n\n");
     out.push_str(&md_table(&["field", "value"], &rows));
     out.push_str("\n\n");
+    llm_section(r, out);
 }
 
 fn variants_section(r: &RunResults, out: &mut String) {

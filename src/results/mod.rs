@@ -109,6 +109,12 @@ pub struct MllmMeta {
     pub listed_without_box: u64,
     /// Latency of one tweet's answer (response-cache hits count as cached).
     pub latency_ms: StageTiming,
+    /// Completion tokens the endpoint reported (`usage`), over the requests sent.
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Completion tokens per second of request time; `null` when the endpoint reports no usage.
+    #[serde(default)]
+    pub tokens_per_s: Option<f64>,
 }
 
 /// Metrics of one variant under both protocols (`null` where a protocol cannot apply).

@@ -364,6 +364,9 @@ fn mllm_variants_share_one_request_per_tweet() {
     );
     assert_eq!(mllm["tweets_ok"], tweets);
     assert_eq!(mllm["cache_hits"], 0);
+    // The mock reports usage (words as tokens): tokens per second of request time.
+    assert!(mllm["completion_tokens"].as_u64().unwrap() > 0, "{mllm}");
+    assert!(mllm["tokens_per_s"].as_f64().unwrap() > 0.0, "{mllm}");
     assert_eq!(mllm["issues"], serde_json::json!({}));
     assert_eq!(mllm["prompt"], "gmner-mllm@v1");
     assert_eq!(mllm["settings"]["box_convention"], "pixel");
