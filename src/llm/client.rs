@@ -739,9 +739,11 @@ impl LlmClient {
             .redact(&String::from_utf8_lossy(&bytes))
             .into_owned();
         if (200..300).contains(&status) {
-            let content = self.parse_reply(&text, item).map_err(Failure::Fatal)?;
-            self.record_usage(&text, started.elapsed());
-            return Ok(content);
+            let reply = self.parse_reply(&text, item).map_err(Failure::Fatal)?;
+            if let Some(usage) = reply.usage {
+                self.record_usage(usage, started.elapsed());
+            }
+            return Ok(reply.content);
         }
         let message = error_message(&text);
         if status == 429 || (500..600).contains(&status) {
@@ -834,28 +836,19 @@ impl LlmClient {
         }
     }
 
-    /// Adds a reply's `usage` (OpenAI's `completion_tokens`, `prompt_tokens`) and its request
-    /// time to the counters, when the endpoint reports usage.
-    fn record_usage(&self, body: &str, took: std::time::Duration) {
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
-            return;
-        };
-        let Some(usage) = value.get("usage") else {
-            return;
-        };
-        let field = |k: &str| usage.get(k).and_then(serde_json::Value::as_u64);
-        if let Some(completion) = field("completion_tokens") {
-            let c = &self.counters;
-            c.completion_tokens.fetch_add(completion, Ordering::Relaxed);
-            c.prompt_tokens
-                .fetch_add(field("prompt_tokens").unwrap_or(0), Ordering::Relaxed);
-            c.usage_us
-                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        }
+    /// Adds a reply's token usage and its request time to the counters.
+    fn record_usage(&self, usage: TokenUsage, took: std::time::Duration) {
+        let c = &self.counters;
+        c.completion_tokens
+            .fetch_add(usage.completion, Ordering::Relaxed);
+        c.prompt_tokens.fetch_add(usage.prompt, Ordering::Relaxed);
+        c.usage_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Extracts `choices[0].message.content` from a 2xx body.
-    fn parse_reply(&self, body: &str, item: &Item) -> Result<String, LlmError> {
+    /// Extracts `choices[0].message.content` (and `usage`, when the endpoint reports it) from a
+    /// 2xx body, parsed once.
+    fn parse_reply(&self, body: &str, item: &Item) -> Result<ParsedReply, LlmError> {
         let malformed = |why: String| LlmError::MalformedReply {
             endpoint: self.chat_url.clone(),
             item: Box::new(item.clone()),
@@ -921,8 +914,29 @@ impl LlmClient {
             };
             return Err(empty("the first choice's content is empty", hint));
         }
-        Ok(content)
+        let usage = value.get("usage").and_then(|u| {
+            let field = |k: &str| u.get(k).and_then(serde_json::Value::as_u64);
+            Some(TokenUsage {
+                completion: field("completion_tokens")?,
+                prompt: field("prompt_tokens").unwrap_or(0),
+            })
+        });
+        Ok(ParsedReply { content, usage })
     }
+}
+
+/// A completion's text and the token usage the endpoint reported with it.
+#[derive(Debug)]
+struct ParsedReply {
+    content: String,
+    usage: Option<TokenUsage>,
+}
+
+/// OpenAI's `usage`: completion and prompt tokens of one reply.
+#[derive(Debug, Clone, Copy)]
+struct TokenUsage {
+    completion: u64,
+    prompt: u64,
 }
 
 /// The delay before retry number `retry_index` (0-based): the server's `Retry-After` when it gave
@@ -1184,7 +1198,7 @@ mod tests {
                 &item,
             )
             .unwrap();
-        assert_eq!(ok, "ab");
+        assert_eq!(ok.content, "ab");
     }
 
     #[test]
