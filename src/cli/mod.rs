@@ -959,7 +959,13 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         );
     }
     if let Some(name) = &args.save_baseline {
-        let dir = crate::compare::save_baseline(out.run_dir.path(), name)?;
+        // From the run held in memory: the same bytes `run` just wrote, not read back.
+        let dir = crate::compare::saved::save_results(
+            name,
+            &out.results,
+            &out.per_tweet,
+            &out.run_dir.path().display().to_string(),
+        )?;
         note(format!("saved baseline {name:?} in {}", dir.display()));
     }
     if let Some(name) = &args.baseline {
