@@ -169,3 +169,40 @@ def export_onnx(module, args: tuple, path: Path, input_names, output_names, dyna
         onnx.save(model, str(path))
     onnx.checker.check_model(model)
     return path
+
+
+def export_query_image_model(wrapper, tokenizer, image_size, path: Path, output_names, label: str, queries):
+    """Exports a VE or VG model that scores a batch of text queries against one image (inputs
+    `pixel_values`, `input_ids`, `attention_mask`; every output has a `num_queries` axis), then
+    checks ONNX Runtime against PyTorch on `queries` and on its first query alone. Returns the
+    ONNX path."""
+    h, w = image_size
+    rng = np.random.default_rng(0)
+    pixels = torch.from_numpy(rng.standard_normal((1, 3, h, w)).astype(np.float32))
+    text = tokenizer(queries, padding=True, return_tensors="pt")
+    names = ["pixel_values", "input_ids", "attention_mask"]
+    axes = {
+        "input_ids": {0: "num_queries", 1: "sequence"},
+        "attention_mask": {0: "num_queries", 1: "sequence"},
+    }
+    axes.update({o: {0: "num_queries"} for o in output_names})
+    path = export_onnx(wrapper, (pixels, text["input_ids"], text["attention_mask"]), path, names, output_names, axes)
+    session = ort_session(path)
+    for batch in (queries, queries[:1]):
+        enc = tokenizer(batch, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            want = wrapper(pixels, enc["input_ids"], enc["attention_mask"])
+        got = session.run(
+            None,
+            {
+                "pixel_values": pixels.numpy(),
+                "input_ids": enc["input_ids"].numpy(),
+                "attention_mask": enc["attention_mask"].numpy(),
+            },
+        )
+        compare_outputs(
+            f"{label} ({len(batch)} queries)",
+            {o: t.numpy() for o, t in zip(output_names, want)},
+            dict(zip(output_names, got)),
+        )
+    return path

@@ -27,12 +27,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare_outputs, export_onnx, ort_session, save_tokenizer, sha256, write_manifest  # noqa: E402
+from common import export_query_image_model, save_tokenizer, sha256, write_manifest  # noqa: E402
 
 SAMPLE_QUERIES = ["a photo of a singer", "the city of paris at night", "a football team"]
 
@@ -78,25 +77,15 @@ def export(model_id, name, models_dir: Path, threshold: float, scale=None, heade
     scale = float(model.logit_scale.exp()) if scale is None else float(scale)
     preprocess = image_preprocess(processor.image_processor)
     wrapper = ClipEntailer(model, threshold, scale)
-    h, w = preprocess["image_size"]
-    rng = np.random.default_rng(0)
-    pixels = torch.from_numpy(rng.standard_normal((1, 3, h, w)).astype(np.float32))
-    text = processor.tokenizer(SAMPLE_QUERIES, padding=True, return_tensors="pt")
-    names = ["pixel_values", "input_ids", "attention_mask"]
-    axes = {
-        "input_ids": {0: "num_queries", 1: "sequence"},
-        "attention_mask": {0: "num_queries", 1: "sequence"},
-        "probability": {0: "num_queries"},
-        "cosine": {0: "num_queries"},
-    }
-    path = export_onnx(wrapper, (pixels, text["input_ids"], text["attention_mask"]), out / "entailer.onnx", names, ["probability", "cosine"], axes)
-    session = ort_session(path)
-    for queries in (SAMPLE_QUERIES, SAMPLE_QUERIES[:1]):
-        enc = processor.tokenizer(queries, padding=True, return_tensors="pt")
-        with torch.no_grad():
-            p, c = wrapper(pixels, enc["input_ids"], enc["attention_mask"])
-        got_p, got_c = session.run(None, {"pixel_values": pixels.numpy(), "input_ids": enc["input_ids"].numpy(), "attention_mask": enc["attention_mask"].numpy()})
-        compare_outputs(f"{name} entailer ({len(queries)} queries)", {"probability": p.numpy(), "cosine": c.numpy()}, {"probability": got_p, "cosine": got_c})
+    export_query_image_model(
+        wrapper,
+        processor.tokenizer,
+        preprocess["image_size"],
+        out / "entailer.onnx",
+        ["probability", "cosine"],
+        f"{name} entailer",
+        SAMPLE_QUERIES,
+    )
 
     save_tokenizer(processor.tokenizer, out / "tokenizer.json")
     rel = out.relative_to(models_dir)

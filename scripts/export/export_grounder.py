@@ -21,12 +21,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import OwlViTForObjectDetection, OwlViTProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare_outputs, export_onnx, ort_session, save_tokenizer, sha256, write_manifest  # noqa: E402
+from common import export_query_image_model, save_tokenizer, sha256, write_manifest  # noqa: E402
 from export_entailer import image_preprocess  # noqa: E402
 
 SAMPLE_QUERIES = ["a photo of a singer", "a red car", "a football team"]
@@ -52,25 +51,15 @@ def export(model_id, name, models_dir: Path, header=None):
     processor = OwlViTProcessor.from_pretrained(model_id, local_files_only=True)
     preprocess = image_preprocess(processor.image_processor)
     wrapper = TopBox(model)
-    h, w = preprocess["image_size"]
-    rng = np.random.default_rng(0)
-    pixels = torch.from_numpy(rng.standard_normal((1, 3, h, w)).astype(np.float32))
-    text = processor.tokenizer(SAMPLE_QUERIES, padding=True, return_tensors="pt")
-    names = ["pixel_values", "input_ids", "attention_mask"]
-    axes = {
-        "input_ids": {0: "num_queries", 1: "sequence"},
-        "attention_mask": {0: "num_queries", 1: "sequence"},
-        "boxes": {0: "num_queries"},
-        "scores": {0: "num_queries"},
-    }
-    path = export_onnx(wrapper, (pixels, text["input_ids"], text["attention_mask"]), out / "grounder.onnx", names, ["boxes", "scores"], axes)
-    session = ort_session(path)
-    for queries in (SAMPLE_QUERIES, SAMPLE_QUERIES[:1]):
-        enc = processor.tokenizer(queries, padding=True, return_tensors="pt")
-        with torch.no_grad():
-            b, s = wrapper(pixels, enc["input_ids"], enc["attention_mask"])
-        got_b, got_s = session.run(None, {"pixel_values": pixels.numpy(), "input_ids": enc["input_ids"].numpy(), "attention_mask": enc["attention_mask"].numpy()})
-        compare_outputs(f"{name} grounder ({len(queries)} queries)", {"boxes": b.numpy(), "scores": s.numpy()}, {"boxes": got_b, "scores": got_s})
+    export_query_image_model(
+        wrapper,
+        processor.tokenizer,
+        preprocess["image_size"],
+        out / "grounder.onnx",
+        ["boxes", "scores"],
+        f"{name} grounder",
+        SAMPLE_QUERIES,
+    )
 
     save_tokenizer(processor.tokenizer, out / "tokenizer.json")
     rel = out.relative_to(models_dir)
