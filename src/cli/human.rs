@@ -113,6 +113,9 @@ struct RunRow {
     f1: Vec<String>,
     skipped: String,
     tweets_per_s: Option<String>,
+    /// Every stage that runs is a replay or oracle look-up: the pipeline's timing is no
+    /// throughput (shown as "look-up", as in summary.md's timing tables).
+    lookup: bool,
 }
 
 const STAGE_HEADERS: [&str; 5] = ["tagger", "reform.", "VE", "VG", "seg."];
@@ -176,8 +179,9 @@ fn run_rows(results: &crate::results::RunResults) -> (Vec<&'static str>, Vec<Run
                 tweets_per_s: v
                     .timings
                     .get("pipeline")
-                    .filter(|t| t.count > 0)
+                    .filter(|t| t.count > 0 && !v.timing_is_lookup("pipeline"))
                     .map(|t| crate::report::figures::ticks::si(t.throughput_per_s)),
+                lookup: v.timing_is_lookup("pipeline"),
             }
         })
         .collect();
@@ -267,7 +271,11 @@ pub fn render_run_fit(results: &crate::results::RunResults, columns: usize) -> S
         let mut cells = r.f1.clone();
         cells.push(r.skipped.clone());
         if throughput {
-            cells.push(r.tweets_per_s.clone().unwrap_or_else(|| "n/a".into()));
+            cells.push(match (&r.tweets_per_s, r.lookup) {
+                (Some(t), _) => t.clone(),
+                (None, true) => "look-up".into(),
+                (None, false) => "n/a".into(),
+            });
         }
         cells
     };

@@ -82,6 +82,16 @@ pub fn list(what: Listing, suite: Option<&Path>) -> anyhow::Result<Vec<Entry>> {
                     .iter()
                     .map(|id| entry(*id, "multimodal LLM prompt (tagger = \"mllm\")")),
             )
+            .chain(
+                crate::pipeline::llm_stages::KNOWLEDGE_PROMPTS.iter().map(|id| {
+                    let detail = if id.contains("caption") {
+                        "knowledge prompt with an image caption (knowledge = \"llm\", [llm] knowledge_captions)"
+                    } else {
+                        "knowledge prompt (knowledge = \"llm\")"
+                    };
+                    entry(*id, detail)
+                }),
+            )
             .collect(),
     })
 }
@@ -222,7 +232,19 @@ mod tests {
         assert!(s.iter().any(|e| e.name.ends_with("smoke.toml")), "{s:?}");
         let p = list(Listing::Prompts, None).unwrap();
         let ids: Vec<&str> = p.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(ids, ["reformulate-v1", "gmner-mllm-v1"]);
+        assert_eq!(
+            ids,
+            [
+                "reformulate-v1",
+                "gmner-mllm-v1",
+                "knowledge-v1",
+                "knowledge-caption-v1"
+            ]
+        );
+        // Every listed knowledge prompt resolves.
+        for id in &ids[2..] {
+            crate::pipeline::llm_stages::knowledge_prompt(id, root).unwrap();
+        }
     }
 
     #[test]

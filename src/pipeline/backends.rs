@@ -15,8 +15,9 @@ use crate::results::{LlmMeta, LlmStageMeta};
 use crate::runtime::{self, Device, ModelManifest, OrtRuntime, RuntimeError, SessionConfig};
 use crate::stage::{Stage, StageKind};
 
+use super::captions::Captions;
 use super::config::{DevicePreference, LlmSection, MllmSection, OnError, RuntimeSection};
-use super::llm_stages::{knowledge_prompt, LlmKnowledge};
+use super::llm_stages::{knowledge_prompt, wants_caption, LlmKnowledge, CAPTION_PLACEHOLDER};
 use super::mllm_stages::{MllmEntailer, MllmGrounder, MllmTagger, SharedMllm};
 use super::slots::{AnyStage, BackendFactory, BuildError};
 
@@ -237,21 +238,67 @@ impl DefaultBackends {
             .unwrap_or_else(|| "knowledge-v1".to_string());
         let template = knowledge_prompt(&prompt, &self.config.base_dir)
             .map_err(|source| BuildError::Llm { stage, source })?;
-        let fingerprint = format!(
+        let captions = self.knowledge_captions(&template)?;
+        let mut fingerprint = format!(
             "llm|{}|{}|{}",
             config.model,
             template.id(),
             config.sampling_fingerprint()
         );
+        if let Some(c) = &captions {
+            fingerprint.push_str(&format!("|captions:{}", c.sha256()));
+        }
         self.knowledge_meta = Some(LlmStageMeta {
             model: config.model.clone(),
             prompt: template.id().to_string(),
             request_fields: config.request_fields(),
         });
         let cache = self.config.cache_dir.as_ref().map(|d| d.join("llm"));
-        let k = LlmKnowledge::new(config, template, cache.as_deref())
+        let k = LlmKnowledge::new(config, template, cache.as_deref(), captions)
             .map_err(|source| BuildError::Llm { stage, source })?;
         Ok((AnyStage::Knowledge(Box::new(k)), fingerprint))
+    }
+
+    /// The captions a knowledge prompt shows (`[llm] knowledge_captions`): required exactly when
+    /// the prompt has `{caption}`, so that neither a caption-less prompt silently ignores the file
+    /// nor a caption prompt runs without captions.
+    fn knowledge_captions(
+        &self,
+        template: &crate::llm::PromptTemplate,
+    ) -> Result<Option<Captions>, BuildError> {
+        let stage = Stage::Knowledge;
+        let file = self
+            .config
+            .llm
+            .as_ref()
+            .and_then(|l| l.knowledge_captions.clone());
+        match (wants_caption(template), file) {
+            (false, None) => Ok(None),
+            (true, None) => Err(BuildError::Config {
+                stage,
+                what: format!(
+                    "the knowledge prompt {} shows an image caption ({CAPTION_PLACEHOLDER}) but the suite gives no captions",
+                    template.id()
+                ),
+                hint: "set [llm] knowledge_captions = \"captions.jsonl\" ({\"image\": ..., \"caption\": ...} per line), or use knowledge_prompt = \"knowledge-v1\"".into(),
+            }),
+            (false, Some(_)) => Err(BuildError::Config {
+                stage,
+                what: format!(
+                    "[llm] knowledge_captions is set but the knowledge prompt {} has no {CAPTION_PLACEHOLDER} placeholder, so the captions would be ignored",
+                    template.id()
+                ),
+                hint: "set knowledge_prompt = \"knowledge-caption-v1\" (or a template with {caption}), or drop knowledge_captions".into(),
+            }),
+            (true, Some(file)) => {
+                let path = resolve(&self.config.base_dir, Path::new(&file));
+                let captions = Captions::load(&path).map_err(|e| {
+                    let (what, hint) = e.what_and_hint();
+                    BuildError::Config { stage, what, hint }
+                })?;
+                Ok(Some(captions))
+            }
+        }
     }
 
     /// The shared MLLM, built on first use: `[llm]`'s client configuration (sampling settings

@@ -62,9 +62,14 @@ pub struct LlmSection {
     pub max_completion_tokens: Option<Setting<u32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<Setting<u64>>,
-    /// The knowledge stage's prompt: `knowledge-v1` (default) or a template file.
+    /// The knowledge stage's prompt: `knowledge-v1` (default), `knowledge-caption-v1` (shows an
+    /// image caption; needs `knowledge_captions`) or a template file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knowledge_prompt: Option<String>,
+    /// JSONL file of image captions for a knowledge prompt with `{caption}`
+    /// (`{"image": "<file name>", "caption": "..."}` per line; see `pipeline::captions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_captions: Option<String>,
     /// Extra top-level request fields (e.g. `extra = { reasoning_effort = "low" }`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, toml::Value>,

@@ -1,11 +1,13 @@
 //! The LLM-backed stages: [`LlmReformulator`] (from `crate::llm`) as the pipeline's
 //! [`Reformulator`], and [`LlmKnowledge`], the `knowledge = "llm"` stage (auxiliary context for
-//! the tagger, prompt `prompts/knowledge-v1.txt`, answers in the LLM response cache). `llm/`
-//! knows nothing of the pipeline; the adapters live here.
+//! the tagger, prompt `prompts/knowledge-v1.txt`, or `prompts/knowledge-caption-v1.txt` with an
+//! image caption per tweet from [`Captions`]; answers in the LLM response cache). `llm/` knows
+//! nothing of the pipeline; the adapters live here.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use super::captions::Captions;
 use super::stages::{Knowledge, Reformulator, StageError, StageKind};
 use crate::data::model::{Entity, Tweet};
 use crate::llm::cache::CachedReply;
@@ -17,9 +19,23 @@ use crate::llm::{
 
 /// The built-in knowledge prompt (versioned like the reformulation prompts).
 const KNOWLEDGE_V1: &str = include_str!("prompts/knowledge-v1.txt");
+/// The built-in knowledge prompt that also shows the LLM a caption of the tweet's image.
+const KNOWLEDGE_CAPTION_V1: &str = include_str!("prompts/knowledge-caption-v1.txt");
 
-/// The knowledge prompt: `knowledge-v1` (or `knowledge`, the latest), else a template file whose
-/// `[user]` section holds `{tweet}`.
+/// Ids of the built-in knowledge prompts (`[llm] knowledge_prompt`).
+pub const KNOWLEDGE_PROMPTS: [&str; 2] = ["knowledge-v1", "knowledge-caption-v1"];
+
+/// The placeholder a knowledge prompt fills with the tweet image's caption.
+pub const CAPTION_PLACEHOLDER: &str = "{caption}";
+
+/// Whether a knowledge prompt shows the LLM an image caption (and so needs captions).
+pub fn wants_caption(template: &PromptTemplate) -> bool {
+    template.user.contains(CAPTION_PLACEHOLDER) || template.system.contains(CAPTION_PLACEHOLDER)
+}
+
+/// The knowledge prompt: `knowledge-v1` (or `knowledge`, the latest), `knowledge-caption-v1`
+/// (or `knowledge-caption`; needs captions), else a template file whose `[user]` section holds
+/// `{tweet}` (and `{caption}` when it wants captions).
 pub fn knowledge_prompt(id_or_path: &str, base: &Path) -> Result<PromptTemplate, LlmError> {
     match id_or_path {
         "knowledge" | "knowledge-v1" => PromptTemplate::parse_requiring(
@@ -28,6 +44,13 @@ pub fn knowledge_prompt(id_or_path: &str, base: &Path) -> Result<PromptTemplate,
             KNOWLEDGE_V1,
             "src/pipeline/prompts/knowledge-v1.txt",
             &["{tweet}"],
+        ),
+        "knowledge-caption" | "knowledge-caption-v1" => PromptTemplate::parse_requiring(
+            "knowledge-caption",
+            "v1",
+            KNOWLEDGE_CAPTION_V1,
+            "src/pipeline/prompts/knowledge-caption-v1.txt",
+            &["{tweet}", CAPTION_PLACEHOLDER],
         ),
         path => {
             let p = Path::new(path);
@@ -47,18 +70,24 @@ pub struct LlmKnowledge {
     client: LlmClient,
     template: PromptTemplate,
     cache: Option<ResponseCache>,
+    /// Image captions, when the prompt shows them ([`wants_caption`]).
+    captions: Option<Captions>,
 }
 
 impl LlmKnowledge {
+    /// `captions` must be given exactly when the template [`wants_caption`] (the backend checks
+    /// that with a suite-level error; here a missing caption is a per-tweet error).
     pub fn new(
         config: LlmConfig,
         template: PromptTemplate,
         cache_dir: Option<&Path>,
+        captions: Option<Captions>,
     ) -> Result<Self, LlmError> {
         Ok(LlmKnowledge {
             client: LlmClient::new(config)?,
             template,
             cache: cache_dir.map(ResponseCache::open).transpose()?,
+            captions,
         })
     }
 
@@ -70,18 +99,37 @@ impl LlmKnowledge {
         &self.client
     }
 
-    fn messages(&self, tweet: &Tweet) -> Vec<ChatMessage> {
+    fn messages(&self, tweet: &Tweet) -> Result<Vec<ChatMessage>, StageError> {
         let text = tweet_text(tweet)
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        let (system, user) = self.template.fill_with(&[("{tweet}", text)]);
+        let mut values = vec![("{tweet}", text)];
+        if let Some(captions) = &self.captions {
+            let image = tweet.image_name();
+            let caption = captions.get(&image).ok_or_else(|| {
+                StageError::item(
+                    &tweet.id,
+                    None,
+                    format!(
+                        "{} has no caption for image {image}",
+                        captions.path().display()
+                    ),
+                    format!(
+                        "add a line {{\"image\": \"{image}\", \"caption\": \"...\"}}, or use a \
+                         knowledge prompt without {CAPTION_PLACEHOLDER}"
+                    ),
+                )
+            })?;
+            values.push((CAPTION_PLACEHOLDER, caption.to_string()));
+        }
+        let (system, user) = self.template.fill_with(&values);
         let mut messages = Vec::with_capacity(2);
         if !system.is_empty() {
             messages.push(ChatMessage::system(system));
         }
         messages.push(ChatMessage::user(user));
-        messages
+        Ok(messages)
     }
 }
 
@@ -91,7 +139,7 @@ impl Knowledge for LlmKnowledge {
     }
 
     fn context(&mut self, tweet: &Tweet) -> Result<String, StageError> {
-        let messages = self.messages(tweet);
+        let messages = self.messages(tweet)?;
         let key = CacheKey::for_chat(self.client.config(), &self.template, &messages);
         let counters = self.client.counters();
         if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&key)) {

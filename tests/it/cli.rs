@@ -1181,3 +1181,43 @@ fn run_table_fits_the_terminal() {
         );
     }
 }
+
+/// The human run table makes no throughput claim for variants whose stages are all look-ups
+/// (replay / oracle): their tweets/s cell reads "look-up", as summary.md's timing tables do,
+/// while a variant that runs models shows a number.
+#[test]
+fn human_run_table_labels_lookup_variants() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["run", "--suite", "suites/smoke.toml", "--variant", "full"])
+        .args(["--variant", "replay", "--format", "human", "--out"])
+        .arg(dir.path().join("run"))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .env("COLUMNS", "400")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let last_cell = |variant: &str| -> String {
+        let row = stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {variant} ")))
+            .unwrap_or_else(|| panic!("no row for {variant}:\n{stdout}"));
+        let cells: Vec<&str> = row.split('│').map(str::trim).collect();
+        cells[cells.len() - 2].to_string()
+    };
+    assert!(stdout.contains("tweets/s"), "{stdout}");
+    assert_eq!(last_cell("gmner/replay"), "look-up");
+    let full = last_cell("gmner/full");
+    assert!(
+        full.trim_end_matches('k').parse::<f64>().is_ok(),
+        "a number for a variant that runs models, got {full:?}"
+    );
+}

@@ -217,3 +217,185 @@ fn arch_suite_runs_the_pipeline_with_and_without_knowledge() {
     assert_eq!(ran(&with2, "tagger"), 0);
     assert_eq!(with2["metrics"], with["metrics"]);
 }
+
+/// The knowledge stage with an image caption (`knowledge-caption-v1` + `[llm]
+/// knowledge_captions`): the request carries the tweet's image caption, a missing caption is a
+/// per-tweet error naming the file and the image, and the two settings must come together.
+#[test]
+fn caption_prompt_sends_each_tweets_image_caption() {
+    use riveg_bench::llm::mock::{Behaviour, MockServer};
+    use riveg_bench::llm::LlmConfig;
+    use riveg_bench::pipeline::captions::Captions;
+    use riveg_bench::pipeline::llm_stages::{knowledge_prompt, LlmKnowledge};
+    use riveg_bench::pipeline::stages::Knowledge;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("captions.jsonl");
+    std::fs::write(
+        &file,
+        "{\"image\": \"7.jpg\", \"caption\": \"a woman speaking at a podium\"}\n\
+         {\"image\": \"own.png\", \"caption\": \"the Eiffel tower at night\"}\n",
+    )
+    .unwrap();
+    let server = MockServer::start(Behaviour::Echo).unwrap();
+    let template = knowledge_prompt("knowledge-caption-v1", dir.path()).unwrap();
+    assert_eq!(template.id(), "knowledge-caption@v1");
+    let mut k = LlmKnowledge::new(
+        LlmConfig::for_base_url(server.base_url()),
+        template,
+        None,
+        Some(Captions::load(&file).unwrap()),
+    )
+    .unwrap();
+    let tweet = |id: &str, image: Option<&str>| Tweet {
+        id: id.into(),
+        image: image.map(str::to_string),
+        tokens: Some(vec!["Jolie".into(), "in".into(), "Paris".into()]),
+        ..Default::default()
+    };
+    let user_message = |server: &MockServer| -> String {
+        let body = server.last_request().unwrap();
+        let messages = body["messages"].as_array().unwrap();
+        messages.last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // By the default image name (<id>.jpg), then by the tweet's own image name.
+    assert!(!k.context(&tweet("7", None)).unwrap().is_empty());
+    assert_eq!(
+        user_message(&server),
+        "Image description: a woman speaking at a podium\nTweet: Jolie in Paris\nKnowledge:"
+    );
+    k.context(&tweet("8", Some("own.png"))).unwrap();
+    assert!(user_message(&server).starts_with("Image description: the Eiffel tower at night\n"));
+    let before = server.requests();
+    let e = k.context(&tweet("9", None)).unwrap_err().to_string();
+    assert!(
+        e.contains("tweet 9") && e.contains("captions.jsonl has no caption for image 9.jpg"),
+        "{e}"
+    );
+    assert!(e.contains("hint:"), "{e}");
+    assert_eq!(server.requests(), before, "no request without a caption");
+
+    // The built-in caption prompt requires its placeholders.
+    let plain = knowledge_prompt("knowledge-v1", dir.path()).unwrap();
+    assert!(!riveg_bench::pipeline::llm_stages::wants_caption(&plain));
+}
+
+/// Through the binary: a caption prompt without captions, captions without a caption prompt,
+/// and a bad captions file are suite-level errors; with both, the knowledge stage records the
+/// caption prompt and editing one caption recomputes the contexts (the fingerprint covers the
+/// file's content).
+#[test]
+fn arch_suite_knowledge_with_captions() {
+    crate::require_venv!();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root.join("suites/arch.toml")).unwrap();
+    let base: toml::Value = toml::from_str(&text).unwrap();
+    let captions = dir.path().join("captions.jsonl");
+    let photos: Vec<String> = std::fs::read_dir(root.join("models/arch/photos"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let write_captions = |suffix: &str| {
+        let lines: Vec<String> = photos
+            .iter()
+            .map(|p| format!("{{\"image\": \"{p}\", \"caption\": \"a photo named {p}{suffix}\"}}"))
+            .collect();
+        std::fs::write(&captions, lines.join("\n")).unwrap();
+    };
+    write_captions("");
+    let suite_with = |prompt: Option<&str>, captions_file: Option<&std::path::Path>| {
+        let mut s = base.clone();
+        s["variant"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|v| v["name"].as_str() == Some("full-knowledge"));
+        let llm = s["llm"].as_table_mut().unwrap();
+        if let Some(p) = prompt {
+            llm.insert("knowledge_prompt".into(), p.into());
+        }
+        if let Some(c) = captions_file {
+            llm.insert("knowledge_captions".into(), c.display().to_string().into());
+        }
+        let path = root.join(format!(
+            "suites/.knowledge-captions-{}-{}.toml",
+            std::process::id(),
+            prompt.unwrap_or("none")
+        ));
+        std::fs::write(&path, toml::to_string(&s).unwrap()).unwrap();
+        path
+    };
+    let run = |suite: &std::path::Path, out: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_riveg-bench"))
+            .args(["run", "--format", "json", "--suite"])
+            .arg(suite)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .current_dir(&root)
+            .output()
+            .unwrap()
+    };
+
+    let no_captions = suite_with(Some("knowledge-caption-v1"), None);
+    let o = run(&no_captions, "a");
+    std::fs::remove_file(&no_captions).unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("gives no captions") && stderr.contains("knowledge_captions"),
+        "{stderr}"
+    );
+
+    let ignored = suite_with(None, Some(&captions));
+    let o = run(&ignored, "b");
+    std::fs::remove_file(&ignored).unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("would be ignored"), "{stderr}");
+
+    let suite = suite_with(Some("knowledge-caption-v1"), Some(&captions));
+    let parse = |o: std::process::Output| -> Value {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let ran = |r: &Value| {
+        let t = &r["variants"][0]["timings"]["knowledge"];
+        t["count"].as_u64().unwrap_or(0) + t["warmup_excluded"].as_u64().unwrap_or(0)
+    };
+    let r1 = parse(run(&suite, "c"));
+    assert_eq!(
+        r1["meta"]["llm"]["knowledge"]["prompt"],
+        "knowledge-caption@v1"
+    );
+    assert_eq!(ran(&r1), 5);
+    assert_eq!(
+        ran(&parse(run(&suite, "d"))),
+        0,
+        "warm: all from the stage cache"
+    );
+    write_captions(" (edited)");
+    assert_eq!(
+        ran(&parse(run(&suite, "e"))),
+        5,
+        "new captions, new contexts"
+    );
+    std::fs::write(&captions, "{\"image\": \"x.png\"}\n").unwrap();
+    let o = run(&suite, "f");
+    std::fs::remove_file(&suite).unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("captions.jsonl:1: not a caption record"),
+        "{stderr}"
+    );
+}
