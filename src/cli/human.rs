@@ -412,6 +412,12 @@ pub fn render_cache_stats(s: &crate::pipeline::cache_admin::CacheStats) -> Strin
         days(s.oldest_days),
         days(s.newest_days)
     );
+    if s.superseded > 0 {
+        out.push_str(&format!(
+            "; {} superseded or unreadable record(s) (`cache prune` drops them)",
+            s.superseded
+        ));
+    }
     if s.tmp_files > 0 {
         out.push_str(&format!(
             "; {} temporary file(s) of runs in progress",

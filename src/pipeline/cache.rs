@@ -5,11 +5,13 @@
 //! variants that share upstream work reuse it even when they send different entity sets
 //! downstream, and a killed run resumes where it stopped.
 //!
-//! One JSON file per item, written atomically, as an envelope `{"key", "sha256", "value"}`: an
-//! entry whose key or checksum does not match (a truncated, edited or foreign file) is not
-//! trusted; it is recomputed with a warning and counted ([`StageCache::rejected`]). Opening a
-//! cache folder removes the `.tmp-<pid>` files that killed runs left behind. Must not know what
-//! the stages compute, nor score anything; `cache_admin` holds `riveg-bench cache stats|prune`.
+//! Each item is an envelope `{"key", "sha256", "written", "value"}`, one JSON line in the stage's
+//! append-only segment files ([`super::cache_log`]; entry files `<stage>/<xx>/<key>.json` that
+//! older versions wrote are still read). An entry whose key or checksum does not match (a torn,
+//! edited or foreign record) is not trusted; it is recomputed with a warning and counted
+//! ([`StageCache::rejected`]). Opening a cache folder removes the `.tmp-<pid>` files that killed
+//! runs left behind. Must not know what the stages compute, nor score anything; `cache_admin`
+//! holds `riveg-bench cache stats|prune`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::cache_log::StageLog;
 use super::stages::Stage;
 
 /// A two-level cache: memory in front of an optional directory.
@@ -27,6 +30,8 @@ use super::stages::Stage;
 pub struct StageCache {
     dir: Option<PathBuf>,
     mem: Mutex<HashMap<String, Vec<u8>>>,
+    /// Each stage's segment log, opened (indexed) on the stage's first look-up.
+    logs: Mutex<HashMap<&'static str, StageLog>>,
     rejected: AtomicUsize,
 }
 
@@ -68,14 +73,18 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     Ok(h)
 }
 
-/// What an entry file holds: its key (so a file copied or renamed under another key is not
-/// trusted) and the sha256 of the canonical JSON of the value (so a truncated or edited value is
-/// not trusted).
+/// What a record holds: its key (so a record copied under another key is not trusted), the
+/// sha256 of the canonical JSON of the value (so a truncated or edited value is not trusted) and
+/// when it was written (Unix seconds; `cache prune --older-than`). `key` comes first: segment
+/// indexing reads it from the line's prefix ([`super::cache_log::record_key`]).
 #[derive(Serialize, Deserialize)]
-struct Envelope {
-    key: String,
-    sha256: String,
-    value: serde_json::Value,
+pub(crate) struct Envelope {
+    pub key: String,
+    pub sha256: String,
+    /// Absent in entry files of older versions.
+    #[serde(default)]
+    pub written: u64,
+    pub value: serde_json::Value,
 }
 
 /// The checksum of a value: sha256 of its canonical JSON (serde_json's `Value` keeps object keys
@@ -107,8 +116,21 @@ impl StageCache {
         }
     }
 
-    fn path(&self, stage: Stage, key: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| entry_path(d, stage, key))
+    /// The record of `key` on disk and where it lies: the stage's segments first, else an entry
+    /// file of an older version.
+    fn read_disk(&self, stage: Stage, key: &str) -> Option<(Vec<u8>, String)> {
+        let dir = self.dir.as_ref()?;
+        let found = {
+            let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+            logs.entry(stage.name())
+                .or_insert_with(|| StageLog::open(dir.join(stage.name())))
+                .read(key)
+        };
+        found.or_else(|| {
+            let legacy = entry_path(dir, stage, key);
+            let bytes = std::fs::read(&legacy).ok()?;
+            Some((bytes, legacy.display().to_string()))
+        })
     }
 
     /// Entries found but not trusted (bad JSON, wrong key, checksum mismatch) and recomputed.
@@ -125,8 +147,8 @@ impl StageCache {
         let (bytes, origin) = match cached {
             Some(b) => (b, None),
             None => {
-                let p = self.path(stage, key)?;
-                (std::fs::read(&p).ok()?, Some(p))
+                let (bytes, whence) = self.read_disk(stage, key)?;
+                (bytes, Some(whence))
             }
         };
         match open_envelope(&bytes, key).and_then(|v| {
@@ -143,12 +165,10 @@ impl StageCache {
             }
             Err(why) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
-                let shown = origin
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| format!("(memory) {mem_key}"));
+                let shown = origin.unwrap_or_else(|| format!("(memory) {mem_key}"));
                 log::warn!(
                     "stage cache entry {shown} is not trusted ({why}); recomputing it\n  hint: the \
-                     file was truncated or edited (a killed run, a full disk); the fresh value \
+                     record was cut or edited (a killed run, a full disk); the fresh value \
                      replaces it"
                 );
                 None
@@ -161,11 +181,18 @@ impl StageCache {
         let envelope = Envelope {
             key: key.to_string(),
             sha256: value_sha256(&value),
+            written: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             value,
         };
+        // Compact JSON: one line (strings escape their line breaks).
         let bytes = serde_json::to_vec(&envelope).map_err(std::io::Error::other)?;
-        if let Some(p) = self.path(stage, key) {
-            crate::io_util::write_atomic_unsynced(&p, &bytes)?;
+        if let Some(dir) = &self.dir {
+            let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+            logs.entry(stage.name())
+                .or_insert_with(|| StageLog::open(dir.join(stage.name())))
+                .append(key, &bytes)?;
         }
         self.mem
             .lock()
@@ -175,7 +202,7 @@ impl StageCache {
     }
 }
 
-/// Where the entry of `key` lives under a cache folder.
+/// Where older versions kept the entry of `key` (one file per entry; still read).
 pub fn entry_path(dir: &Path, stage: Stage, key: &str) -> PathBuf {
     let prefix = key.get(..2).unwrap_or(key);
     dir.join(stage.name())
@@ -290,6 +317,13 @@ mod tests {
         assert_eq!(fresh.rejected(), 0);
     }
 
+    /// The one segment a test cache wrote for `stage`.
+    fn only_segment(dir: &Path, stage: Stage) -> PathBuf {
+        let segs = super::super::cache_log::segment_files(&dir.join(stage.name()));
+        assert_eq!(segs.len(), 1, "{segs:?}");
+        segs[0].clone()
+    }
+
     #[test]
     fn a_truncated_float_is_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
@@ -297,32 +331,68 @@ mod tests {
         StageCache::new(Some(dir.path().into()))
             .put(Stage::Entailer, &k, &0.718_75_f32)
             .unwrap();
-        let p = entry_path(dir.path(), Stage::Entailer, &k);
+        let p = only_segment(dir.path(), Stage::Entailer);
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains("0.71875"), "{text}");
+        assert!(text.contains("0.71875") && text.ends_with('\n'), "{text}");
         std::fs::write(&p, text.replace("0.71875", "0.73")).unwrap();
         let fresh = StageCache::new(Some(dir.path().into()));
         assert_eq!(fresh.get::<f32>(Stage::Entailer, &k), None);
         assert_eq!(fresh.rejected(), 1);
-        // Cut in the middle: not JSON at all.
+        // Cut in the middle (a killed writer): the key survives, the record is not JSON.
         std::fs::write(&p, &text[..text.len() / 2]).unwrap();
+        let fresh = StageCache::new(Some(dir.path().into()));
         assert_eq!(fresh.get::<f32>(Stage::Entailer, &k), None);
-        assert_eq!(fresh.rejected(), 2);
+        assert_eq!(fresh.rejected(), 1);
+        // Recomputed and put again: a later record wins over the torn one.
+        fresh.put(Stage::Entailer, &k, &0.5_f32).unwrap();
+        let again = StageCache::new(Some(dir.path().into()));
+        assert_eq!(again.get::<f32>(Stage::Entailer, &k), Some(0.5));
+        assert_eq!(again.rejected(), 0);
     }
 
     #[test]
-    fn an_entry_under_another_key_is_not_trusted() {
+    fn an_edited_record_is_not_trusted_and_the_others_stay() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (cache_key(&["a"]), cache_key(&["b"]));
         let cache = StageCache::new(Some(dir.path().into()));
         cache.put(Stage::Grounder, &a, &1).unwrap();
-        let pb = entry_path(dir.path(), Stage::Grounder, &b);
-        std::fs::create_dir_all(pb.parent().unwrap()).unwrap();
-        std::fs::copy(entry_path(dir.path(), Stage::Grounder, &a), &pb).unwrap();
+        cache.put(Stage::Grounder, &b, &2).unwrap();
+        let p = only_segment(dir.path(), Stage::Grounder);
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replacen("\"value\":1", "\"value\":3", 1)).unwrap();
         let fresh = StageCache::new(Some(dir.path().into()));
-        assert_eq!(fresh.get::<i32>(Stage::Grounder, &b), None);
-        assert_eq!(fresh.get::<i32>(Stage::Grounder, &a), Some(1));
+        assert_eq!(fresh.get::<i32>(Stage::Grounder, &a), None);
+        assert_eq!(fresh.get::<i32>(Stage::Grounder, &b), Some(2));
         assert_eq!(fresh.rejected(), 1);
+    }
+
+    #[test]
+    fn entry_files_of_older_versions_are_still_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (cache_key(&["a"]), cache_key(&["b"]));
+        let legacy = |key: &str, value: i32| {
+            let v = serde_json::json!(value);
+            let text = format!(
+                "{{\"key\":\"{key}\",\"sha256\":\"{}\",\"value\":{value}}}",
+                value_sha256(&v)
+            );
+            let p = entry_path(dir.path(), Stage::Tagger, key);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        legacy(&a, 7);
+        let pb = entry_path(dir.path(), Stage::Tagger, &b);
+        std::fs::create_dir_all(pb.parent().unwrap()).unwrap();
+        std::fs::copy(legacy(&a, 7), &pb).unwrap();
+        let cache = StageCache::new(Some(dir.path().into()));
+        assert_eq!(cache.get::<i32>(Stage::Tagger, &a), Some(7));
+        assert_eq!(
+            cache.get::<i32>(Stage::Tagger, &b),
+            None,
+            "a's file under b's name"
+        );
+        assert_eq!(cache.rejected(), 1);
     }
 
     #[test]

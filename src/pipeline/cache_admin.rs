@@ -1,9 +1,12 @@
 //! `riveg-bench cache stats|prune`: what a stage cache folder holds (size, entries per stage,
 //! age) and removing entries by age (`--older-than DAYS`) and/or total size (`--max-size`,
-//! oldest first). Ages are from the files' modification times, i.e. when an entry was written.
-//! Works on any folder laid out by [`super::cache`] (`<stage>/<xx>/<key>.json`, and the LLM
-//! response cache under `llm/`); it never reads entry contents. Must not know what stages
-//! compute; printing is the caller's (`cli::human`).
+//! oldest first). Works on any folder laid out by [`super::cache`]: records in the stages'
+//! segment files ([`super::cache_log`]; ages from each record's `written` time), and single
+//! files (entry files of older versions, the LLM response cache under `llm/`; ages from their
+//! modification times). Records superseded by a later one of the same key, or unreadable (a
+//! killed run's torn write), are counted apart and always dropped by `prune`, which rewrites
+//! the segments it changes. It reads records only for their key and time. Must not know what
+//! stages compute; printing is the caller's (`cli::human`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::cache::{clean_stale_tmp, tmp_pid, walk_files};
+use super::cache_log::{is_segment, lines, rewrite_segment};
 
 /// Why a cache command could not run.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +41,11 @@ pub enum CacheAdminError {
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct GroupStats {
     pub entries: usize,
+    /// Bytes on disk, superseded records included.
     pub bytes: u64,
+    /// Records replaced by a later one of the same key, or unreadable: dead weight that
+    /// `cache prune` drops.
+    pub superseded: usize,
     /// Days since the oldest / newest entry was written; `None` with no entries.
     pub oldest_days: Option<f64>,
     pub newest_days: Option<f64>,
@@ -49,6 +57,7 @@ pub struct CacheStats {
     pub dir: String,
     pub entries: usize,
     pub bytes: u64,
+    pub superseded: usize,
     /// Top-level folder (stage name, `llm`) → its entries.
     pub groups: BTreeMap<String, GroupStats>,
     /// Temporary files of runs still writing (or killed: those are removed on the next open).
@@ -74,11 +83,21 @@ pub struct PruneLimits {
     pub max_bytes: Option<u64>,
 }
 
+/// Where an entry lies: a file of its own, or a line of a segment (byte offset).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Place {
+    File(PathBuf),
+    Record(PathBuf, u64),
+}
+
 struct Entry {
-    path: PathBuf,
+    place: Place,
     group: String,
+    /// Bytes on disk (a record's line break included).
     bytes: u64,
     age_days: f64,
+    /// Superseded by a later record of the same key, or unreadable.
+    superseded: bool,
 }
 
 fn check_dir(dir: &Path) -> Result<(), CacheAdminError> {
@@ -92,8 +111,14 @@ fn check_dir(dir: &Path) -> Result<(), CacheAdminError> {
 /// Every entry (not temporary files) with its size and age, and the number of temporary files.
 fn scan(dir: &Path) -> (Vec<Entry>, usize) {
     let now = SystemTime::now();
+    let days_since = |t: SystemTime| {
+        now.duration_since(t)
+            .map_or(0.0, |d| d.as_secs_f64() / 86_400.0)
+    };
     let mut entries = Vec::new();
     let mut tmp = 0;
+    // Latest record of each (group, key) so far: segments are walked oldest first.
+    let mut latest: std::collections::HashMap<(String, String), usize> = Default::default();
     for path in walk_files(dir) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if tmp_pid(name).is_some() {
@@ -103,11 +128,7 @@ fn scan(dir: &Path) -> (Vec<Entry>, usize) {
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };
-        let age_days = meta
-            .modified()
-            .ok()
-            .and_then(|t| now.duration_since(t).ok())
-            .map_or(0.0, |d| d.as_secs_f64() / 86_400.0);
+        let file_age = meta.modified().map_or(0.0, days_since);
         let group = path
             .strip_prefix(dir)
             .ok()
@@ -117,12 +138,47 @@ fn scan(dir: &Path) -> (Vec<Entry>, usize) {
                 || "(top level)".to_string(),
                 |c| c.as_os_str().to_string_lossy().into_owned(),
             );
-        entries.push(Entry {
-            path,
-            group,
-            bytes: meta.len(),
-            age_days,
-        });
+        // Segments sit directly in a stage folder.
+        let segment = is_segment(&path) && path.parent().and_then(Path::parent) == Some(dir);
+        if !segment {
+            entries.push(Entry {
+                place: Place::File(path),
+                group,
+                bytes: meta.len(),
+                age_days: file_age,
+                superseded: false,
+            });
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        for (offset, line) in lines(&bytes) {
+            // A record that does not parse (a torn write) is dead weight.
+            #[derive(serde::Deserialize)]
+            struct Head {
+                key: String,
+                written: u64,
+            }
+            let head = serde_json::from_slice::<Head>(line).ok();
+            let age_days = head.as_ref().map_or(file_age, |h| {
+                days_since(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(h.written))
+            });
+            entries.push(Entry {
+                place: Place::Record(path.clone(), offset),
+                group: group.clone(),
+                bytes: line.len() as u64 + 1,
+                age_days,
+                superseded: head.is_none(),
+            });
+            let key = head.map(|h| h.key);
+            if let Some(key) = key {
+                let i = entries.len() - 1;
+                if let Some(previous) = latest.insert((group.clone(), key), i) {
+                    entries[previous].superseded = true;
+                }
+            }
+        }
     }
     (entries, tmp)
 }
@@ -130,8 +186,12 @@ fn scan(dir: &Path) -> (Vec<Entry>, usize) {
 fn summarize(dir: &Path, entries: &[Entry], tmp_files: usize) -> CacheStats {
     let mut groups: BTreeMap<String, GroupStats> = BTreeMap::new();
     let fold = |g: &mut GroupStats, e: &Entry| {
-        g.entries += 1;
         g.bytes += e.bytes;
+        if e.superseded {
+            g.superseded += 1;
+            return;
+        }
+        g.entries += 1;
         g.oldest_days = Some(g.oldest_days.map_or(e.age_days, |a| a.max(e.age_days)));
         g.newest_days = Some(g.newest_days.map_or(e.age_days, |a| a.min(e.age_days)));
     };
@@ -144,6 +204,7 @@ fn summarize(dir: &Path, entries: &[Entry], tmp_files: usize) -> CacheStats {
         dir: dir.display().to_string(),
         entries: all.entries,
         bytes: all.bytes,
+        superseded: all.superseded,
         groups,
         tmp_files,
         oldest_days: all.oldest_days,
@@ -167,32 +228,63 @@ pub fn prune(dir: &Path, limits: PruneLimits) -> Result<PruneReport, CacheAdminE
     check_dir(dir)?;
     let removed_tmp_files = clean_stale_tmp(dir);
     let (mut entries, _) = scan(dir);
-    // Oldest first, so a size limit drops the least recently written entries.
-    entries.sort_by(|a, b| b.age_days.total_cmp(&a.age_days).then(a.path.cmp(&b.path)));
+    // Superseded records first, then oldest first, so a size limit drops the least recently
+    // written entries.
+    entries.sort_by(|a, b| {
+        b.superseded
+            .cmp(&a.superseded)
+            .then(b.age_days.total_cmp(&a.age_days))
+            .then(a.place.cmp(&b.place))
+    });
     let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
     let mut keep = Vec::new();
     let (mut removed_entries, mut removed_bytes) = (0, 0);
+    // Segment → byte offsets of the records it keeps / whether it loses any.
+    let mut segments: BTreeMap<PathBuf, (Vec<u64>, bool)> = BTreeMap::new();
     for e in entries {
         let too_old = limits.older_than_days.is_some_and(|d| e.age_days > d);
         let too_big = limits.max_bytes.is_some_and(|m| total > m);
-        if too_old || too_big {
-            std::fs::remove_file(&e.path).map_err(|source| CacheAdminError::Remove {
-                path: e.path.clone(),
-                source,
-            })?;
-            // Empty prefix and stage folders go too (fails harmlessly when not empty).
-            let mut parent = e.path.parent();
-            while let Some(p) = parent.filter(|p| *p != dir) {
-                if std::fs::remove_dir(p).is_err() {
-                    break;
+        let remove = e.superseded || too_old || too_big;
+        match (&e.place, remove) {
+            (Place::Record(seg, offset), _) => {
+                let s = segments.entry(seg.clone()).or_default();
+                if remove {
+                    s.1 = true;
+                } else {
+                    s.0.push(*offset);
                 }
-                parent = p.parent();
             }
+            (Place::File(path), true) => {
+                std::fs::remove_file(path).map_err(|source| CacheAdminError::Remove {
+                    path: path.clone(),
+                    source,
+                })?;
+                remove_empty_parents(dir, path);
+            }
+            (Place::File(_), false) => {}
+        }
+        if remove {
             total -= e.bytes;
-            removed_entries += 1;
+            // Superseded records are dead weight, not entries.
+            if !e.superseded {
+                removed_entries += 1;
+            }
             removed_bytes += e.bytes;
         } else {
             keep.push(e);
+        }
+    }
+    for (seg, (mut kept, changed)) in segments {
+        if !changed {
+            continue;
+        }
+        kept.sort_unstable();
+        rewrite_segment(&seg, &kept).map_err(|source| CacheAdminError::Remove {
+            path: seg.clone(),
+            source,
+        })?;
+        if kept.is_empty() {
+            remove_empty_parents(dir, &seg);
         }
     }
     let (_, tmp) = scan(dir);
@@ -202,6 +294,18 @@ pub fn prune(dir: &Path, limits: PruneLimits) -> Result<PruneReport, CacheAdminE
         removed_tmp_files,
         after: summarize(dir, &keep, tmp),
     })
+}
+
+/// Removes the empty folders above a removed file, up to (not including) `dir`; stops at the
+/// first that is not empty.
+fn remove_empty_parents(dir: &Path, removed: &Path) {
+    let mut parent = removed.parent();
+    while let Some(p) = parent.filter(|p| *p != dir) {
+        if std::fs::remove_dir(p).is_err() {
+            break;
+        }
+        parent = p.parent();
+    }
 }
 
 /// `--older-than DAYS`: a finite, non-negative number of days.
@@ -322,6 +426,81 @@ mod tests {
         let again = stats(d).unwrap();
         assert_eq!((again.entries, again.bytes), (2, 80));
         assert_eq!(again.groups.keys().collect::<Vec<_>>(), ["entailer", "llm"]);
+    }
+
+    #[test]
+    fn segment_records_age_by_their_written_time_and_prune_compacts() {
+        use crate::pipeline::cache::StageCache;
+        use crate::stage::Stage;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (a, b) = (
+            crate::pipeline::cache::cache_key(&["a"]),
+            crate::pipeline::cache::cache_key(&["b"]),
+        );
+        // Real records (checksums right), then rewritten with chosen times.
+        let cache = StageCache::new(Some(d.to_path_buf()));
+        cache.put(Stage::Tagger, &a, &1).unwrap();
+        cache.put(Stage::Tagger, &b, &2).unwrap();
+        cache.put(Stage::Tagger, &a, &3).unwrap();
+        drop(cache);
+        let seg = crate::pipeline::cache_log::segment_files(&d.join("tagger")).remove(0);
+        let text = std::fs::read_to_string(&seg).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        for (line, days) in lines.iter_mut().zip([40u64, 10, 5]) {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["written"] = (now - days * 86_400).into();
+            *line = serde_json::to_string(&v).unwrap();
+        }
+        lines.push("{\"key\":\"torn".into());
+        std::fs::write(&seg, lines.join("\n")).unwrap();
+        write_aged(&d.join("llm/x.json"), 30, 1.0);
+
+        let s = stats(d).unwrap();
+        assert_eq!(s.groups["tagger"].entries, 2, "a (latest) and b");
+        assert_eq!(
+            s.groups["tagger"].superseded, 2,
+            "a's first record and the torn line"
+        );
+        assert_eq!((s.entries, s.superseded), (3, 2));
+        assert!((s.groups["tagger"].oldest_days.unwrap() - 10.0).abs() < 0.01);
+        assert!((s.groups["tagger"].newest_days.unwrap() - 5.0).abs() < 0.01);
+
+        let r = prune(
+            d,
+            PruneLimits {
+                older_than_days: Some(7.0),
+                max_bytes: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            r.removed_entries, 1,
+            "b; the superseded records are not entries"
+        );
+        assert_eq!((r.after.entries, r.after.superseded), (2, 0));
+        let again = stats(d).unwrap();
+        assert_eq!((again.groups["tagger"].entries, again.superseded), (1, 0));
+        assert_eq!(again.bytes, r.after.bytes);
+        let cache = StageCache::new(Some(d.to_path_buf()));
+        assert_eq!(cache.get::<i32>(Stage::Tagger, &a), Some(3));
+        assert_eq!(cache.get::<i32>(Stage::Tagger, &b), None);
+        assert_eq!(cache.rejected(), 0);
+        // Everything older than a day: the tagger folder goes entirely.
+        prune(
+            d,
+            PruneLimits {
+                older_than_days: Some(2.0),
+                max_bytes: None,
+            },
+        )
+        .unwrap();
+        assert!(!d.join("tagger").exists());
+        assert_eq!(stats(d).unwrap().entries, 1);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod backends;
 pub mod cache;
 pub mod cache_admin;
+pub mod cache_log;
 pub mod captions;
 pub mod config;
 pub mod execute;

@@ -239,17 +239,26 @@ fn a_damaged_cache_entry_is_recomputed_with_a_warning() {
     let cache = sb.path("cache");
     let cache_arg = ["--cache-dir", path_str(&cache)];
     let (before, _) = run_ok(&sb, "cold", &cache_arg);
-    // Truncate a float in one VE entry (a probability like 0.7310586 → 0.73).
-    let entries: Vec<PathBuf> = walk(&cache.join("entailer"));
-    assert!(!entries.is_empty());
-    let entry = &entries[0];
+    // Truncate a float in one VE record (a probability like 0.7310586 → 0.73). Records are
+    // lines of the stage's segment files (pipeline::cache_log).
+    let segments: Vec<PathBuf> = walk(&cache.join("entailer"));
+    assert_eq!(
+        segments.len(),
+        1,
+        "one segment per stage and process: {segments:?}"
+    );
+    let entry = &segments[0];
     let text = std::fs::read_to_string(entry).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let f = v["value"].as_f64().expect("a VE entry holds a probability");
+    let first = text.lines().next().unwrap();
+    let v: serde_json::Value = serde_json::from_str(first).unwrap();
+    let f = v["value"]
+        .as_f64()
+        .expect("a VE record holds a probability");
     let full = serde_json::to_string(&v["value"]).unwrap();
     let cut = &full[..full.len().min(4)];
     assert_ne!(cut.parse::<f64>().unwrap(), f, "{full} is cut");
-    std::fs::write(entry, text.replacen(&full, cut, 1)).unwrap();
+    let damaged = first.replacen(&full, cut, 1);
+    std::fs::write(entry, text.replacen(first, &damaged, 1)).unwrap();
     let (after, stderr) = run_ok(&sb, "warm", &cache_arg);
     assert!(
         stderr.contains("not trusted") && stderr.contains(&entry.display().to_string()),
