@@ -344,6 +344,53 @@ mod tests {
     }
 
     #[test]
+    fn pad_square_scales_boxes_by_the_longer_side() {
+        let mut s = spec(ResizeMode::PadSquare, 48, 48);
+        s.filter = ResizeFilter::SkimageLinear;
+        s.pad_value = Some(0.5);
+        let tr = s.transform_for(97, 64);
+        // 64 * 48 / 97 = 31.67: the content is rounded, the box scale is not.
+        assert_eq!((tr.content_width, tr.content_height), (48, 32));
+        assert_eq!(s.input_to_original_scale(&tr), (48.0 / 97.0, 48.0 / 97.0));
+        // A white 4x2 image: the padding (rows 2..4 of the 4x4 square) stays grey, 0.5 before
+        // mean/std 0.5, so 0 after; the image part stays 1.
+        let img = RgbImage::from_pixel(4, 2, image::Rgb([255, 255, 255]));
+        let mut small = spec(ResizeMode::PadSquare, 4, 4);
+        small.filter = ResizeFilter::SkimageLinear;
+        small.pad_value = Some(0.5);
+        let (t, _) = image_to_tensor(&img, &small);
+        assert_eq!(t[[0, 0, 0, 0]], 1.0);
+        assert_eq!(t[[0, 2, 3, 3]], 0.0);
+        // Stretch keeps its content/original scale.
+        let st = spec(ResizeMode::Stretch, 16, 16);
+        assert_eq!(
+            st.input_to_original_scale(&st.transform_for(64, 48)),
+            (0.25, 16.0 / 48.0)
+        );
+    }
+
+    #[test]
+    fn invalid_combinations_name_the_keys() {
+        let err = |s: &PreprocessSpec| s.validate().unwrap_err();
+        let mut s = spec(ResizeMode::PadSquare, 8, 8);
+        s.filter = ResizeFilter::SkimageLinear;
+        assert!(err(&s).0.contains("needs pad_value"), "{:?}", err(&s));
+        s.pad_value = Some(0.5);
+        assert_eq!(s.validate(), Ok(()));
+        s.filter = ResizeFilter::Bicubic;
+        assert!(err(&s).0.contains("\"bicubic\""), "{:?}", err(&s));
+        let mut s = spec(ResizeMode::LongestSide, 8, 8);
+        s.filter = ResizeFilter::SkimageLinear;
+        assert!(err(&s).0.contains("longest_side"), "{:?}", err(&s));
+        s.filter = ResizeFilter::Bilinear;
+        s.pad_value = Some(0.0);
+        assert!(err(&s).1.contains("remove pad_value"), "{:?}", err(&s));
+        let mut s = spec(ResizeMode::Stretch, 8, 8);
+        s.filter = ResizeFilter::SkimageLinear;
+        assert_eq!(s.validate(), Ok(()), "skimage_linear also stretches");
+    }
+
+    #[test]
     fn stretch_maps_axes_independently() {
         let tr = spec(ResizeMode::Stretch, 16, 16).transform_for(64, 48);
         assert_eq!(tr.to_original(4.0, 4.0), (16.0, 12.0));

@@ -979,3 +979,71 @@ fn arch_suite_runs_the_ablation_matrix_on_real_architectures() {
     }
     assert!(masks > 0, "the full variant segmented something");
 }
+
+#[test]
+fn arch_blip_owlv2_suite_runs_blip_itm_and_owlv2_end_to_end() {
+    crate::require_venv!();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_riveg-bench"))
+        .args([
+            "run",
+            "--suite",
+            "suites/arch-blip-owlv2.toml",
+            "--no-cache",
+            "--format",
+            "json",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .current_dir(&root)
+        .output()
+        .expect("run riveg-bench");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let r: Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(r["suite"], "arch-blip-owlv2");
+    let variants = r["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 2);
+    let full = variants.iter().find(|v| v["name"] == "full").unwrap();
+    let hashes = full["model_hashes"].as_object().unwrap();
+    for key in ["entailer:arch-blip/main", "grounder:arch-owlv2/main"] {
+        assert!(hashes.contains_key(key), "{key} in {hashes:?}");
+    }
+    for stage in ["entailer", "grounder"] {
+        assert_eq!(full["stages"][stage], "onnx");
+        let t = &full["timings"][stage];
+        assert_eq!(
+            t["count"].as_u64().unwrap() + t["warmup_excluded"].as_u64().unwrap(),
+            5,
+            "{stage} ran once per tweet"
+        );
+    }
+    // Every OWLv2 box lies in its (differently shaped) photo: the longer-side scaling and the
+    // clamp put the padded square's boxes back on the image.
+    let predictions = std::fs::read_to_string(out.join("predictions/full.jsonl")).unwrap();
+    let mut boxes = 0;
+    for line in predictions.lines() {
+        let p: Value = serde_json::from_str(line).unwrap();
+        let Some(image) = p["image"].as_str() else {
+            continue;
+        };
+        let img = photo(image);
+        for e in p["entities"].as_array().unwrap() {
+            for b in e["boxes"].as_array().into_iter().flatten() {
+                let b = f64s(b);
+                assert!(
+                    b[0] >= 0.0 && b[1] >= 0.0 && b[0] <= b[2] && b[1] <= b[3],
+                    "{b:?}"
+                );
+                assert!(
+                    b[2] <= img.width() as f64 && b[3] <= img.height() as f64,
+                    "{b:?}"
+                );
+                boxes += 1;
+            }
+        }
+    }
+    assert!(boxes > 0, "OWLv2 grounded something");
+}
