@@ -28,6 +28,14 @@ impl FloatImage {
 
 /// Resizes like `Owlv2ImageProcessor.resize` to `width x height`.
 pub fn skimage_resize(image: &FloatImage, width: usize, height: usize) -> FloatImage {
+    if image.width == 0 || image.height == 0 || image.data.len() != image.width * image.height * 3 {
+        // Nothing to sample (decoders do not produce empty images; never index out of bounds).
+        return FloatImage {
+            width,
+            height,
+            data: vec![0.0; width * height * 3],
+        };
+    }
     let factor_y = image.height as f64 / height as f64;
     let factor_x = image.width as f64 / width as f64;
     let mut filtered = image.clone();
@@ -287,5 +295,7 @@ mod tests {
         let out = skimage_resize(&ramp, 13, 9);
         assert_eq!((out.width, out.height, out.data.len()), (13, 9, 13 * 9 * 3));
         assert!(out.data.iter().all(|v| (0.0..=1.0).contains(v)));
+        let empty = gray(0, 0, |_, _| 0.0);
+        assert_eq!(skimage_resize(&empty, 2, 3).data, vec![0.0; 18]);
     }
 }
