@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate models/arch/ and models/arch-*.toml: tiny-config, random-weight instances of the real
-architectures RiVEG-style pipelines run (BERT token classifier + CRF, SAM, CLIP, OWL-ViT), built
+architectures RiVEG-style pipelines run (BERT token classifier + CRF, SAM, CLIP, OWL-ViT, BLIP ITM,
+OWLv2), built
 with transformers from configs (no hub access), saved as local checkpoints, exported with the
 scripts in scripts/export/ (the same path a user runs on real checkpoints), plus:
 
@@ -9,11 +10,12 @@ scripts in scripts/export/ (the same path a user runs on real checkpoints), plus
 * models/arch/reference/*.json (+ *.f32 raw little-endian float32 tensors): what the Python
   reference pipeline gives on fixed inputs, with the Hugging Face processors doing the
   preprocessing (tokenizers, SamProcessor + post_process_masks, CLIP/OWL-ViT image processors,
-  OWL-ViT box post-processing) and PyTorch running the model. tests/it/arch.rs compares the Rust
+  BLIP/OWLv2 processors (OWLv2's pad-to-square + skimage-style resize), OWL-ViT/OWLv2 box
+  post-processing) and PyTorch running the model. tests/it/arch.rs compares the Rust
   harness (ort) with them.
 
 Usage: python3 -m venv .venv-export && .venv-export/bin/pip install -r scripts/export/requirements.txt
-       .venv-export/bin/python scripts/gen_arch_models.py [tagger] [xlmr] [sam] [clip] [owlvit]
+       .venv-export/bin/python scripts/gen_arch_models.py [tagger] [xlmr] [sam] [clip] [owlvit] [blip] [owlv2]
 Deterministic for fixed pinned versions (scripts/export/requirements.txt): seeds are fixed.
 """
 
@@ -476,15 +478,24 @@ def build_owlvit(ckpt: Path):
     return ckpt
 
 
-def owlvit_reference(ckpt: Path, manifest: Path, photos):
-    """Reference pipeline: OwlViTProcessor, PyTorch, then per query post_process_object_detection
-    (threshold 0, target size = the photo) and the best-scoring box, clipped to the image (the
-    harness clamps boxes to the image; the HF function does not)."""
-    from transformers import OwlViTForObjectDetection, OwlViTProcessor
+def owlvit_reference(ckpt: Path, manifest: Path, photos, family="owlvit"):
+    """Reference pipeline: OwlViTProcessor (Owlv2Processor), PyTorch, then per query
+    post_process_object_detection (threshold 0, target size = the photo; OWLv2's scales by the
+    longer side) and the best-scoring box, clipped to the image (the harness clamps boxes to the
+    image; the HF function does not)."""
+    from transformers import Owlv2ForObjectDetection, Owlv2Processor, OwlViTForObjectDetection, OwlViTProcessor
+    from transformers.models.owlv2.modeling_owlv2 import Owlv2ObjectDetectionOutput
     from transformers.models.owlvit.modeling_owlvit import OwlViTObjectDetectionOutput
 
-    model = OwlViTForObjectDetection.from_pretrained(ckpt).eval()
-    processor = OwlViTProcessor.from_pretrained(ckpt)
+    model_class, processor_class, OwlViTObjectDetectionOutput, processor_note = {  # noqa: N806
+        "owlvit": (OwlViTForObjectDetection, OwlViTProcessor, OwlViTObjectDetectionOutput,
+                   "transformers OwlViTProcessor (CLIPTokenizerFast padded to max_length, OwlViTImageProcessor 32x32 bicubic) + post_process_object_detection"),
+        "owlv2": (Owlv2ForObjectDetection, Owlv2Processor, Owlv2ObjectDetectionOutput,
+                  f"transformers Owlv2Processor (CLIPTokenizerFast padded to max_length, Owlv2ImageProcessor: rescale, pad to a square with 0.5, "
+                  f"skimage-style anti-aliased resize to {OWLV2_SIZE}x{OWLV2_SIZE}) + post_process_object_detection (boxes times the longer side)"),
+    }[family]
+    model = model_class.from_pretrained(ckpt).eval()
+    processor = processor_class.from_pretrained(ckpt)
     cases = []
     for name in photos:
         img = load_photo(name)
@@ -507,18 +518,117 @@ def owlvit_reference(ckpt: Path, manifest: Path, photos):
         stem = Path(name).stem
         cases.append({
             "image": name,
-            "pixel_values": save_f32(REF / f"owlvit_{stem}_pixels.f32", inputs["pixel_values"][0].numpy()),
+            "pixel_values": save_f32(REF / f"{family}_{stem}_pixels.f32", inputs["pixel_values"][0].numpy()),
             "boxes": boxes,
             "scores": scores,
             "raw_boxes": raw,
         })
-    write_json(REF / "owlvit.json", {
+    write_json(REF / f"{family}.json", {
         "manifest": manifest.name,
-        "processor": "transformers OwlViTProcessor (CLIPTokenizerFast padded to max_length, OwlViTImageProcessor 32x32 bicubic) + post_process_object_detection",
+        "processor": processor_note,
         "queries": QUERIES,
         "input_ids": query_tokens(processor.tokenizer),
         "cases": cases,
     })
+
+
+# ---------------------------------------------------------------- BLIP ITM entailer
+BLIP_SIZE = 40
+
+
+def build_blip(ckpt: Path):
+    """BlipForImageTextRetrieval (ITM head) with a BERT WordPiece tokenizer over CLIP_WORDS (plus
+    characters and ##characters, so unknown words split into pieces), 40x40 images, patches of 8."""
+    from PIL import Image as PILImage
+    from transformers import BertTokenizerFast, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
+
+    seed_everything(SEED + 5)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + CLIP_WORDS + list("!',.-")
+    vocab += [c for c in "abcdefghijklmnopqrstuvwxyz0123456789" if c not in vocab]
+    vocab += ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"] + ["##s", "##ing"]
+    vocab = list(dict.fromkeys(vocab))
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (ckpt / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(ckpt / "vocab.txt"), do_lower_case=True, model_max_length=24)
+    config = BlipConfig(
+        text_config=dict(
+            vocab_size=len(vocab), hidden_size=32, encoder_hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, max_position_embeddings=24, pad_token_id=0, sep_token_id=3, bos_token_id=2,
+            initializer_range=0.1,
+        ),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=BLIP_SIZE, patch_size=8, initializer_range=0.1),
+        projection_dim=16, image_text_hidden_size=16, initializer_range=0.1,
+    )
+    model = BlipForImageTextRetrieval(config).eval()
+    with torch.no_grad():
+        # With BLIP's init (std 0.02) the image barely reaches the ITM logits and every pair gets
+        # about the same probability; std 0.1 and a unit-scale head make the probabilities depend
+        # on image and query and spread on both sides of 0.5 (as a trained head's do).
+        g = torch.Generator().manual_seed(SEED + 5)
+        model.itm_head.weight.copy_(torch.randn(model.itm_head.weight.shape, generator=g))
+        model.itm_head.bias.zero_()
+    model.save_pretrained(ckpt)
+    ip = BlipImageProcessor(size={"height": BLIP_SIZE, "width": BLIP_SIZE}, resample=PILImage.BICUBIC)
+    BlipProcessor(image_processor=ip, tokenizer=tok).save_pretrained(ckpt)
+    return ckpt
+
+
+def blip_reference(ckpt: Path, manifest: Path, photos):
+    """Reference pipeline: BlipProcessor (the image once per query, as the model card does),
+    BlipForImageTextRetrieval(use_itm_head=True), probability = softmax(itm_score)[:, 1]."""
+    from transformers import BlipForImageTextRetrieval, BlipProcessor
+
+    model = BlipForImageTextRetrieval.from_pretrained(ckpt).eval()
+    processor = BlipProcessor.from_pretrained(ckpt)
+    cases = []
+    for name in photos:
+        img = load_photo(name)
+        inputs = processor(images=[img] * len(QUERIES), text=QUERIES, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+                           attention_mask=inputs["attention_mask"], use_itm_head=True).itm_score
+        stem = Path(name).stem
+        cases.append({
+            "image": name,
+            "pixel_values": save_f32(REF / f"blip_{stem}_pixels.f32", inputs["pixel_values"][0].numpy()),
+            "logits": logits.tolist(),
+            "probability": torch.softmax(logits.double(), dim=-1)[:, 1].tolist(),
+        })
+    write_json(REF / "blip.json", {
+        "manifest": manifest.name,
+        "processor": f"transformers BlipProcessor (BertTokenizerFast, BlipImageProcessor {BLIP_SIZE}x{BLIP_SIZE} bicubic) + softmax(itm_score)[:, 1]",
+        "queries": QUERIES,
+        "input_ids": query_tokens(processor.tokenizer),
+        "cases": cases,
+    })
+
+
+# ---------------------------------------------------------------- OWLv2 grounder
+OWLV2_SIZE = 48
+
+
+def build_owlv2(ckpt: Path):
+    """Owlv2ForObjectDetection, 48x48 input (6x6 patches of 8): every photo is padded to a square
+    and downsampled with anti-aliasing by a different factor (1.3 to 3.1), except the 23x17 one,
+    which is upsampled (no blur)."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    seed_everything(SEED + 6)
+    tok, n = build_clip_tokenizer(ckpt)
+    vision = dict(VISION, image_size=OWLV2_SIZE)
+    config = Owlv2Config(text_config=text_config(n, tok), vision_config=vision, projection_dim=32, initializer_factor=4.0)
+    model = Owlv2ForObjectDetection(config).eval()
+    with torch.no_grad():
+        # As for OWL-ViT: let the text query, not the per-patch shift, decide which box wins.
+        model.class_head.logit_shift.weight.mul_(0.01)
+        model.class_head.logit_shift.bias.zero_()
+        model.class_head.logit_scale.weight.mul_(0.01)
+        model.class_head.logit_scale.bias.fill_(3.0)
+    model.save_pretrained(ckpt)
+    ip = Owlv2ImageProcessor(size={"height": OWLV2_SIZE, "width": OWLV2_SIZE})
+    Owlv2Processor(image_processor=ip, tokenizer=tok).save_pretrained(ckpt)
+    return ckpt
 
 
 # ---------------------------------------------------------------- suite data (suites/arch.toml)
@@ -606,6 +716,18 @@ def main():
             ckpt = build_owlvit(tmp / "owlvit")
             m = export_grounder.export(str(ckpt), "arch-owlvit", MODELS, header=HEADER)
             owlvit_reference(ckpt, m, photos)
+        if not only or "blip" in only:
+            import export_entailer
+
+            ckpt = build_blip(tmp / "blip")
+            m = export_entailer.export_blip_itm(str(ckpt), "arch-blip", MODELS, header=HEADER)
+            blip_reference(ckpt, m, photos)
+        if not only or "owlv2" in only:
+            import export_grounder
+
+            ckpt = build_owlv2(tmp / "owlv2")
+            m = export_grounder.export(str(ckpt), "arch-owlv2", MODELS, header=HEADER, family="owlv2")
+            owlvit_reference(ckpt, m, photos, family="owlv2")
 
 
 if __name__ == "__main__":

@@ -1,26 +1,31 @@
 #!/usr/bin/env python3
-"""Export a CLIP checkpoint (`CLIPModel`: OpenAI CLIP, OpenCLIP ports, tiny configs) as a
-riveg-bench visual-entailment stage: image + one query per entity -> P(entailed).
+"""Export an image-text matching checkpoint as a riveg-bench visual-entailment stage: image + one
+query per entity -> P(entailed). Two families (`--family`):
 
-CLIP gives a similarity, not a probability. The graph computes
-    cosine = <image_embeds, text_embeds> / (|image_embeds| |text_embeds|)
-    probability = sigmoid(scale * (cosine - threshold))
-with `threshold` and `scale` calibrated by the user on labelled VE pairs (e.g. the threshold that
-maximises accuracy on a dev split, the scale from a logistic fit; default scale: CLIP's own
-logit_scale.exp()). Both are written into the manifest's header comment. Outputs: `probability`
-[n] (what the stage reads) and `cosine` [n].
+* `clip` (default; `CLIPModel`: OpenAI CLIP, OpenCLIP ports, tiny configs). CLIP gives a
+  similarity, not a probability. The graph computes
+      cosine = <image_embeds, text_embeds> / (|image_embeds| |text_embeds|)
+      probability = sigmoid(scale * (cosine - threshold))
+  with `threshold` and `scale` calibrated by the user on labelled VE pairs (e.g. the threshold
+  that maximises accuracy on a dev split, the scale from a logistic fit; default scale: CLIP's own
+  logit_scale.exp()). Both are written into the manifest's header comment. Outputs: `probability`
+  [n] (what the stage reads) and `cosine` [n].
+* `blip-itm` (`BlipForImageTextRetrieval`, e.g. Salesforce/blip-itm-base-coco): the ITM head,
+  as `model(input_ids, pixel_values, use_itm_head=True)`. Output `logits` [n, 2]; the manifest's
+  `[entailment] positive_index = 1` makes riveg-bench read probability = softmax(logits)[1], the
+  ITM "match" class (no calibration: the head is trained as a classifier). The vision tower runs
+  once per tweet and its embeddings are shared by the queries inside the graph.
 
 Inputs: pixel_values [1, 3, H, W] (one image per tweet, shared by all queries), input_ids and
-attention_mask [num_queries, sequence]. The manifest's [preprocess] is the CLIPImageProcessor's;
-riveg-bench resizes like Pillow but has no centre crop yet: a processor with `shortest_edge` +
-centre crop is refused (set size to {height, width} and do_center_crop=False to export anyway,
-knowing the preprocessing then differs from the checkpoint's own).
-
-A BLIP ITM model (`BlipForImageTextRetrieval`, use_itm_head=True) fits the same stage with a
-`logits` [n, 2] output and positive_index = 1; it is not exported here (untested).
+attention_mask [num_queries, sequence]. The manifest's [preprocess] is the checkpoint's image
+processor (CLIPImageProcessor, BlipImageProcessor: a plain resize to H x W with Pillow, rescale,
+mean/std); riveg-bench resizes like Pillow but has no centre crop yet: a processor with
+`shortest_edge` + centre crop is refused (set size to {height, width} and do_center_crop=False to
+export anyway, knowing the preprocessing then differs from the checkpoint's own).
 
 Usage: .venv-export/bin/python scripts/export/export_entailer.py --model PATH_OR_ID --name NAME \
            --threshold 0.25 [--scale 100]
+       .venv-export/bin/python scripts/export/export_entailer.py --family blip-itm --model PATH_OR_ID --name NAME
 """
 
 import argparse
@@ -28,7 +33,7 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import CLIPModel, CLIPProcessor
+from transformers import BlipForImageTextRetrieval, BlipProcessor, CLIPModel, CLIPProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import export_query_image_model, save_tokenizer, sha256, write_manifest  # noqa: E402
@@ -52,8 +57,30 @@ class ClipEntailer(torch.nn.Module):
         return torch.sigmoid(self.scale * (cosine - self.threshold)), cosine
 
 
+class BlipItmEntailer(torch.nn.Module):
+    """BlipForImageTextRetrieval.forward(use_itm_head=True), with the vision tower run once for
+    all queries (its output is the same for every copy of the image)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values, input_ids, attention_mask):
+        image = self.model.vision_model(pixel_values=pixel_values)[0]
+        image = image.expand(input_ids.shape[0], -1, -1)
+        image_atts = torch.ones_like(image[..., 0], dtype=torch.long)
+        text = self.model.text_encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=image,
+            encoder_attention_mask=image_atts,
+            return_dict=True,
+        ).last_hidden_state
+        return (self.model.itm_head(text[:, 0, :]),)
+
+
 def image_preprocess(ip):
-    if ip.do_center_crop or "height" not in ip.size:
+    if getattr(ip, "do_center_crop", False) or "height" not in ip.size:
         raise SystemExit(
             f"image processor size {ip.size}, centre crop {ip.do_center_crop}: riveg-bench has no "
             "shortest-edge + centre-crop resize yet (see the docstring)"
@@ -70,6 +97,7 @@ def image_preprocess(ip):
 
 
 def export(model_id, name, models_dir: Path, threshold: float, scale=None, header=None):
+    """The CLIP family (see the docstring)."""
     out = models_dir / "arch" / name.removeprefix("arch-")
     out.mkdir(parents=True, exist_ok=True)
     model = CLIPModel.from_pretrained(model_id, local_files_only=True).eval()
@@ -109,14 +137,62 @@ def export(model_id, name, models_dir: Path, threshold: float, scale=None, heade
     return manifest
 
 
+def export_blip_itm(model_id, name, models_dir: Path, header=None):
+    """The BLIP ITM family: logits [n, 2], probability = softmax(logits)[1]."""
+    out = models_dir / "arch" / name.removeprefix("arch-")
+    out.mkdir(parents=True, exist_ok=True)
+    model = BlipForImageTextRetrieval.from_pretrained(model_id, local_files_only=True).eval()
+    processor = BlipProcessor.from_pretrained(model_id, local_files_only=True)
+    preprocess = image_preprocess(processor.image_processor)
+    export_query_image_model(
+        BlipItmEntailer(model),
+        processor.tokenizer,
+        preprocess["image_size"],
+        out / "entailer.onnx",
+        ["logits"],
+        f"{name} entailer",
+        SAMPLE_QUERIES,
+    )
+
+    save_tokenizer(processor.tokenizer, out / "tokenizer.json")
+    rel = out.relative_to(models_dir)
+    header = (header or f"Exported by scripts/export/export_entailer.py --family blip-itm from {model_id}.") + (
+        "\nBLIP image-text matching head: probability = softmax(logits)[positive_index = 1]"
+        "\n(BlipForImageTextRetrieval, use_itm_head=True; class 1 = the text matches the image)."
+    )
+    sections = {
+        "tokenizer": {
+            "path": str(rel / "tokenizer.json"),
+            "max_length": int(model.config.text_config.max_position_embeddings),
+            "vocab_size": int(model.config.text_config.vocab_size),
+            "sha256": sha256(out / "tokenizer.json"),
+        },
+        "preprocess": preprocess,
+        "entailment": {"positive_index": 1},
+    }
+    manifest = write_manifest(
+        models_dir / f"{name}.toml", header, name, "entailer", {"main": (rel / "entailer.onnx", {})}, sections
+    )
+    print(f"wrote {manifest}")
+    return manifest
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--models-dir", default="models", type=Path)
-    p.add_argument("--threshold", type=float, required=True, help="cosine at which P(entailed) = 0.5")
-    p.add_argument("--scale", type=float, help="slope of the sigmoid (default: the model's logit_scale.exp())")
+    p.add_argument("--family", choices=["clip", "blip-itm"], default="clip")
+    p.add_argument("--threshold", type=float, help="clip: cosine at which P(entailed) = 0.5 (required)")
+    p.add_argument("--scale", type=float, help="clip: slope of the sigmoid (default: the model's logit_scale.exp())")
     a = p.parse_args()
+    if a.family == "blip-itm":
+        if a.threshold is not None or a.scale is not None:
+            p.error("--threshold/--scale apply to --family clip only (BLIP ITM's head is a classifier)")
+        export_blip_itm(a.model, a.name, a.models_dir)
+        return
+    if a.threshold is None:
+        p.error("--family clip needs --threshold (the calibrated cosine at which P = 0.5)")
     export(a.model, a.name, a.models_dir, a.threshold, a.scale)
 
 

@@ -1,20 +1,28 @@
 #!/usr/bin/env python3
-"""Export an OWL-ViT checkpoint (`OwlViTForObjectDetection`) as a riveg-bench single-pass
-grounder: image + one text query per entity -> the query's top-1 box and its score.
+"""Export an open-vocabulary detector as a riveg-bench single-pass grounder: image + one text
+query per entity -> the query's top-1 box and its score. Two families (`--family`):
+
+* `owlvit` (default; `OwlViTForObjectDetection`): the image is stretched to the model size with
+  Pillow (`OwlViTImageProcessor`); riveg-bench maps the box to original pixels like
+  `post_process_object_detection` with target_sizes = the image size (corners = centre -/+ half
+  size, times width/height), then clamps it to the image.
+* `owlv2` (`Owlv2ForObjectDetection`, e.g. google/owlv2-base-patch16-ensemble): the
+  `Owlv2ImageProcessor` rescales to 0..1, pads bottom/right to a square with 0.5 grey, resizes the
+  square with its own skimage-style resize (Gaussian anti-aliasing, then scipy.ndimage.zoom
+  order 1; not Pillow) and normalises. The manifest says `resize = "pad_square"`, `pad_value =
+  0.5`, `filter = "skimage_linear"`; boxes are relative to the padded square, so riveg-bench
+  scales them by the longer image side, as Owlv2ImageProcessor.post_process_object_detection
+  does, then clamps them to the image. Its image processor needs scipy (the pinned requirements).
 
 The graph runs the detector once for all of a tweet's queries (pixel_values [1, 3, H, W],
 input_ids / attention_mask [num_queries, sequence]), takes for each query the patch with the
 highest class logit, and outputs `boxes` [n, 4] (cx, cy, w, h normalised to the model input, as
-`pred_boxes`) and `scores` [n] (sigmoid of that logit, as `post_process_object_detection`).
-riveg-bench maps the box to original pixels like `post_process_object_detection` with
-target_sizes = the image size (corners = centre -/+ half size, times width/height), then clamps
-it to the image.
+`pred_boxes`) and `scores` [n] (sigmoid of that logit, as `post_process_object_detection`;
+OWLv2's objectness head is not used, as in that function).
 
-OWLv2 (`Owlv2ForObjectDetection`) pads the image to a square (grey) before resizing, which the
-manifest's [preprocess] cannot express yet; Grounding DINO needs its own text-to-query mapping.
-Neither is exported here.
+Grounding DINO needs its own text-to-query mapping; it is not exported here.
 
-Usage: .venv-export/bin/python scripts/export/export_grounder.py --model PATH_OR_ID --name NAME
+Usage: .venv-export/bin/python scripts/export/export_grounder.py [--family owlvit|owlv2] --model PATH_OR_ID --name NAME
 """
 
 import argparse
@@ -22,7 +30,7 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import OwlViTForObjectDetection, OwlViTProcessor
+from transformers import Owlv2ForObjectDetection, Owlv2Processor, OwlViTForObjectDetection, OwlViTProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import export_query_image_model, save_tokenizer, sha256, write_manifest  # noqa: E402
@@ -44,12 +52,36 @@ class TopBox(torch.nn.Module):
         return boxes, torch.sigmoid(best)
 
 
-def export(model_id, name, models_dir: Path, header=None):
+def owlv2_preprocess(ip):
+    """The manifest's [preprocess] for an Owlv2ImageProcessor (its `resample` is unused: the
+    processor's resize is its own, see the docstring)."""
+    steps = {"do_rescale": ip.do_rescale, "do_pad": ip.do_pad, "do_resize": ip.do_resize, "do_normalize": ip.do_normalize}
+    if not all(steps.values()):
+        raise SystemExit(f"Owlv2ImageProcessor with {steps}: riveg-bench implements the default pipeline only")
+    return {
+        "image_size": [int(ip.size["height"]), int(ip.size["width"])],
+        "resize": "pad_square",
+        "pad_value": 0.5,
+        "filter": "skimage_linear",
+        "rescale": float(ip.rescale_factor),
+        "mean": [float(x) for x in ip.image_mean],
+        "std": [float(x) for x in ip.image_std],
+    }
+
+
+FAMILIES = {
+    "owlvit": (OwlViTForObjectDetection, OwlViTProcessor, image_preprocess),
+    "owlv2": (Owlv2ForObjectDetection, Owlv2Processor, owlv2_preprocess),
+}
+
+
+def export(model_id, name, models_dir: Path, header=None, family="owlvit"):
     out = models_dir / "arch" / name.removeprefix("arch-")
     out.mkdir(parents=True, exist_ok=True)
-    model = OwlViTForObjectDetection.from_pretrained(model_id, local_files_only=True).eval()
-    processor = OwlViTProcessor.from_pretrained(model_id, local_files_only=True)
-    preprocess = image_preprocess(processor.image_processor)
+    model_class, processor_class, preprocess_of = FAMILIES[family]
+    model = model_class.from_pretrained(model_id, local_files_only=True).eval()
+    processor = processor_class.from_pretrained(model_id, local_files_only=True)
+    preprocess = preprocess_of(processor.image_processor)
     wrapper = TopBox(model)
     export_query_image_model(
         wrapper,
@@ -63,7 +95,12 @@ def export(model_id, name, models_dir: Path, header=None):
 
     save_tokenizer(processor.tokenizer, out / "tokenizer.json")
     rel = out.relative_to(models_dir)
-    header = header or f"Exported by scripts/export/export_grounder.py from {model_id}."
+    header = header or f"Exported by scripts/export/export_grounder.py --family {family} from {model_id}."
+    if family == "owlv2":
+        header += (
+            "\nOWLv2: boxes are relative to the image padded to a square (bottom/right), so riveg-bench"
+            "\nscales them by the longer image side, as Owlv2ImageProcessor.post_process_object_detection."
+        )
     sections = {
         "tokenizer": {
             "path": str(rel / "tokenizer.json"),
@@ -86,8 +123,9 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--models-dir", default="models", type=Path)
+    p.add_argument("--family", choices=sorted(FAMILIES), default="owlvit")
     a = p.parse_args()
-    export(a.model, a.name, a.models_dir)
+    export(a.model, a.name, a.models_dir, family=a.family)
 
 
 if __name__ == "__main__":

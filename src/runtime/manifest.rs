@@ -25,10 +25,13 @@
 //! [preprocess]                          # entailer, grounder, segmenter
 //! image_size = [16, 16]                 # [height, width] of the model input
 //! resize = "stretch"                    # stretch | longest_side (SAM: scale, pad bottom/right)
-//! filter = "bilinear"                   # nearest | bilinear | bicubic | lanczos
+//!                                       # | pad_square (OWLv2: pad bottom/right to a square, resize it)
+//! filter = "bilinear"                   # nearest | bilinear | bicubic | lanczos (Pillow's)
+//!                                       # | skimage_linear (OWLv2's anti-aliased float resize)
 //! rescale = 0.00392156862745098         # pixel * rescale, then (x - mean) / std
 //! mean = [0.5, 0.5, 0.5]
 //! std = [0.5, 0.5, 0.5]
+//! pad_value = 0.5                       # pad_square only (required there): padding, before mean/std
 //!
 //! [labels]                              # tagger: index → label
 //! scheme = "bio"                        # bio | bioes
@@ -40,6 +43,8 @@
 //! [boxes]                               # grounder
 //! format = "cxcywh"                     # xyxy | cxcywh
 //! units = "normalized"                  # normalized (0..1 of the model input) | pixels
+//!                                       # (with pad_square the input is the padded square, so
+//!                                       # boxes scale by the longer image side, as OWLv2's)
 //!
 //! [entailment]                          # entailer: logits [n, k] → softmax[positive_index]
 //! positive_index = 1
@@ -482,12 +487,8 @@ impl ModelManifest {
             }
         }
         if let Some(pre) = &self.preprocess {
-            pre.validate().map_err(|what| {
-                self.invalid(
-                    what,
-                    "image_size is [height, width] > 0; std entries must be non-zero",
-                )
-            })?;
+            pre.validate()
+                .map_err(|(what, hint)| self.invalid(format!("[preprocess]: {what}"), hint))?;
         }
         if let Some(labels) = &self.labels {
             for name in &labels.names {

@@ -17,6 +17,7 @@ pub mod env;
 pub mod manifest;
 pub mod pil_resize;
 pub mod preprocess;
+pub mod skimage_resize;
 pub mod tensor;
 
 use std::path::PathBuf;

@@ -6,6 +6,11 @@
 //! computes from the same PNG (the tiny-model tests rely on it). Bilinear, bicubic and Lanczos
 //! resizing is Pillow's, bit for bit ([`super::pil_resize`]), because the Hugging Face image
 //! processors resize through Pillow; nearest uses the `image` crate.
+//!
+//! OWLv2 is the exception: `Owlv2ImageProcessor` rescales first, pads bottom/right to a square
+//! with grey (`pad_value`, before mean/std), then resizes the float image with its own
+//! skimage-style anti-aliased resize (`filter = "skimage_linear"`, [`super::skimage_resize`]);
+//! its boxes are relative to the padded square ([`PreprocessSpec::input_to_original_scale`]).
 
 use image::imageops::FilterType;
 use image::RgbImage;
@@ -13,6 +18,7 @@ use ndarray::Array4;
 use serde::Deserialize;
 
 use super::pil_resize::{pil_resize, PilFilter};
+use super::skimage_resize::{skimage_resize, FloatImage};
 
 /// The `[preprocess]` section of a manifest.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -28,6 +34,9 @@ pub struct PreprocessSpec {
     pub rescale: f32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// `pad_square` only: the padding's value in rescaled units, before mean/std (OWLv2: 0.5).
+    #[serde(default)]
+    pub pad_value: Option<f32>,
 }
 
 fn default_rescale() -> f32 {
@@ -41,6 +50,9 @@ pub enum ResizeMode {
     Stretch,
     /// Scale so the longer side fits, keep the aspect ratio, pad bottom/right with zeros (SAM).
     LongestSide,
+    /// Pad bottom/right to a square (side = the longer side) with `pad_value`, then resize the
+    /// square to `image_size` (OWLv2; needs `filter = "skimage_linear"`).
+    PadSquare,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -51,6 +63,22 @@ pub enum ResizeFilter {
     Bilinear,
     Bicubic,
     Lanczos,
+    /// `Owlv2ImageProcessor.resize`: skimage-style Gaussian anti-aliasing + linear zoom on the
+    /// rescaled float image ([`super::skimage_resize`]), not Pillow.
+    #[serde(rename = "skimage_linear")]
+    SkimageLinear,
+}
+
+impl ResizeFilter {
+    fn name(self) -> &'static str {
+        match self {
+            ResizeFilter::Nearest => "nearest",
+            ResizeFilter::Bilinear => "bilinear",
+            ResizeFilter::Bicubic => "bicubic",
+            ResizeFilter::Lanczos => "lanczos",
+            ResizeFilter::SkimageLinear => "skimage_linear",
+        }
+    }
 }
 
 impl ResizeFilter {
@@ -63,6 +91,8 @@ impl ResizeFilter {
             ResizeFilter::Bilinear => PilFilter::Bilinear,
             ResizeFilter::Bicubic => PilFilter::Bicubic,
             ResizeFilter::Lanczos => PilFilter::Lanczos,
+            // Float images take the skimage path in `image_to_tensor` before reaching here.
+            ResizeFilter::SkimageLinear => PilFilter::Bilinear,
         };
         pil_resize(image, width, height, pil)
     }
@@ -76,14 +106,71 @@ impl PreprocessSpec {
         self.image_size[1]
     }
 
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// `Err((what is wrong, hint))`.
+    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
+        let basics = "image_size is [height, width] > 0; std entries must be non-zero";
         if self.image_size.contains(&0) {
-            return Err(format!("image_size {:?} has a zero side", self.image_size));
+            return Err((
+                format!("image_size {:?} has a zero side", self.image_size),
+                basics.into(),
+            ));
         }
         if self.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
-            return Err(format!("std {:?} has a zero or non-finite entry", self.std));
+            return Err((
+                format!("std {:?} has a zero or non-finite entry", self.std),
+                basics.into(),
+            ));
         }
-        Ok(())
+        match (self.resize, self.pad_value, self.filter) {
+            (ResizeMode::PadSquare, None, _) => Err((
+                "resize = \"pad_square\" needs pad_value".into(),
+                "the padding's value before mean/std; OWLv2 pads with 0.5".into(),
+            )),
+            (ResizeMode::PadSquare, Some(_), filter) if filter != ResizeFilter::SkimageLinear => {
+                Err((
+                    format!(
+                        "resize = \"pad_square\" with filter = {:?}: only \"skimage_linear\" is implemented for it",
+                        filter.name()
+                    ),
+                    "OWLv2's processor resizes the padded float image with its own resize: set filter = \"skimage_linear\"".into(),
+                ))
+            }
+            (ResizeMode::PadSquare, Some(v), _) if !v.is_finite() => Err((
+                format!("pad_value {v} is not finite"),
+                "OWLv2 pads with 0.5".into(),
+            )),
+            (ResizeMode::Stretch | ResizeMode::LongestSide, Some(v), _) => Err((
+                format!("pad_value {v} is only used with resize = \"pad_square\""),
+                "remove pad_value (longest_side pads with 0 after mean/std, stretch does not pad)".into(),
+            )),
+            (ResizeMode::LongestSide, None, ResizeFilter::SkimageLinear) => Err((
+                "filter = \"skimage_linear\" with resize = \"longest_side\" is not implemented".into(),
+                "skimage_linear goes with pad_square (OWLv2) or stretch".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Model-input pixels per original-image pixel, per axis, for mapping boxes back. Usually the
+    /// transform's content/original ratio; for `pad_square` exactly `input / longer side` (the
+    /// padded square is what was resized, as in Owlv2ImageProcessor.post_process_object_detection,
+    /// which scales boxes by the longer side), where the transform's content size is rounded.
+    pub fn input_to_original_scale(&self, transform: &ImageTransform) -> (f64, f64) {
+        match self.resize {
+            ResizeMode::PadSquare => {
+                let side = transform
+                    .original_width
+                    .max(transform.original_height)
+                    .max(1) as f64;
+                (
+                    transform.input_width as f64 / side,
+                    transform.input_height as f64 / side,
+                )
+            }
+            ResizeMode::Stretch | ResizeMode::LongestSide => {
+                (transform.scale_x(), transform.scale_y())
+            }
+        }
     }
 
     /// Where the original image lands in the model input.
@@ -91,6 +178,16 @@ impl PreprocessSpec {
         let (input_w, input_h) = (self.input_width(), self.input_height());
         let (content_w, content_h) = match self.resize {
             ResizeMode::Stretch => (input_w, input_h),
+            ResizeMode::PadSquare => {
+                // The image's part of the resized square, rounded to whole pixels (boxes use the
+                // exact scale, `input_to_original_scale`).
+                let side = original_width.max(original_height).max(1) as f64;
+                let w = ((original_width as f64 * input_w as f64 / side).round() as u32)
+                    .clamp(1, input_w);
+                let h = ((original_height as f64 * input_h as f64 / side).round() as u32)
+                    .clamp(1, input_h);
+                (w, h)
+            }
             ResizeMode::LongestSide => {
                 let scale = f64::min(
                     input_w as f64 / original_width.max(1) as f64,
@@ -147,6 +244,9 @@ impl ImageTransform {
 /// after normalisation, as in SAM.
 pub fn image_to_tensor(image: &RgbImage, spec: &PreprocessSpec) -> (Array4<f32>, ImageTransform) {
     let transform = spec.transform_for(image.width(), image.height());
+    if spec.filter == ResizeFilter::SkimageLinear {
+        return (skimage_tensor(image, spec), transform);
+    }
     let resized_storage;
     let resized: &RgbImage =
         if image.width() == transform.content_width && image.height() == transform.content_height {
@@ -168,6 +268,41 @@ pub fn image_to_tensor(image: &RgbImage, spec: &PreprocessSpec) -> (Array4<f32>,
     (tensor, transform)
 }
 
+/// OWLv2's order: rescale (f64 product stored as f32, as `BaseImageProcessor.rescale`), pad to a
+/// square with `pad_value` (`pad_square`), resize the float image, then `(x - mean) / std` in f32.
+fn skimage_tensor(image: &RgbImage, spec: &PreprocessSpec) -> Array4<f32> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let (padded_w, padded_h) = match spec.resize {
+        ResizeMode::PadSquare => (w.max(h), w.max(h)),
+        ResizeMode::Stretch | ResizeMode::LongestSide => (w, h),
+    };
+    let mut data = vec![spec.pad_value.unwrap_or(0.0); padded_w * padded_h * 3];
+    let rescale = f64::from(spec.rescale);
+    for (x, y, pixel) in image.enumerate_pixels() {
+        let at = (y as usize * padded_w + x as usize) * 3;
+        for c in 0..3 {
+            data[at + c] = (f64::from(pixel.0[c]) * rescale) as f32;
+        }
+    }
+    let padded = FloatImage {
+        width: padded_w,
+        height: padded_h,
+        data,
+    };
+    let (out_h, out_w) = (spec.input_height() as usize, spec.input_width() as usize);
+    let resized = skimage_resize(&padded, out_w, out_h);
+    let mut tensor = Array4::<f32>::zeros((1, 3, out_h, out_w));
+    for y in 0..out_h {
+        for x in 0..out_w {
+            for c in 0..3 {
+                let value = resized.data[(y * out_w + x) * 3 + c];
+                tensor[[0, c, y, x]] = (value - spec.mean[c]) / spec.std[c];
+            }
+        }
+    }
+    tensor
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +315,7 @@ mod tests {
             rescale: 1.0 / 255.0,
             mean: [0.5; 3],
             std: [0.5; 3],
+            pad_value: None,
         }
     }
 
@@ -205,6 +341,53 @@ mod tests {
         assert_eq!(t[[0, 0, 24, 0]], 0.0, "padding is zero after normalisation");
         assert_eq!(tr.to_input(64.0, 48.0), (32.0, 24.0));
         assert_eq!(tr.to_original(16.0, 12.0), (32.0, 24.0));
+    }
+
+    #[test]
+    fn pad_square_scales_boxes_by_the_longer_side() {
+        let mut s = spec(ResizeMode::PadSquare, 48, 48);
+        s.filter = ResizeFilter::SkimageLinear;
+        s.pad_value = Some(0.5);
+        let tr = s.transform_for(97, 64);
+        // 64 * 48 / 97 = 31.67: the content is rounded, the box scale is not.
+        assert_eq!((tr.content_width, tr.content_height), (48, 32));
+        assert_eq!(s.input_to_original_scale(&tr), (48.0 / 97.0, 48.0 / 97.0));
+        // A white 4x2 image: the padding (rows 2..4 of the 4x4 square) stays grey, 0.5 before
+        // mean/std 0.5, so 0 after; the image part stays 1.
+        let img = RgbImage::from_pixel(4, 2, image::Rgb([255, 255, 255]));
+        let mut small = spec(ResizeMode::PadSquare, 4, 4);
+        small.filter = ResizeFilter::SkimageLinear;
+        small.pad_value = Some(0.5);
+        let (t, _) = image_to_tensor(&img, &small);
+        assert_eq!(t[[0, 0, 0, 0]], 1.0);
+        assert_eq!(t[[0, 2, 3, 3]], 0.0);
+        // Stretch keeps its content/original scale.
+        let st = spec(ResizeMode::Stretch, 16, 16);
+        assert_eq!(
+            st.input_to_original_scale(&st.transform_for(64, 48)),
+            (0.25, 16.0 / 48.0)
+        );
+    }
+
+    #[test]
+    fn invalid_combinations_name_the_keys() {
+        let err = |s: &PreprocessSpec| s.validate().unwrap_err();
+        let mut s = spec(ResizeMode::PadSquare, 8, 8);
+        s.filter = ResizeFilter::SkimageLinear;
+        assert!(err(&s).0.contains("needs pad_value"), "{:?}", err(&s));
+        s.pad_value = Some(0.5);
+        assert_eq!(s.validate(), Ok(()));
+        s.filter = ResizeFilter::Bicubic;
+        assert!(err(&s).0.contains("\"bicubic\""), "{:?}", err(&s));
+        let mut s = spec(ResizeMode::LongestSide, 8, 8);
+        s.filter = ResizeFilter::SkimageLinear;
+        assert!(err(&s).0.contains("longest_side"), "{:?}", err(&s));
+        s.filter = ResizeFilter::Bilinear;
+        s.pad_value = Some(0.0);
+        assert!(err(&s).1.contains("remove pad_value"), "{:?}", err(&s));
+        let mut s = spec(ResizeMode::Stretch, 8, 8);
+        s.filter = ResizeFilter::SkimageLinear;
+        assert_eq!(s.validate(), Ok(()), "skimage_linear also stretches");
     }
 
     #[test]

@@ -663,13 +663,166 @@ fn arch_clip_graph_and_probabilities_match_the_reference() {
     assert!(spread.iter().any(|p| *p < 0.5) && spread.iter().any(|p| *p > 0.5));
 }
 
+/// The BLIP ITM entailer and the OWLv2 grounder with their references.
+const VL_EXPORTS: [(&str, &str); 2] = [
+    ("arch-blip.toml", "blip.json"),
+    ("arch-owlv2.toml", "owlv2.json"),
+];
+
+#[test]
+fn arch_blip_and_owlv2_tokenisation_match_the_transformers_tokenizers() {
+    // BLIP: BERT WordPiece (lower case, accents stripped, ## pieces); OWLv2: CLIP BPE.
+    crate::require_venv!();
+    for (name, reference_name) in VL_EXPORTS {
+        let reference = reference(reference_name);
+        let m = ModelManifest::load(&manifest(name)).unwrap_or_else(|e| panic!("{e}"));
+        let text = TextEncoder::from_manifest(&m).unwrap();
+        let (entities, queries) = queries(&reference);
+        let names: Vec<&str> = entities.iter().map(|e| e.text.as_str()).collect();
+        let (ids, mask) = text.encode_queries("t", &names, &queries).unwrap();
+        let (want_ids, want_mask) = padded_ids(&reference);
+        assert_eq!(mask, want_mask, "{name}: attention mask");
+        assert_eq!(ids * &mask, want_ids * &want_mask, "{name}: token ids");
+    }
+}
+
+#[test]
+fn arch_blip_and_owlv2_preprocessing_match_the_image_processors() {
+    // BLIP: Pillow bicubic stretch (bit for bit). OWLv2: rescale, pad to a square with 0.5,
+    // skimage-style anti-aliased resize in float: scipy's arithmetic redone step by step, so the
+    // tensors agree to float32 rounding on every photo (downsampled by 1.3 to 3.1 with blur, or
+    // upsampled without).
+    for (name, reference_name) in VL_EXPORTS {
+        let reference = reference(reference_name);
+        let m = ModelManifest::load(&manifest(name)).unwrap();
+        let spec = m.require_preprocess().unwrap();
+        for case in reference["cases"].as_array().unwrap() {
+            let want = tensor(&case["pixel_values"]);
+            for (label, img, strict) in decodes(case["image"].as_str().unwrap()) {
+                let (pixels, _) = image_to_tensor(&img, spec);
+                assert_eq!(pixels.shape()[1..], want.shape()[..], "{name} {label}");
+                let diff = max_abs_diff(pixels.iter().copied(), want.iter().copied());
+                eprintln!("{name} {label}: pixel_values differ by {diff:.2e}");
+                let tolerance = if strict {
+                    1e-5
+                } else {
+                    2.0 / 255.0 / 0.26 + 1e-5
+                };
+                assert!(
+                    diff < tolerance,
+                    "{name} {label}: pixel_values differ by {diff}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn arch_blip_itm_graph_and_probabilities_match_the_reference() {
+    // The reference runs BlipForImageTextRetrieval on the image repeated per query and takes
+    // softmax(itm_score)[:, 1]; the exported graph runs the vision tower once, and the stage
+    // applies the manifest's softmax[positive_index = 1].
+    crate::require_venv!();
+    let reference = reference("blip.json");
+    let m = ModelManifest::load(&manifest("arch-blip.toml")).unwrap();
+    assert_eq!(m.entailment.map(|e| e.positive_index), Some(1));
+    let mut session = ort_runtime().load_session(&m, "main", &cpu()).unwrap();
+    let mut entailer = OnnxEntailer::load(ort_runtime(), &manifest("arch-blip.toml"), &cpu())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (entities, queries) = queries(&reference);
+    let mut all = Vec::new();
+    for case in reference["cases"].as_array().unwrap() {
+        let name = case["image"].as_str().unwrap();
+        let want_logits: Vec<f32> = case["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| f64s(row).into_iter().map(|v| v as f32))
+            .collect();
+        let want_p: Vec<f32> = f64s(&case["probability"])
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let inputs = query_inputs(tensor(&case["pixel_values"]), &reference);
+        let logits = run(&mut session, inputs, "logits");
+        assert_eq!(logits.shape(), [queries.len(), 2]);
+        let diff = max_abs_diff(logits.iter().copied(), want_logits.iter().copied());
+        assert!(
+            diff < 1e-4,
+            "{name}: ITM logits differ from PyTorch by {diff}"
+        );
+        for (label, img, strict) in decodes(name) {
+            let t = tweet(&label, Vec::new());
+            let input = TweetInput {
+                tweet: &t,
+                image: Some(&img),
+            };
+            let got = entailer.entail(&input, &entities, &queries).unwrap();
+            let diff = max_abs_diff(got.iter().copied(), want_p.iter().copied());
+            if strict {
+                assert!(diff < 1e-4, "{label}: probabilities differ by {diff}");
+            } else {
+                eprintln!("{label}: probabilities differ by {diff:.4}");
+                assert!(diff < 0.1, "{label}: probabilities differ by {diff}");
+            }
+        }
+        all.extend(want_p);
+    }
+    // The fixture is informative: probabilities on both sides of 0.5, depending on the image.
+    assert!(all.iter().any(|p| *p < 0.5) && all.iter().any(|p| *p > 0.5));
+}
+
+#[test]
+fn arch_owlv2_manifest_errors_name_the_key() {
+    let cases: [(&str, &str, &str); 4] = [
+        ("pad_value = 0.5\n", "", "needs pad_value"),
+        (
+            "filter = \"skimage_linear\"",
+            "filter = \"bicubic\"",
+            "only \"skimage_linear\"",
+        ),
+        (
+            "resize = \"pad_square\"",
+            "resize = \"stretch\"",
+            "only used with resize = \"pad_square\"",
+        ),
+        ("pad_value = 0.5\n", "pad_value = nan\n", "not finite"),
+    ];
+    for (from, to, want) in cases {
+        let (_dir, path) = edited_manifest("arch-owlv2.toml", |t| {
+            assert!(t.contains(from), "{from}");
+            t.replacen(from, to, 1)
+        });
+        let err = ModelManifest::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(want) && err.contains("arch-owlv2.toml") && err.contains("[preprocess]"),
+            "{from} -> {to}: {err}"
+        );
+    }
+}
+
 #[test]
 fn arch_owlvit_graph_and_boxes_match_post_process_object_detection() {
     crate::require_venv!();
-    let reference = reference("owlvit.json");
-    let m = ModelManifest::load(&manifest("arch-owlvit.toml")).unwrap();
+    check_detector("arch-owlvit.toml", "owlvit.json");
+}
+
+#[test]
+fn arch_owlv2_graph_and_boxes_match_post_process_object_detection() {
+    // OWLv2: the photos are padded to a square, resized with the processor's own anti-aliased
+    // resize, and the boxes scaled by the longer side; the same tolerances as OWL-ViT hold.
+    crate::require_venv!();
+    check_detector("arch-owlv2.toml", "owlv2.json");
+}
+
+/// A single-pass detector fixture against its reference: the graph's raw boxes (PyTorch, 1e-4),
+/// then the stage end to end on each photo: boxes 1e-3 px and scores 1e-4 against
+/// `post_process_object_detection` (Pillow's decode; the other JPEG decode is printed).
+fn check_detector(manifest_name: &str, reference_name: &str) {
+    let reference = reference(reference_name);
+    let m = ModelManifest::load(&manifest(manifest_name)).unwrap();
     let mut session = ort_runtime().load_session(&m, "main", &cpu()).unwrap();
-    let mut grounder = OnnxGrounder::load(ort_runtime(), &manifest("arch-owlvit.toml"), &cpu())
+    let mut grounder = OnnxGrounder::load(ort_runtime(), &manifest(manifest_name), &cpu())
         .unwrap_or_else(|e| panic!("{e}"));
     let (entities, queries) = queries(&reference);
     let mut distinct = std::collections::BTreeSet::new();
@@ -825,4 +978,72 @@ fn arch_suite_runs_the_ablation_matrix_on_real_architectures() {
         }
     }
     assert!(masks > 0, "the full variant segmented something");
+}
+
+#[test]
+fn arch_blip_owlv2_suite_runs_blip_itm_and_owlv2_end_to_end() {
+    crate::require_venv!();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_riveg-bench"))
+        .args([
+            "run",
+            "--suite",
+            "suites/arch-blip-owlv2.toml",
+            "--no-cache",
+            "--format",
+            "json",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .current_dir(&root)
+        .output()
+        .expect("run riveg-bench");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let r: Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(r["suite"], "arch-blip-owlv2");
+    let variants = r["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 2);
+    let full = variants.iter().find(|v| v["name"] == "full").unwrap();
+    let hashes = full["model_hashes"].as_object().unwrap();
+    for key in ["entailer:arch-blip/main", "grounder:arch-owlv2/main"] {
+        assert!(hashes.contains_key(key), "{key} in {hashes:?}");
+    }
+    for stage in ["entailer", "grounder"] {
+        assert_eq!(full["stages"][stage], "onnx");
+        let t = &full["timings"][stage];
+        assert_eq!(
+            t["count"].as_u64().unwrap() + t["warmup_excluded"].as_u64().unwrap(),
+            5,
+            "{stage} ran once per tweet"
+        );
+    }
+    // Every OWLv2 box lies in its (differently shaped) photo: the longer-side scaling and the
+    // clamp put the padded square's boxes back on the image.
+    let predictions = std::fs::read_to_string(out.join("predictions/full.jsonl")).unwrap();
+    let mut boxes = 0;
+    for line in predictions.lines() {
+        let p: Value = serde_json::from_str(line).unwrap();
+        let Some(image) = p["image"].as_str() else {
+            continue;
+        };
+        let img = photo(image);
+        for e in p["entities"].as_array().unwrap() {
+            for b in e["boxes"].as_array().into_iter().flatten() {
+                let b = f64s(b);
+                assert!(
+                    b[0] >= 0.0 && b[1] >= 0.0 && b[0] <= b[2] && b[1] <= b[3],
+                    "{b:?}"
+                );
+                assert!(
+                    b[2] <= img.width() as f64 && b[3] <= img.height() as f64,
+                    "{b:?}"
+                );
+                boxes += 1;
+            }
+        }
+    }
+    assert!(boxes > 0, "OWLv2 grounded something");
 }

@@ -88,7 +88,13 @@ pub fn location_bins_to_box(
 }
 
 /// A model box (manifest format, model-input frame) → original-image pixels, ordered and clamped.
-pub(crate) fn to_original_box(raw: [f64; 4], format: BoxSpec, transform: &ImageTransform) -> BBox {
+/// `scale` is model-input pixels per original pixel (`QueryBatch::box_scale`).
+pub(crate) fn to_original_box(
+    raw: [f64; 4],
+    format: BoxSpec,
+    transform: &ImageTransform,
+    scale: (f64, f64),
+) -> BBox {
     let (sx, sy) = match format.units {
         BoxUnits::Normalized => (transform.input_width as f64, transform.input_height as f64),
         BoxUnits::Pixels => (1.0, 1.0),
@@ -103,8 +109,7 @@ pub(crate) fn to_original_box(raw: [f64; 4], format: BoxSpec, transform: &ImageT
             (b + d / 2.0) * sy,
         ),
     };
-    let (x1, y1) = transform.to_original(x1, y1);
-    let (x2, y2) = transform.to_original(x2, y2);
+    let (x1, y1, x2, y2) = (x1 / scale.0, y1 / scale.1, x2 / scale.0, y2 / scale.1);
     let (w, h) = (
         transform.original_width as f64,
         transform.original_height as f64,
@@ -334,6 +339,7 @@ impl Grounder for OnnxGrounder {
         };
         let (inputs, transform, mask, n) =
             (batch.inputs, batch.transform, batch.mask, queries.len());
+        let box_scale = batch.box_scale;
         let shape_error = |what: String| {
             StageError::item(
                 &tweet.id,
@@ -437,7 +443,7 @@ impl Grounder for OnnxGrounder {
                     )),
                 };
             groundings.push(Grounding {
-                bbox: to_original_box(raw_box, format, &transform),
+                bbox: to_original_box(raw_box, format, &transform, box_scale),
                 score,
             });
         }
@@ -466,7 +472,8 @@ mod tests {
             format: BoxFormat::Cxcywh,
             units: BoxUnits::Normalized,
         };
-        let b = to_original_box([0.5, 0.5, 0.5, 0.25], spec, &transform(64, 48, 16));
+        let t = transform(64, 48, 16);
+        let b = to_original_box([0.5, 0.5, 0.5, 0.25], spec, &t, (16.0 / 64.0, 16.0 / 48.0));
         assert_eq!(b, BBox::new(16.0, 18.0, 48.0, 30.0));
     }
 
@@ -476,7 +483,12 @@ mod tests {
             format: BoxFormat::Xyxy,
             units: BoxUnits::Pixels,
         };
-        let b = to_original_box([20.0, -3.0, 2.0, 40.0], spec, &transform(32, 32, 16));
+        let b = to_original_box(
+            [20.0, -3.0, 2.0, 40.0],
+            spec,
+            &transform(32, 32, 16),
+            (0.5, 0.5),
+        );
         assert_eq!(b, BBox::new(4.0, 0.0, 32.0, 32.0));
     }
 

@@ -25,10 +25,13 @@ pub(crate) struct QueryImageInputs {
 }
 
 /// One tweet's batch: the named input tensors, the image transform (model input ↔ original
-/// pixels) and the attention mask (for decoders that need it again).
+/// pixels), the exact model-input pixels per original pixel for boxes
+/// ([`PreprocessSpec::input_to_original_scale`]: OWLv2's padded square differs from the
+/// transform's rounded content size) and the attention mask (for decoders that need it again).
 pub(crate) struct QueryBatch {
     pub inputs: Vec<(String, crate::runtime::Input)>,
     pub transform: ImageTransform,
+    pub box_scale: (f64, f64),
     pub mask: Array2<i64>,
 }
 
@@ -90,6 +93,7 @@ impl QueryImageInputs {
         }
         Ok(Some(QueryBatch {
             inputs,
+            box_scale: self.preprocess.input_to_original_scale(&transform),
             transform,
             mask,
         }))
