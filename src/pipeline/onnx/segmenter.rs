@@ -13,17 +13,25 @@
 //! thresholded at 0. (Sampling the low-resolution logits once at each original pixel is not the
 //! same function: two bilinear passes move the 0-crossing by up to a pixel.)
 //! The mask is returned as uncompressed column-major COCO runs (`RleCounts::Runs`).
+//!
+//! Per tweet, the work outside the models is kept small (issue 15): the embedding stays in ONNX
+//! Runtime's memory and is fed to every decoder run without a copy ([`HeldTensor`]), the mask
+//! logits are read through a view, and [`sam_mask_runs`] runs the two bilinear passes
+//! separably (the same f32 expressions, in the same order, so the same bits) over the content
+//! crop only, column by column, emitting COCO runs as it goes instead of materialising a
+//! full-size mask and encoding it afterwards.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use ndarray::{Array2, Array3, ArrayD, ArrayView2};
+use ndarray::{Array2, Array3, ArrayD};
 
-use super::{f32_tensor, require_f32_output, require_image, run_f32, run_failed, tensor_name};
+use super::{f32_tensor, require_f32_output, require_image, run_failed, tensor_name};
 use crate::geometry::{BBox, CocoRle, RleCounts};
 use crate::pipeline::stages::{Segmenter, Stage, StageError, StageKind, TweetInput};
 use crate::runtime::{
-    image_to_tensor, Dim, ImageTransform, LoadedSession, ModelManifest, OrtRuntime, PreprocessSpec,
-    Provider, RuntimeError, SessionConfig,
+    image_to_tensor, Dim, HeldTensor, ImageTransform, Input, LoadedSession, ModelManifest,
+    OrtRuntime, PreprocessSpec, Provider, RuntimeError, SessionConfig,
 };
 
 enum Prompt {
@@ -49,7 +57,8 @@ pub struct OnnxSegmenter {
     /// The last image's embedding and transform, keyed by tweet id and image size: the runner
     /// runs every variant of a tweet back to back, so variants that prompt the same image with
     /// other boxes reuse the expensive encoder pass (SAM ViT-H ~0.15 s vs ~4 ms per decode).
-    last_embedding: Option<(String, u32, u32, ArrayD<f32>, ImageTransform)>,
+    /// The embedding stays in ONNX Runtime's memory, shared by the decoder runs.
+    last_embedding: Option<(String, u32, u32, Arc<HeldTensor>, ImageTransform)>,
     /// Encoder passes run (for reports and tests).
     pub encoder_runs: usize,
 }
@@ -143,15 +152,18 @@ impl OnnxSegmenter {
 
     fn decode_one(
         &mut self,
-        embeddings: &ArrayD<f32>,
+        embeddings: &Arc<HeldTensor>,
         bbox: &BBox,
         transform: &ImageTransform,
-    ) -> Result<ArrayD<f32>, RuntimeError> {
+    ) -> Result<HeldTensor, RuntimeError> {
         let path = self.decoder.path.clone();
         let (x1, y1) = transform.to_input(bbox.x1(), bbox.y1());
         let (x2, y2) = transform.to_input(bbox.x2(), bbox.y2());
         let corners = [x1, y1, x2, y2].map(|v| v as f32);
-        let mut inputs = vec![(self.embeddings_in.clone(), f32_tensor(embeddings.clone()))];
+        let mut inputs = vec![(
+            self.embeddings_in.clone(),
+            Input::Held(Arc::clone(embeddings)),
+        )];
         match &self.prompt {
             Prompt::CornerPoints { coords, labels } => {
                 let c = Array3::from_shape_vec((1, 2, 2), corners.to_vec())
@@ -184,7 +196,10 @@ impl OnnxSegmenter {
             inputs.push((name.clone(), f32_tensor(size)));
         }
         let masks = self.masks.clone();
-        Ok(run_f32(&mut self.decoder, inputs, &[&masks])?.remove(0))
+        let mut outputs = self.decoder.run_held(inputs, &[&masks])?;
+        outputs
+            .pop()
+            .ok_or_else(|| RuntimeError::run(&path, "no masks output"))
     }
 }
 
@@ -203,80 +218,145 @@ fn linear_taps(in_size: usize, out_size: usize) -> Vec<(usize, usize, f32, f32)>
         .collect()
 }
 
-/// `F.interpolate(plane, (out_h, out_w), mode="bilinear", align_corners=False)` of the
-/// top-left `in_h x in_w` window of a row-major plane `stride` values wide.
-fn interpolate_bilinear(
-    plane: &[f32],
-    stride: usize,
-    (in_h, in_w): (usize, usize),
-    (out_h, out_w): (usize, usize),
-) -> Vec<f32> {
-    let rows = linear_taps(in_h, out_h);
-    let cols = linear_taps(in_w, out_w);
-    let mut out = Vec::with_capacity(out_h * out_w);
-    for &(y0, y1, wy0, wy1) in &rows {
-        for &(x0, x1, wx0, wx1) in &cols {
-            let at = |y: usize, x: usize| plane[y * stride + x];
-            let top = at(y0, x0) * wx0 + at(y0, x1) * wx1;
-            let bottom = at(y1, x0) * wx0 + at(y1, x1) * wx1;
-            out.push(top * wy0 + bottom * wy1);
+/// Column-major COCO runs written as the mask is produced: alternating 0/1 runs starting with
+/// 0 (a leading 0-length run when the first pixel is set).
+struct RunWriter {
+    runs: Vec<u64>,
+    current: bool,
+    count: u64,
+}
+
+impl RunWriter {
+    fn new() -> Self {
+        RunWriter {
+            runs: Vec::new(),
+            current: false,
+            count: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, value: bool) {
+        if value == self.current {
+            self.count += 1;
+        } else {
+            self.runs.push(self.count);
+            self.current = value;
+            self.count = 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<u64> {
+        self.runs.push(self.count);
+        self.runs
+    }
+}
+
+/// Row-major `rows x cols` values (`stride` apart) → column-major, `cols` columns of `rows`.
+fn transpose(values: &[f32], stride: usize, rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * cols];
+    for (y, row) in values.chunks(stride).take(rows).enumerate() {
+        for (x, &v) in row[..cols].iter().enumerate() {
+            out[x * rows + y] = v;
         }
     }
     out
 }
 
-/// Low-resolution `logits` covering the model-input frame → the original-size mask (row-major
-/// `[h][w]`), as `post_process_masks`: upsample to the input frame, crop the padding, upsample
-/// to the original size, threshold at 0. `at_original_size`: the decoder took `orig_im_size`
-/// and its logits are already at the original size.
-fn logits_to_original_mask(
-    logits: ArrayView2<'_, f32>,
+/// One bilinear pass of PyTorch's `upsample_bilinear2d` over column-major data, horizontal half
+/// first: output column `x` blends input columns `x0`, `x1` (`column[y] = a[y] * wx0 + b[y] *
+/// wx1`, PyTorch's "top"/"bottom" terms), then each output row blends two of those
+/// (`c[y0] * wy0 + c[y1] * wy1`). That is PyTorch's expression, operation for operation, so the
+/// value is the same f32; only the loop order differs. `emit` gets each output column in turn.
+fn bilinear_columns(
+    columns: &[f32],
+    in_rows: usize,
+    col_taps: &[(usize, usize, f32, f32)],
+    row_taps: &[(usize, usize, f32, f32)],
+    mut emit: impl FnMut(usize, &mut dyn Iterator<Item = f32>),
+) {
+    let mut blended = vec![0.0f32; in_rows];
+    for (x, &(x0, x1, wx0, wx1)) in col_taps.iter().enumerate() {
+        let a = &columns[x0 * in_rows..(x0 + 1) * in_rows];
+        let b = &columns[x1 * in_rows..(x1 + 1) * in_rows];
+        for ((c, &va), &vb) in blended.iter_mut().zip(a).zip(b) {
+            *c = va * wx0 + vb * wx1;
+        }
+        let mut column = row_taps
+            .iter()
+            .map(|&(y0, y1, wy0, wy1)| blended[y0] * wy0 + blended[y1] * wy1);
+        emit(x, &mut column);
+    }
+}
+
+/// Low-resolution mask logits (row-major `mh x mw`, covering the model-input frame) → the
+/// original-size mask as uncompressed column-major COCO runs, exactly as
+/// `SamImageProcessor.post_process_masks` + threshold 0: bilinear to the input frame, crop the
+/// padding, bilinear to the original size, `> 0`. `at_original_size`: the decoder took
+/// `orig_im_size` and its logits are already at the original size (then only thresholded).
+///
+/// Only the content crop of the input frame is computed (the padding is dropped anyway), both
+/// passes are separable over columns, and the runs are counted as each output column is
+/// produced, so no full-size frame or mask is materialised.
+pub fn sam_mask_runs(
+    logits: &[f32],
+    (mh, mw): (usize, usize),
     transform: &ImageTransform,
     at_original_size: bool,
-) -> Vec<bool> {
+) -> Vec<u64> {
     let (w, h) = (
         transform.original_width as usize,
         transform.original_height as usize,
     );
-    let (mh, mw) = logits.dim();
-    if at_original_size && (mh, mw) == (h, w) {
-        return logits.iter().map(|v| *v > 0.0).collect();
+    let mut runs = RunWriter::new();
+    if mh == 0 || mw == 0 || logits.len() < mh * mw {
+        // Nothing to sample (the stage rejects empty logits before this): an empty mask.
+        for _ in 0..w * h {
+            runs.push(false);
+        }
+        return runs.finish();
     }
-    let plane: Vec<f32> = logits.iter().copied().collect();
+    if at_original_size && (mh, mw) == (h, w) {
+        for x in 0..w {
+            for y in 0..h {
+                runs.push(logits[y * w + x] > 0.0);
+            }
+        }
+        return runs.finish();
+    }
     let (ih, iw) = (
         transform.input_height as usize,
         transform.input_width as usize,
     );
-    let frame = interpolate_bilinear(&plane, mw, (mh, mw), (ih, iw));
-    let content = (
+    let (ch, cw) = (
         (transform.content_height as usize).clamp(1, ih),
         (transform.content_width as usize).clamp(1, iw),
     );
-    interpolate_bilinear(&frame, iw, content, (h, w))
-        .into_iter()
-        .map(|v| v > 0.0)
-        .collect()
-}
-
-/// Uncompressed COCO runs of a row-major `height x width` mask: column-major order, runs
-/// alternate 0/1 starting with 0 (a leading 0-length run when the first pixel is set).
-fn mask_to_runs(mask: &[bool], height: usize, width: usize) -> Vec<u64> {
-    let mut runs = Vec::new();
-    let (mut current, mut count) = (false, 0u64);
-    for x in 0..width {
-        for y in 0..height {
-            let v = mask[y * width + x];
-            if v == current {
-                count += 1;
-            } else {
-                runs.push(count);
-                current = v;
-                count = 1;
+    // Pass 1: low-res → the content crop of the input frame, kept column-major.
+    let low = transpose(logits, mw, mh, mw);
+    let mut frame = Vec::with_capacity(cw * ch);
+    let frame_cols = linear_taps(mw, iw);
+    let frame_rows = linear_taps(mh, ih);
+    bilinear_columns(
+        &low,
+        mh,
+        &frame_cols[..cw],
+        &frame_rows[..ch],
+        |_, column| frame.extend(column),
+    );
+    // Pass 2: content crop → original size, thresholded into runs column by column.
+    bilinear_columns(
+        &frame,
+        ch,
+        &linear_taps(cw, w),
+        &linear_taps(ch, h),
+        |_, column| {
+            for v in column {
+                runs.push(v > 0.0);
             }
-        }
-    }
-    runs.push(count);
-    runs
+        },
+    );
+    runs.finish()
 }
 
 impl Segmenter for OnnxSegmenter {
@@ -305,13 +385,21 @@ impl Segmenter for OnnxSegmenter {
             let embeddings = {
                 let tensor = f32_tensor(pixels);
                 let name = self.embeddings_out.clone();
-                run_f32(
-                    &mut self.encoder,
-                    vec![(self.pixel_values.clone(), tensor)],
-                    &[&name],
-                )
-                .map_err(|e| run_failed(tweet, e))?
-                .remove(0)
+                let mut outputs = self
+                    .encoder
+                    .run_held(vec![(self.pixel_values.clone(), tensor)], &[&name])
+                    .map_err(|e| run_failed(tweet, e))?;
+                match outputs.pop() {
+                    Some(held) => Arc::new(held),
+                    None => {
+                        return Err(StageError::item(
+                            &tweet.id,
+                            None,
+                            "the encoder returned no image_embeddings",
+                            "check the encoder's outputs in the manifest",
+                        ))
+                    }
+                }
             };
             self.encoder_runs += 1;
             self.last_embedding = Some((
@@ -343,7 +431,7 @@ impl OnnxSegmenter {
         tweet: &crate::data::model::Tweet,
         image: &image::RgbImage,
         boxes: &[BBox],
-        embeddings: &ArrayD<f32>,
+        embeddings: &Arc<HeldTensor>,
         transform: &ImageTransform,
     ) -> Result<Vec<CocoRle>, StageError> {
         let (h, w) = (image.height() as usize, image.width() as usize);
@@ -357,10 +445,11 @@ impl OnnxSegmenter {
                     "the grounder produced an invalid box",
                 ));
             }
-            let logits = self
+            let held = self
                 .decode_one(embeddings, bbox, transform)
                 .map_err(|e| run_failed(tweet, e))?;
-            let shape = logits.shape().to_vec();
+            let logits = held.view().map_err(|e| run_failed(tweet, e))?;
+            let shape = logits.shape();
             if shape.len() < 2 || logits.is_empty() {
                 return Err(StageError::item(
                     &tweet.id,
@@ -370,19 +459,25 @@ impl OnnxSegmenter {
                 ));
             }
             let (mh, mw) = (shape[shape.len() - 2], shape[shape.len() - 1]);
-            let first: Vec<f32> = logits.iter().take(mh * mw).copied().collect();
-            let plane = ArrayView2::from_shape((mh, mw), &first).map_err(|e| {
-                StageError::item(
-                    &tweet.id,
-                    None,
-                    e.to_string(),
-                    "expected [1, k, h, w] mask logits",
-                )
-            })?;
-            let mask = logits_to_original_mask(plane, transform, self.orig_im_size.is_some());
+            // The first mask is the first mh * mw values of the (standard-layout) output; read
+            // in place, copied only if ort ever hands back another layout.
+            let owned;
+            let values: &[f32] = match logits.as_slice() {
+                Some(all) => all,
+                None => {
+                    owned = logits.iter().copied().collect::<Vec<f32>>();
+                    &owned
+                }
+            };
+            let runs = sam_mask_runs(
+                &values[..mh * mw],
+                (mh, mw),
+                transform,
+                self.orig_im_size.is_some(),
+            );
             masks.push(CocoRle {
                 size: [h as u32, w as u32],
-                counts: RleCounts::Runs(mask_to_runs(&mask, h, w)),
+                counts: RleCounts::Runs(runs),
             });
         }
         Ok(masks)
@@ -392,6 +487,84 @@ impl OnnxSegmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    // The straightforward implementation this module had before issue 15 (a full-size frame,
+    // then a full-size row-major mask, then runs): the reference the fast path must equal.
+
+    /// `F.interpolate(plane, (out_h, out_w), mode="bilinear", align_corners=False)` of the
+    /// top-left `in_h x in_w` window of a row-major plane `stride` values wide.
+    fn interpolate_bilinear(
+        plane: &[f32],
+        stride: usize,
+        (in_h, in_w): (usize, usize),
+        (out_h, out_w): (usize, usize),
+    ) -> Vec<f32> {
+        let rows = linear_taps(in_h, out_h);
+        let cols = linear_taps(in_w, out_w);
+        let mut out = Vec::with_capacity(out_h * out_w);
+        for &(y0, y1, wy0, wy1) in &rows {
+            for &(x0, x1, wx0, wx1) in &cols {
+                let at = |y: usize, x: usize| plane[y * stride + x];
+                let top = at(y0, x0) * wx0 + at(y0, x1) * wx1;
+                let bottom = at(y1, x0) * wx0 + at(y1, x1) * wx1;
+                out.push(top * wy0 + bottom * wy1);
+            }
+        }
+        out
+    }
+
+    fn reference_mask(
+        plane: &[f32],
+        (mh, mw): (usize, usize),
+        transform: &ImageTransform,
+        at_original_size: bool,
+    ) -> Vec<bool> {
+        let (w, h) = (
+            transform.original_width as usize,
+            transform.original_height as usize,
+        );
+        if at_original_size && (mh, mw) == (h, w) {
+            return plane.iter().map(|v| *v > 0.0).collect();
+        }
+        let (ih, iw) = (
+            transform.input_height as usize,
+            transform.input_width as usize,
+        );
+        let frame = interpolate_bilinear(plane, mw, (mh, mw), (ih, iw));
+        let content = (
+            (transform.content_height as usize).clamp(1, ih),
+            (transform.content_width as usize).clamp(1, iw),
+        );
+        interpolate_bilinear(&frame, iw, content, (h, w))
+            .into_iter()
+            .map(|v| v > 0.0)
+            .collect()
+    }
+
+    fn mask_to_runs(mask: &[bool], height: usize, width: usize) -> Vec<u64> {
+        let mut runs = RunWriter::new();
+        for x in 0..width {
+            for y in 0..height {
+                runs.push(mask[y * width + x]);
+            }
+        }
+        runs.finish()
+    }
+
+    fn reference_runs(
+        plane: &[f32],
+        dims: (usize, usize),
+        transform: &ImageTransform,
+        at_original_size: bool,
+    ) -> Vec<u64> {
+        let mask = reference_mask(plane, dims, transform, at_original_size);
+        mask_to_runs(
+            &mask,
+            transform.original_height as usize,
+            transform.original_width as usize,
+        )
+    }
 
     #[test]
     fn runs_are_column_major_and_start_with_zeros() {
@@ -401,6 +574,20 @@ mod tests {
         let mask = [true, false, true, true, false, false];
         assert_eq!(mask_to_runs(&mask, 2, 3), vec![0, 2, 2, 1, 1]);
         assert_eq!(mask_to_runs(&[false; 4], 2, 2), vec![4]);
+        // The same through the fast path, logits already at the original size.
+        let t = ImageTransform {
+            original_width: 3,
+            original_height: 2,
+            input_width: 4,
+            input_height: 4,
+            content_width: 4,
+            content_height: 3,
+        };
+        let logits = [1.0f32, -1.0, 2.0, 0.5, 0.0, -3.0];
+        assert_eq!(
+            sam_mask_runs(&logits, (2, 3), &t, true),
+            vec![0, 2, 2, 1, 1]
+        );
     }
 
     #[test]
@@ -414,12 +601,14 @@ mod tests {
             content_height: 1,
         };
         // input frame 2x2, content is the top row; left positive, right negative
-        let logits = ndarray::arr2(&[[1.0f32, -1.0], [-5.0, -5.0]]);
-        let mask = logits_to_original_mask(logits.view(), &t, false);
+        let logits = [1.0f32, -1.0, -5.0, -5.0];
+        let mask = reference_mask(&logits, (2, 2), &t, false);
         assert_eq!(
             mask,
             vec![true, true, false, false, true, true, false, false]
         );
+        // Columns 0 and 1 set in both rows: runs 0, 4, 4.
+        assert_eq!(sam_mask_runs(&logits, (2, 2), &t, false), vec![0, 4, 4]);
     }
 
     #[test]
@@ -462,5 +651,107 @@ mod tests {
             interpolate_bilinear(&x, 3, (2, 2), (2, 2)),
             vec![1.0, -2.0, 3.0, 0.25]
         );
+        // The separable column pass gives the same f32 values, bit for bit.
+        let columns = transpose(&x, 3, 2, 3);
+        let mut separable = vec![0.0f32; 20];
+        bilinear_columns(
+            &columns,
+            2,
+            &linear_taps(3, 5),
+            &linear_taps(2, 4),
+            |c, column| {
+                for (r, v) in column.enumerate() {
+                    separable[r * 5 + c] = v;
+                }
+            },
+        );
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&separable), bits(&up));
+    }
+
+    /// The arch SAM fixture: `post_process_masks` (transformers 4.46.3, torch 2.5.1) of PyTorch's
+    /// own low-resolution masks, stored by scripts/gen_arch_models.py. Both paths must give
+    /// exactly its runs.
+    #[test]
+    fn fast_and_reference_paths_equal_post_process_masks_on_the_arch_photos() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/arch/reference");
+        let text = std::fs::read_to_string(dir.join("sam.json")).expect("sam.json");
+        let reference: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let mut checked = 0;
+        for case in reference["cases"].as_array().expect("cases") {
+            let low = &case["low_res_masks"];
+            let bytes =
+                std::fs::read(dir.join(low["file"].as_str().expect("file"))).expect("lowres");
+            let values: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let shape: Vec<usize> = serde_json::from_value(low["shape"].clone()).expect("shape");
+            let reshaped: Vec<u32> =
+                serde_json::from_value(case["reshaped_input_size"].clone()).expect("size");
+            let size: Vec<u32> =
+                serde_json::from_value(case["masks"][0]["size"].clone()).expect("size");
+            // models/arch-sam.toml: image_size [64, 64] (SamProcessor longest_edge 64, pad 64x64).
+            let input = [64u32, 64];
+            let t = ImageTransform {
+                original_width: size[1],
+                original_height: size[0],
+                input_width: input[1],
+                input_height: input[0],
+                content_width: reshaped[1],
+                content_height: reshaped[0],
+            };
+            let (mh, mw) = (shape[1], shape[2]);
+            for (i, want) in case["masks"].as_array().expect("masks").iter().enumerate() {
+                let want: Vec<u64> = serde_json::from_value(want["runs"].clone()).expect("runs");
+                let plane = &values[i * mh * mw..(i + 1) * mh * mw];
+                let fast = sam_mask_runs(plane, (mh, mw), &t, false);
+                assert_eq!(fast, reference_runs(plane, (mh, mw), &t, false));
+                assert_eq!(fast, want, "{} box {i}", case["image"]);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "{checked} masks checked");
+    }
+
+    fn transforms() -> impl Strategy<Value = ImageTransform> {
+        (1u32..40, 1u32..40, 1u32..60, 1u32..60).prop_flat_map(|(ih, iw, oh, ow)| {
+            (1..=ih, 1..=iw).prop_map(move |(ch, cw)| ImageTransform {
+                original_width: ow,
+                original_height: oh,
+                input_width: iw,
+                input_height: ih,
+                content_width: cw,
+                content_height: ch,
+            })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Random logits (with exact zeros and ties, around the threshold) and geometries, up and
+        /// down in each axis: the fast path's runs equal the reference's.
+        #[test]
+        fn fast_mask_runs_equal_the_reference(
+            (mh, mw, values) in (1usize..20, 1usize..20).prop_flat_map(|(h, w)| {
+                (Just(h), Just(w), proptest::collection::vec(
+                    prop_oneof![Just(0.0f32), Just(-0.0f32), -4.0f32..4.0, -1e-6f32..1e-6],
+                    h * w,
+                ))
+            }),
+            t in transforms(),
+        ) {
+            prop_assert_eq!(
+                sam_mask_runs(&values, (mh, mw), &t, false),
+                reference_runs(&values, (mh, mw), &t, false)
+            );
+            // Logits already at the original size are only thresholded.
+            let at = ImageTransform { original_width: mw as u32, original_height: mh as u32, ..t };
+            prop_assert_eq!(
+                sam_mask_runs(&values, (mh, mw), &at, true),
+                reference_runs(&values, (mh, mw), &at, true)
+            );
+        }
     }
 }
