@@ -112,6 +112,15 @@ fn bench_segmenter(c: &mut Criterion) {
         let transform = spec.transform_for(w, h);
         let bxs = boxes(f64::from(w), f64::from(h));
         let planes: Vec<Vec<f32>> = bxs.iter().map(|b| logits(b, &transform)).collect();
+        // Mask areas, for benches/segmenter_vs_python.sh to compare with post_process_masks'.
+        let areas: Vec<u64> = planes
+            .iter()
+            .map(|p| {
+                let runs = sam_mask_runs(p, (LOW_RES, LOW_RES), &transform, false);
+                runs.iter().skip(1).step_by(2).sum()
+            })
+            .collect();
+        eprintln!("areas/{label}: {areas:?}");
 
         group.bench_function(format!("decode/{label}"), |b| {
             b.iter(|| load_tweet_image(black_box(&dir), black_box(&t)).unwrap())
