@@ -18,6 +18,7 @@ pub mod crf;
 mod entailer;
 mod grounder;
 mod query_image;
+mod sam_masks;
 mod segmenter;
 mod tagger;
 mod text;
@@ -29,7 +30,8 @@ use ndarray::ArrayD;
 
 pub use entailer::OnnxEntailer;
 pub use grounder::{location_bins_to_box, GrounderHead, OnnxGrounder};
-pub use segmenter::{sam_mask_runs, OnnxSegmenter};
+pub use sam_masks::sam_mask_runs;
+pub use segmenter::OnnxSegmenter;
 pub use tagger::OnnxTagger;
 pub use text::TextEncoder;
 
