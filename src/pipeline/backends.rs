@@ -105,7 +105,10 @@ impl DefaultBackends {
                 kind: StageKind::Onnx,
             })?;
         let runtime_err = |source| BuildError::Runtime { stage, source };
-        let manifest = ModelManifest::load(&path).map_err(runtime_err)?;
+        // Model hashes are remembered across runs next to the stage cache (issue 15).
+        let sidecar = (self.config.cache_dir.as_ref()).map(|d| d.join("model-hashes/sha256.json"));
+        let manifest = ModelManifest::load_with_hash_sidecar(&path, sidecar.as_deref())
+            .map_err(runtime_err)?;
         let text = std::fs::read(&path).map_err(|e| {
             runtime_err(RuntimeError::ManifestRead {
                 path: path.clone(),

@@ -54,15 +54,17 @@
 //! num_bins = 1000
 //! ```
 //!
-//! Loading checks the hashes and the internal consistency (labels vs CRF size, mean/std); the
+//! Loading checks the hashes (each file hashed once per size and mtime, [`sha256_cached`]) and
+//! the internal consistency (labels vs CRF size, mean/std); the
 //! sessions are checked against the tensors in [`super::env::check_session`]. Must not run models.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::preprocess::PreprocessSpec;
@@ -93,6 +95,10 @@ pub struct ModelManifest {
     /// The manifest file (set by [`ModelManifest::load`]).
     #[serde(skip)]
     pub path: PathBuf,
+    /// Where file hashes are remembered across processes, if anywhere
+    /// ([`ModelManifest::load_with_hash_sidecar`]).
+    #[serde(skip)]
+    pub hash_sidecar: Option<PathBuf>,
 }
 
 /// One ONNX file and its interface.
@@ -324,8 +330,19 @@ pub struct LocationTokenSpec {
 }
 
 impl ModelManifest {
-    /// Reads, parses and checks a manifest, including the sha256 of every file it lists.
+    /// Reads, parses and checks a manifest, including the sha256 of every file it lists (each
+    /// file hashed once per process while its size and mtime stay the same, [`sha256_cached`]).
     pub fn load(path: &Path) -> Result<Self, RuntimeError> {
+        Self::load_with_hash_sidecar(path, None)
+    }
+
+    /// [`load`](Self::load), also remembering file hashes across processes in `sidecar` (a small
+    /// JSON file, e.g. `<stage cache>/model-hashes.json`; written atomically, a missing or
+    /// unreadable one is a miss): re-running a suite does not re-read gigabytes of weights.
+    pub fn load_with_hash_sidecar(
+        path: &Path,
+        sidecar: Option<&Path>,
+    ) -> Result<Self, RuntimeError> {
         let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::ManifestRead {
             path: path.to_path_buf(),
             why: e.to_string(),
@@ -338,6 +355,7 @@ impl ModelManifest {
                 hint: "see src/runtime/manifest.rs for the fields and an example".into(),
             })?;
         manifest.path = path.to_path_buf();
+        manifest.hash_sidecar = sidecar.map(Path::to_path_buf);
         manifest.validate()?;
         Ok(manifest)
     }
@@ -513,9 +531,10 @@ impl ModelManifest {
         Ok(())
     }
 
-    /// Streams the file through sha256 and compares (case-insensitive hex).
+    /// The file's sha256 ([`sha256_cached`]) compared with `expected` (case-insensitive hex).
     pub fn verify_hash(&self, path: &Path, expected: &str) -> Result<(), RuntimeError> {
-        let actual = sha256_file(path).map_err(|e| self.file_missing(path, e))?;
+        let actual = sha256_cached(path, self.hash_sidecar.as_deref())
+            .map_err(|e| self.file_missing(path, e))?;
         if !actual.eq_ignore_ascii_case(expected.trim()) {
             return Err(RuntimeError::HashMismatch {
                 path: path.to_path_buf(),
@@ -555,6 +574,113 @@ impl ModelManifest {
     }
 }
 
+/// What a file's hash is remembered by: its canonical path, size and modification time. A
+/// changed size or mtime re-hashes; a rewrite that keeps both (and the path) is not noticed,
+/// the trade every build tool's "modified?" check makes (`make`, cargo's fingerprints).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct FileStamp {
+    path: PathBuf,
+    size: u64,
+    mtime_ns: u128,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> std::io::Result<FileStamp> {
+        let path = std::fs::canonicalize(path)?;
+        let meta = std::fs::metadata(&path)?;
+        let mtime_ns = meta
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Ok(FileStamp {
+            path,
+            size: meta.len(),
+            mtime_ns,
+        })
+    }
+}
+
+/// The sidecar file: hashes by stamp.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct HashSidecar {
+    version: u32,
+    files: Vec<(FileStamp, String)>,
+}
+
+const SIDECAR_VERSION: u32 = 1;
+/// Entries kept in a sidecar (the oldest go first): a few suites' worth of models.
+const SIDECAR_KEEP: usize = 256;
+
+type HashMemory = Mutex<HashMap<FileStamp, String>>;
+
+fn process_hashes() -> &'static HashMemory {
+    static HASHES: OnceLock<HashMemory> = OnceLock::new();
+    HASHES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The sha256 of `path`, computed at most once per (canonical path, size, mtime) in this
+/// process, and, with `sidecar`, remembered across processes in that file. Model loads hash
+/// every file they list (hundreds of MB to GB for real models), so without this a run, a
+/// cache-admin command or a test paid it at every load.
+pub fn sha256_cached(path: &Path, sidecar: Option<&Path>) -> std::io::Result<String> {
+    sha256_with(path, process_hashes(), sidecar)
+}
+
+fn sha256_with(
+    path: &Path,
+    memory: &HashMemory,
+    sidecar: Option<&Path>,
+) -> std::io::Result<String> {
+    let stamp = FileStamp::of(path)?;
+    // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
+    let remembered = |memory: &HashMemory| {
+        memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&stamp)
+            .cloned()
+    };
+    if let Some(hash) = remembered(memory) {
+        return Ok(hash);
+    }
+    let mut stored = sidecar.map(read_sidecar).unwrap_or_default();
+    let hash = match stored.files.iter().find(|(s, _)| *s == stamp) {
+        Some((_, hash)) => hash.clone(),
+        None => {
+            let hash = sha256_file(path)?;
+            if let Some(sidecar) = sidecar {
+                stored.files.retain(|(s, _)| s.path != stamp.path);
+                stored.files.push((stamp.clone(), hash.clone()));
+                let excess = stored.files.len().saturating_sub(SIDECAR_KEEP);
+                stored.files.drain(..excess);
+                stored.version = SIDECAR_VERSION;
+                // A sidecar that cannot be written costs a re-hash next time, nothing else.
+                if let Ok(bytes) = serde_json::to_vec_pretty(&stored) {
+                    if let Err(e) = crate::io_util::write_atomic_unsynced(sidecar, &bytes) {
+                        log::debug!("model hash cache {}: {e}", sidecar.display());
+                    }
+                }
+            }
+            hash
+        }
+    };
+    memory
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(stamp, hash.clone());
+    Ok(hash)
+}
+
+/// The sidecar's entries; a missing, unreadable or other-version file is empty.
+fn read_sidecar(path: &Path) -> HashSidecar {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<HashSidecar>(&bytes).ok())
+        .filter(|s| s.version == SIDECAR_VERSION)
+        .unwrap_or_default()
+}
+
 /// Lower-case hex sha256 of a file, read in 1 MiB chunks.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
@@ -582,6 +708,125 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    /// Rewrites `path` with `bytes` and gives it the modification time `mtime`.
+    fn rewrite(path: &Path, bytes: &[u8], mtime: std::time::SystemTime) {
+        std::fs::write(path, bytes).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+
+    fn sha(bytes: &[u8]) -> String {
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn hashes_are_remembered_by_path_size_and_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.onnx");
+        let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        rewrite(&file, b"weights A", t0);
+        let memory = HashMemory::default();
+        assert_eq!(
+            sha256_with(&file, &memory, None).unwrap(),
+            sha(b"weights A")
+        );
+        // Same size and mtime, other bytes: the remembered hash is returned (proof that it
+        // was not recomputed; the documented blind spot of any stamp-based cache).
+        rewrite(&file, b"weights B", t0);
+        assert_eq!(
+            sha256_with(&file, &memory, None).unwrap(),
+            sha(b"weights A")
+        );
+        // Another path to the same file shares the entry (canonical paths).
+        let aliased = dir.path().join(".").join("model.onnx");
+        assert_eq!(
+            sha256_with(&aliased, &memory, None).unwrap(),
+            sha(b"weights A")
+        );
+        // A changed mtime re-hashes.
+        rewrite(&file, b"weights B", t0 + std::time::Duration::from_nanos(1));
+        assert_eq!(
+            sha256_with(&file, &memory, None).unwrap(),
+            sha(b"weights B")
+        );
+        // A changed size re-hashes, even with the old mtime.
+        rewrite(&file, b"weights CC", t0);
+        assert_eq!(
+            sha256_with(&file, &memory, None).unwrap(),
+            sha(b"weights CC")
+        );
+        // A missing file is an error, never a remembered hash.
+        std::fs::remove_file(&file).unwrap();
+        assert!(sha256_with(&file, &memory, None).is_err());
+    }
+
+    #[test]
+    fn the_hash_sidecar_carries_hashes_across_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.onnx");
+        let sidecar = dir.path().join("cache/model-hashes/sha256.json");
+        let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        rewrite(&file, b"weights A", t0);
+        // "Process" 1 hashes and writes the sidecar.
+        assert_eq!(
+            sha256_with(&file, &HashMemory::default(), Some(&sidecar)).unwrap(),
+            sha(b"weights A")
+        );
+        let stored = read_sidecar(&sidecar);
+        assert_eq!(stored.files.len(), 1);
+        assert_eq!(stored.files[0].1, sha(b"weights A"));
+        assert_eq!(stored.files[0].0.size, 9);
+        // "Process" 2 (empty memory) reads it: same stamp, so the sidecar's hash comes back
+        // although the bytes changed.
+        rewrite(&file, b"weights B", t0);
+        assert_eq!(
+            sha256_with(&file, &HashMemory::default(), Some(&sidecar)).unwrap(),
+            sha(b"weights A")
+        );
+        // A new mtime re-hashes and replaces the entry of that path.
+        rewrite(&file, b"weights B", t0 + std::time::Duration::from_secs(1));
+        assert_eq!(
+            sha256_with(&file, &HashMemory::default(), Some(&sidecar)).unwrap(),
+            sha(b"weights B")
+        );
+        let stored = read_sidecar(&sidecar);
+        assert_eq!(stored.files.len(), 1);
+        assert_eq!(stored.files[0].1, sha(b"weights B"));
+        // A corrupt sidecar is a miss (re-hash), then rewritten.
+        std::fs::write(&sidecar, b"{not json").unwrap();
+        assert_eq!(
+            sha256_with(&file, &HashMemory::default(), Some(&sidecar)).unwrap(),
+            sha(b"weights B")
+        );
+        assert_eq!(read_sidecar(&sidecar).files.len(), 1);
+    }
+
+    #[test]
+    fn a_manifest_loaded_with_a_sidecar_still_refuses_a_changed_model() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "m.onnx", "");
+        let p = write(
+            dir.path(),
+            "m.toml",
+            &format!(
+                "name = \"x\"\nstage = \"tagger\"\n[models.main]\npath = \"m.onnx\"\nsha256 = \"{EMPTY_SHA}\"\ninputs = []\noutputs = []\n"
+            ),
+        );
+        let sidecar = dir.path().join("hashes.json");
+        let m = ModelManifest::load_with_hash_sidecar(&p, Some(&sidecar)).unwrap();
+        assert_eq!(m.hash_sidecar.as_deref(), Some(sidecar.as_path()));
+        assert_eq!(read_sidecar(&sidecar).files.len(), 1);
+        // The model grows: size differs, so it is re-hashed and refused.
+        std::fs::write(dir.path().join("m.onnx"), "changed").unwrap();
+        let err = ModelManifest::load_with_hash_sidecar(&p, Some(&sidecar))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sha256 mismatch"), "{err}");
     }
 
     const EMPTY_SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

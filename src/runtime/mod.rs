@@ -30,7 +30,7 @@ pub use manifest::{
     BoxFormat, BoxSpec, BoxUnits, Crf, DType, Dim, ModelManifest, ModelSpec, TagScheme, TensorSpec,
 };
 pub use preprocess::{image_to_tensor, ImageTransform, PreprocessSpec, ResizeFilter, ResizeMode};
-pub use tensor::Input;
+pub use tensor::{HeldTensor, Input};
 
 /// Errors of the model runtime: each names the model or file and gives a hint.
 #[derive(Debug, thiserror::Error)]

@@ -11,11 +11,21 @@
 //! zero); a horizontal pass into an 8-bit image (only the rows the vertical pass reads), then a
 //! vertical pass; each pass rounds (`+ 2^21`) and clips to 0..=255. A pass whose size does not
 //! change is skipped, as in Pillow. Must not do anything but resize.
+//!
+//! Speed (issue 15) comes from the implementation only, never from the arithmetic: the weights
+//! are computed once per (input size, output size, filter) and kept per thread, stored flat;
+//! sums are i32 as in Pillow; the horizontal pass walks slices (no per-pixel bounds checks) and
+//! the vertical pass accumulates a whole output row per input row, a loop the compiler
+//! vectorises. The old per-pixel version is kept in the tests as the reference it must equal.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 
 use image::RgbImage;
 
 /// The filters Pillow resizes with by convolution (NEAREST uses another code path).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PilFilter {
     Bilinear,
     Bicubic,
@@ -75,54 +85,112 @@ fn sinc(x: f64) -> f64 {
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-/// Per output pixel: the first input index and the fixed-point weights of its window.
+/// Per output pixel: the first input index and the length of its window, and the fixed-point
+/// weights, `ksize` per pixel (zero-padded past the window), in one flat array.
 struct Coefficients {
     bounds: Vec<(usize, usize)>,
-    weights: Vec<Vec<i32>>,
+    ksize: usize,
+    weights: Vec<i32>,
+}
+
+impl Coefficients {
+    #[inline]
+    fn window(&self, out: usize) -> (usize, &[i32]) {
+        let (start, count) = self.bounds[out];
+        let at = out * self.ksize;
+        (start, &self.weights[at..at + count])
+    }
 }
 
 fn precompute(in_size: usize, out_size: usize, filter: PilFilter) -> Coefficients {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
+    // Pillow's ksize: the widest window any output pixel can have.
+    let ksize = (support.ceil() as usize) * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
-    let mut weights = Vec::with_capacity(out_size);
+    let mut weights = vec![0i32; out_size * ksize];
+    let mut k = Vec::with_capacity(ksize);
     for xx in 0..out_size {
         let center = (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         // C's (int) truncates toward zero, and these values are >= -support + 0.5.
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-        let count = xmax.saturating_sub(xmin);
-        let mut k: Vec<f64> = (0..count)
-            .map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss))
-            .collect();
+        let count = xmax.saturating_sub(xmin).min(ksize);
+        k.clear();
+        k.extend((0..count).map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss)));
         let total: f64 = k.iter().sum();
         if total != 0.0 {
             for w in &mut k {
                 *w /= total;
             }
         }
-        let fixed = k
-            .iter()
-            .map(|&w| {
-                let v = w * f64::from(1u32 << PRECISION_BITS);
-                if w < 0.0 {
-                    (v - 0.5) as i32
-                } else {
-                    (v + 0.5) as i32
-                }
-            })
-            .collect();
+        for (slot, &w) in weights[xx * ksize..].iter_mut().zip(&k) {
+            let v = w * f64::from(1u32 << PRECISION_BITS);
+            *slot = if w < 0.0 {
+                (v - 0.5) as i32
+            } else {
+                (v + 0.5) as i32
+            };
+        }
         bounds.push((xmin, count));
-        weights.push(fixed);
     }
-    Coefficients { bounds, weights }
+    Coefficients {
+        bounds,
+        ksize,
+        weights,
+    }
 }
 
-fn clip8(v: i64) -> u8 {
-    let shifted = v >> PRECISION_BITS;
-    shifted.clamp(0, 255) as u8
+/// The coefficients of the last few (input size, output size, filter) triples of this thread: a
+/// pipeline resizes photos of a handful of sizes to one model size, so most are reused.
+fn coefficients(in_size: usize, out_size: usize, filter: PilFilter) -> Rc<Coefficients> {
+    type Key = (usize, usize, PilFilter);
+    const KEEP: usize = 16;
+    thread_local! {
+        static CACHE: RefCell<VecDeque<(Key, Rc<Coefficients>)>> = const { RefCell::new(VecDeque::new()) };
+    }
+    let key = (in_size, out_size, filter);
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(found) = cache.iter().find(|(k, _)| *k == key) {
+            return Rc::clone(&found.1);
+        }
+        let made = Rc::new(precompute(in_size, out_size, filter));
+        if cache.len() == KEEP {
+            cache.pop_back();
+        }
+        cache.push_front((key, Rc::clone(&made)));
+        made
+    })
+}
+
+#[inline]
+fn clip8(v: i32) -> u8 {
+    (v >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+// Sums are i32, as in Pillow (`INT32 ss0`): 255 times the weights' absolute sum (at most ~1.3
+// x 2^22 for Lanczos) plus the rounding half stays below 2^31, so they cannot overflow.
+
+/// One row of the horizontal pass: RGB `row` → `out_w` RGB pixels of `out`.
+#[inline]
+fn horizontal_row(row: &[u8], out: &mut [u8], coefficients: &Coefficients) {
+    let half = 1i32 << (PRECISION_BITS - 1);
+    for (xx, pixel) in out.chunks_exact_mut(3).enumerate() {
+        let (xmin, k) = coefficients.window(xx);
+        let window = &row[xmin * 3..(xmin + k.len()) * 3];
+        let (mut s0, mut s1, mut s2) = (half, half, half);
+        for (p, &w) in window.chunks_exact(3).zip(k) {
+            s0 += i32::from(p[0]) * w;
+            s1 += i32::from(p[1]) * w;
+            s2 += i32::from(p[2]) * w;
+        }
+        pixel[0] = clip8(s0);
+        pixel[1] = clip8(s1);
+        pixel[2] = clip8(s2);
+    }
 }
 
 /// `Image.resize((width, height), filter)` of Pillow on an RGB image.
@@ -136,58 +204,58 @@ pub fn pil_resize(image: &RgbImage, width: u32, height: u32, filter: PilFilter) 
             RgbImage::new(width, height)
         };
     }
-    let horizontal = precompute(in_w, out_w, filter);
-    let vertical = precompute(in_h, out_h, filter);
-    let half = 1i64 << (PRECISION_BITS - 1);
     let src = image.as_raw();
+    let vertical = (in_h != out_h).then(|| coefficients(in_h, out_h, filter));
 
     // Horizontal pass over the rows the vertical pass reads (all rows when it is skipped).
-    let (first_row, last_row) = if in_h != out_h {
-        let first = vertical.bounds[0].0;
-        let (start, count) = vertical.bounds[out_h - 1];
-        (first, start + count)
-    } else {
-        (0, in_h)
+    let (first_row, last_row) = match &vertical {
+        Some(v) => {
+            let first = v.bounds[0].0;
+            let (start, count) = v.bounds[out_h - 1];
+            (first, start + count)
+        }
+        None => (0, in_h),
     };
-    let (tmp_w, tmp_h, tmp) = if in_w != out_w {
-        let rows = last_row - first_row;
+    let rows = last_row - first_row;
+    let (tmp_w, tmp) = if in_w != out_w {
+        let horizontal = coefficients(in_w, out_w, filter);
         let mut tmp = vec![0u8; out_w * rows * 3];
-        for y in 0..rows {
-            let row = &src[(y + first_row) * in_w * 3..(y + first_row + 1) * in_w * 3];
-            for xx in 0..out_w {
-                let (xmin, _) = horizontal.bounds[xx];
-                let k = &horizontal.weights[xx];
-                for c in 0..3 {
-                    let mut ss = half;
-                    for (x, &w) in k.iter().enumerate() {
-                        ss += i64::from(row[(x + xmin) * 3 + c]) * i64::from(w);
-                    }
-                    tmp[(y * out_w + xx) * 3 + c] = clip8(ss);
-                }
+        let input = &src[first_row * in_w * 3..last_row * in_w * 3];
+        for (row, out) in input
+            .chunks_exact(in_w * 3)
+            .zip(tmp.chunks_exact_mut(out_w * 3))
+        {
+            horizontal_row(row, out, &horizontal);
+        }
+        (out_w, tmp)
+    } else {
+        (
+            in_w,
+            src[first_row * in_w * 3..last_row * in_w * 3].to_vec(),
+        )
+    };
+    let Some(vertical) = vertical else {
+        return RgbImage::from_raw(tmp_w as u32, rows as u32, tmp)
+            .unwrap_or_else(|| RgbImage::new(width, height));
+    };
+    // Vertical pass: a whole output row at once, one input row (weight) after the other, so the
+    // inner loop runs over contiguous bytes and vectorises.
+    let row_len = tmp_w * 3;
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let mut out = vec![0u8; row_len * out_h];
+    let mut sums = vec![0i32; row_len];
+    for (yy, out_row) in out.chunks_exact_mut(row_len).enumerate() {
+        let (ymin, k) = vertical.window(yy);
+        let ymin = ymin - first_row;
+        sums.fill(half);
+        for (y, &w) in k.iter().enumerate() {
+            let row = &tmp[(ymin + y) * row_len..(ymin + y + 1) * row_len];
+            for (sum, &p) in sums.iter_mut().zip(row) {
+                *sum += i32::from(p) * w;
             }
         }
-        (out_w, rows, tmp)
-    } else {
-        let rows = &src[first_row * in_w * 3..last_row * in_w * 3];
-        (in_w, last_row - first_row, rows.to_vec())
-    };
-    if in_h == out_h {
-        return RgbImage::from_raw(tmp_w as u32, tmp_h as u32, tmp)
-            .unwrap_or_else(|| RgbImage::new(width, height));
-    }
-    let mut out = vec![0u8; tmp_w * out_h * 3];
-    for yy in 0..out_h {
-        let (ymin, _) = vertical.bounds[yy];
-        let ymin = ymin - first_row;
-        let k = &vertical.weights[yy];
-        for x in 0..tmp_w {
-            for c in 0..3 {
-                let mut ss = half;
-                for (y, &w) in k.iter().enumerate() {
-                    ss += i64::from(tmp[((y + ymin) * tmp_w + x) * 3 + c]) * i64::from(w);
-                }
-                out[(yy * tmp_w + x) * 3 + c] = clip8(ss);
-            }
+        for (o, &sum) in out_row.iter_mut().zip(&sums) {
+            *o = clip8(sum);
         }
     }
     RgbImage::from_raw(tmp_w as u32, out_h as u32, out)
@@ -197,6 +265,126 @@ pub fn pil_resize(image: &RgbImage, width: u32, height: u32, filter: PilFilter) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The per-pixel port this module had before issue 15 (i64 sums, weights recomputed per
+    /// call, pixel-by-pixel vertical pass): what the fast version must equal, byte for byte.
+    fn reference_resize(image: &RgbImage, width: u32, height: u32, filter: PilFilter) -> RgbImage {
+        let (in_w, in_h) = (image.width() as usize, image.height() as usize);
+        let (out_w, out_h) = (width as usize, height as usize);
+        if (in_w, in_h) == (out_w, out_h) {
+            return image.clone();
+        }
+        let horizontal = precompute(in_w, out_w, filter);
+        let vertical = precompute(in_h, out_h, filter);
+        let clip = |v: i64| (v >> PRECISION_BITS).clamp(0, 255) as u8;
+        let half = 1i64 << (PRECISION_BITS - 1);
+        let src = image.as_raw();
+        let (first_row, last_row) = if in_h != out_h {
+            let (start, count) = vertical.bounds[out_h - 1];
+            (vertical.bounds[0].0, start + count)
+        } else {
+            (0, in_h)
+        };
+        let rows = last_row - first_row;
+        let (tmp_w, tmp) = if in_w != out_w {
+            let mut tmp = vec![0u8; out_w * rows * 3];
+            for y in 0..rows {
+                let row = &src[(y + first_row) * in_w * 3..(y + first_row + 1) * in_w * 3];
+                for xx in 0..out_w {
+                    let (xmin, k) = horizontal.window(xx);
+                    for c in 0..3 {
+                        let mut ss = half;
+                        for (x, &w) in k.iter().enumerate() {
+                            ss += i64::from(row[(x + xmin) * 3 + c]) * i64::from(w);
+                        }
+                        tmp[(y * out_w + xx) * 3 + c] = clip(ss);
+                    }
+                }
+            }
+            (out_w, tmp)
+        } else {
+            (
+                in_w,
+                src[first_row * in_w * 3..last_row * in_w * 3].to_vec(),
+            )
+        };
+        if in_h == out_h {
+            return RgbImage::from_raw(tmp_w as u32, rows as u32, tmp).expect("size");
+        }
+        let mut out = vec![0u8; tmp_w * out_h * 3];
+        for yy in 0..out_h {
+            let (ymin, k) = vertical.window(yy);
+            let ymin = ymin - first_row;
+            for x in 0..tmp_w {
+                for c in 0..3 {
+                    let mut ss = half;
+                    for (y, &w) in k.iter().enumerate() {
+                        ss += i64::from(tmp[((y + ymin) * tmp_w + x) * 3 + c]) * i64::from(w);
+                    }
+                    out[(yy * tmp_w + x) * 3 + c] = clip(ss);
+                }
+            }
+        }
+        RgbImage::from_raw(tmp_w as u32, out_h as u32, out).expect("size")
+    }
+
+    fn filters() -> impl Strategy<Value = PilFilter> {
+        prop_oneof![
+            Just(PilFilter::Bilinear),
+            Just(PilFilter::Bicubic),
+            Just(PilFilter::Lanczos)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Random images (extreme values included, where the negative lobes clip) and sizes,
+        /// up, down and unchanged per axis: the fast resize equals the reference byte for byte.
+        #[test]
+        fn fast_resize_equals_the_reference(
+            (w, h, pixels) in (1u32..40, 1u32..40).prop_flat_map(|(w, h)| {
+                (Just(w), Just(h), proptest::collection::vec(
+                    prop_oneof![Just(0u8), Just(255u8), any::<u8>()],
+                    (w * h * 3) as usize,
+                ))
+            }),
+            out_w in 1u32..50,
+            out_h in 1u32..50,
+            filter in filters(),
+        ) {
+            let image = RgbImage::from_raw(w, h, pixels).expect("w x h x 3 bytes");
+            let fast = pil_resize(&image, out_w, out_h, filter);
+            let reference = reference_resize(&image, out_w, out_h, filter);
+            prop_assert_eq!(fast.dimensions(), reference.dimensions());
+            prop_assert_eq!(fast.as_raw(), reference.as_raw());
+            // Again, with the coefficients now cached.
+            let cached = pil_resize(&image, out_w, out_h, filter);
+            prop_assert_eq!(cached.as_raw(), reference.as_raw());
+        }
+    }
+
+    #[test]
+    fn large_downscale_equals_the_reference() {
+        // A 4000-pixel-wide photo to SAM's 1024: windows of ~8 taps per axis (bilinear) and ~24
+        // (Lanczos), where the sums are largest.
+        let image = RgbImage::from_fn(1500, 90, |x, y| {
+            image::Rgb([
+                (x * 7 + y) as u8,
+                if (x / 3 + y) % 2 == 0 { 255 } else { 0 },
+                (x ^ y) as u8,
+            ])
+        });
+        for filter in [PilFilter::Bilinear, PilFilter::Bicubic, PilFilter::Lanczos] {
+            let fast = pil_resize(&image, 190, 31, filter);
+            assert_eq!(
+                fast.as_raw(),
+                reference_resize(&image, 190, 31, filter).as_raw(),
+                "{filter:?}"
+            );
+        }
+    }
 
     #[test]
     fn constant_image_stays_constant() {

@@ -5,7 +5,9 @@
 //! An image already at the model size is not resampled, so the tensor is exactly what Python
 //! computes from the same PNG (the tiny-model tests rely on it). Bilinear, bicubic and Lanczos
 //! resizing is Pillow's, bit for bit ([`super::pil_resize`]), because the Hugging Face image
-//! processors resize through Pillow; nearest uses the `image` crate.
+//! processors resize through Pillow; nearest uses the `image` crate. Normalisation is a
+//! per-channel lookup of the 256 possible values (same bits as computing each), written plane
+//! by plane; the padding stays 0.
 //!
 //! OWLv2 is the exception: `Owlv2ImageProcessor` rescales first, pads bottom/right to a square
 //! with grey (`pad_value`, before mean/std), then resizes the float image with its own
@@ -258,13 +260,31 @@ pub fn image_to_tensor(image: &RgbImage, spec: &PreprocessSpec) -> (Array4<f32>,
             &resized_storage
         };
     let (h, w) = (spec.input_height() as usize, spec.input_width() as usize);
-    let mut tensor = Array4::<f32>::zeros((1, 3, h, w));
-    for (x, y, pixel) in resized.enumerate_pixels() {
-        for c in 0..3 {
-            let value = pixel.0[c] as f32 * spec.rescale;
-            tensor[[0, c, y as usize, x as usize]] = (value - spec.mean[c]) / spec.std[c];
+    // `(pixel * rescale - mean) / std` has 256 possible values per channel: compute them once
+    // (the same f32 expression, so the same bits) and fill each channel plane row by row.
+    let lut: [[f32; 256]; 3] = std::array::from_fn(|c| {
+        std::array::from_fn(|v| (v as f32 * spec.rescale - spec.mean[c]) / spec.std[c])
+    });
+    let mut values = vec![0.0f32; 3 * h * w];
+    let (rw, rh) = (
+        (resized.width() as usize).min(w),
+        (resized.height() as usize).min(h),
+    );
+    let src_row_len = resized.width() as usize * 3;
+    for (c, (plane, lut)) in values.chunks_exact_mut(h * w).zip(&lut).enumerate() {
+        for (src, dst) in resized
+            .as_raw()
+            .chunks_exact(src_row_len)
+            .take(rh)
+            .zip(plane.chunks_exact_mut(w))
+        {
+            for (d, p) in dst[..rw].iter_mut().zip(src.chunks_exact(3)) {
+                *d = lut[usize::from(p[c])];
+            }
         }
     }
+    let tensor = Array4::from_shape_vec((1, 3, h, w), values)
+        .unwrap_or_else(|_| Array4::<f32>::zeros((1, 3, h, w)));
     (tensor, transform)
 }
 

@@ -15,18 +15,19 @@
 //!   chosen tokens. (No KV cache: fine for 4 steps.)
 
 use std::path::Path;
+use std::sync::Arc;
 
-use ndarray::{Array2, ArrayD, Axis};
+use ndarray::{Array2, Axis};
 
 use super::query_image::QueryImageInputs;
-use super::{f32_tensor, int_tensor, require_f32_output, run_f32, run_failed, tensor_name};
+use super::{int_tensor, require_f32_output, run_f32, run_failed, tensor_name};
 use crate::data::model::Entity;
 use crate::geometry::BBox;
 use crate::pipeline::stages::{Grounder, Grounding, Stage, StageError, StageKind, TweetInput};
 use crate::runtime::manifest::LocationTokenSpec;
 use crate::runtime::{
-    BoxFormat, BoxSpec, BoxUnits, DType, ImageTransform, LoadedSession, ModelManifest, OrtRuntime,
-    Provider, RuntimeError, SessionConfig,
+    BoxFormat, BoxSpec, BoxUnits, DType, HeldTensor, ImageTransform, Input, LoadedSession,
+    ModelManifest, OrtRuntime, Provider, RuntimeError, SessionConfig,
 };
 
 /// How the model produces its box.
@@ -248,7 +249,7 @@ type DecodedBox = (Option<[f64; 4]>, f32);
 fn decode_locations(
     decoder: &mut LoadedSession,
     spec: &LocationTokenSpec,
-    hidden: &ArrayD<f32>,
+    hidden: &Arc<HeldTensor>,
     hidden_in: &str,
     decoder_ids: &(String, DType),
     encoder_mask: Option<(&(String, DType), &Array2<i64>)>,
@@ -265,12 +266,19 @@ fn decode_locations(
         let ids = Array2::from_shape_vec((n, t), flat).map_err(|e| RuntimeError::run(&path, e))?;
         let mut inputs = vec![
             (decoder_ids.0.clone(), int_tensor(ids, decoder_ids.1)),
-            (hidden_in.to_string(), f32_tensor(hidden.clone())),
+            // Held by ONNX Runtime since the encoder run: fed as is at every step, no copy.
+            (hidden_in.to_string(), Input::Held(Arc::clone(hidden))),
         ];
         if let Some(((name, dtype), mask)) = encoder_mask {
             inputs.push((name.clone(), int_tensor(mask.clone(), *dtype)));
         }
-        let logits = run_f32(decoder, inputs, &[logits_name])?.remove(0);
+        // Only the last position's row of the [n, t, vocab] logits is read: keep them in ONNX
+        // Runtime's memory and view that row, instead of copying t x vocab values per query.
+        let held = decoder
+            .run_held(inputs, &[logits_name])?
+            .pop()
+            .ok_or_else(|| RuntimeError::run(&path, "no logits output"))?;
+        let logits = held.view()?;
         let shape = logits.shape().to_vec();
         if shape.len() != 3 || shape[0] != n || shape[1] == 0 {
             return Err(RuntimeError::run(
@@ -401,9 +409,12 @@ impl Grounder for OnnxGrounder {
                 encoder_mask,
                 logits,
             } => {
-                let hidden = run_f32(encoder, inputs, &[hidden_out.as_str()])
+                let hidden = encoder
+                    .run_held(inputs, &[hidden_out.as_str()])
                     .map_err(|e| run_failed(tweet, e))?
-                    .remove(0);
+                    .pop()
+                    .map(Arc::new)
+                    .ok_or_else(|| shape_error("the encoder returned no hidden states".into()))?;
                 if hidden.shape().first() != Some(&n) {
                     return Err(shape_error(format!(
                         "encoder_hidden_states have shape {:?}, expected [{n}, ..]",

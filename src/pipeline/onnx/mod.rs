@@ -18,6 +18,7 @@ pub mod crf;
 mod entailer;
 mod grounder;
 mod query_image;
+mod sam_masks;
 mod segmenter;
 mod tagger;
 mod text;
@@ -29,6 +30,7 @@ use ndarray::ArrayD;
 
 pub use entailer::OnnxEntailer;
 pub use grounder::{location_bins_to_box, GrounderHead, OnnxGrounder};
+pub use sam_masks::sam_mask_runs;
 pub use segmenter::OnnxSegmenter;
 pub use tagger::OnnxTagger;
 pub use text::TextEncoder;
@@ -59,7 +61,9 @@ pub fn load_tweet_image(image_dir: &Path, tweet: &Tweet) -> Result<RgbImage, Sta
             "the file is not a readable PNG/JPEG; re-download it",
         )
     })?;
-    Ok(decoded.to_rgb8())
+    // `into_rgb8` hands over the decoder's buffer when it is already RGB8 (every JPEG and RGB
+    // PNG); `to_rgb8` copied it.
+    Ok(decoded.into_rgb8())
 }
 
 /// The decoded image a pixel stage needs, or an error naming the tweet.

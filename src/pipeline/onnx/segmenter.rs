@@ -13,17 +13,26 @@
 //! thresholded at 0. (Sampling the low-resolution logits once at each original pixel is not the
 //! same function: two bilinear passes move the 0-crossing by up to a pixel.)
 //! The mask is returned as uncompressed column-major COCO runs (`RleCounts::Runs`).
+//!
+//! Per tweet, the work outside the models is kept small (issue 15): the embedding stays in ONNX
+//! Runtime's memory and is fed to every decoder run without a copy ([`HeldTensor`]), the mask
+//! logits are read through a view, and [`sam_mask_runs`] ([`super::sam_masks`]) runs the two
+//! bilinear passes separably (the same f32 expressions, in the same order, so the same bits)
+//! over the content crop only, column by column, emitting COCO runs as it goes instead of
+//! materialising a full-size mask and encoding it afterwards.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use ndarray::{Array2, Array3, ArrayD, ArrayView2};
+use ndarray::{Array2, Array3, ArrayD};
 
-use super::{f32_tensor, require_f32_output, require_image, run_f32, run_failed, tensor_name};
+use super::sam_masks::sam_mask_runs;
+use super::{f32_tensor, require_f32_output, require_image, run_failed, tensor_name};
 use crate::geometry::{BBox, CocoRle, RleCounts};
 use crate::pipeline::stages::{Segmenter, Stage, StageError, StageKind, TweetInput};
 use crate::runtime::{
-    image_to_tensor, Dim, ImageTransform, LoadedSession, ModelManifest, OrtRuntime, PreprocessSpec,
-    Provider, RuntimeError, SessionConfig,
+    image_to_tensor, Dim, HeldTensor, ImageTransform, Input, LoadedSession, ModelManifest,
+    OrtRuntime, PreprocessSpec, Provider, RuntimeError, SessionConfig,
 };
 
 enum Prompt {
@@ -49,7 +58,8 @@ pub struct OnnxSegmenter {
     /// The last image's embedding and transform, keyed by tweet id and image size: the runner
     /// runs every variant of a tweet back to back, so variants that prompt the same image with
     /// other boxes reuse the expensive encoder pass (SAM ViT-H ~0.15 s vs ~4 ms per decode).
-    last_embedding: Option<(String, u32, u32, ArrayD<f32>, ImageTransform)>,
+    /// The embedding stays in ONNX Runtime's memory, shared by the decoder runs.
+    last_embedding: Option<(String, u32, u32, Arc<HeldTensor>, ImageTransform)>,
     /// Encoder passes run (for reports and tests).
     pub encoder_runs: usize,
 }
@@ -143,15 +153,18 @@ impl OnnxSegmenter {
 
     fn decode_one(
         &mut self,
-        embeddings: &ArrayD<f32>,
+        embeddings: &Arc<HeldTensor>,
         bbox: &BBox,
         transform: &ImageTransform,
-    ) -> Result<ArrayD<f32>, RuntimeError> {
+    ) -> Result<HeldTensor, RuntimeError> {
         let path = self.decoder.path.clone();
         let (x1, y1) = transform.to_input(bbox.x1(), bbox.y1());
         let (x2, y2) = transform.to_input(bbox.x2(), bbox.y2());
         let corners = [x1, y1, x2, y2].map(|v| v as f32);
-        let mut inputs = vec![(self.embeddings_in.clone(), f32_tensor(embeddings.clone()))];
+        let mut inputs = vec![(
+            self.embeddings_in.clone(),
+            Input::Held(Arc::clone(embeddings)),
+        )];
         match &self.prompt {
             Prompt::CornerPoints { coords, labels } => {
                 let c = Array3::from_shape_vec((1, 2, 2), corners.to_vec())
@@ -184,99 +197,11 @@ impl OnnxSegmenter {
             inputs.push((name.clone(), f32_tensor(size)));
         }
         let masks = self.masks.clone();
-        Ok(run_f32(&mut self.decoder, inputs, &[&masks])?.remove(0))
+        let mut outputs = self.decoder.run_held(inputs, &[&masks])?;
+        outputs
+            .pop()
+            .ok_or_else(|| RuntimeError::run(&path, "no masks output"))
     }
-}
-
-/// One axis of PyTorch's `upsample_bilinear2d` (CPU, `align_corners=False`, no scale factor):
-/// per output index, the two source indices and their weights.
-fn linear_taps(in_size: usize, out_size: usize) -> Vec<(usize, usize, f32, f32)> {
-    let scale = in_size as f32 / out_size as f32;
-    (0..out_size)
-        .map(|i| {
-            let real = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
-            let i0 = (real.floor() as usize).min(in_size.saturating_sub(1));
-            let lambda1 = (real - i0 as f32).clamp(0.0, 1.0);
-            let i1 = if i0 + 1 < in_size { i0 + 1 } else { i0 };
-            (i0, i1, 1.0 - lambda1, lambda1)
-        })
-        .collect()
-}
-
-/// `F.interpolate(plane, (out_h, out_w), mode="bilinear", align_corners=False)` of the
-/// top-left `in_h x in_w` window of a row-major plane `stride` values wide.
-fn interpolate_bilinear(
-    plane: &[f32],
-    stride: usize,
-    (in_h, in_w): (usize, usize),
-    (out_h, out_w): (usize, usize),
-) -> Vec<f32> {
-    let rows = linear_taps(in_h, out_h);
-    let cols = linear_taps(in_w, out_w);
-    let mut out = Vec::with_capacity(out_h * out_w);
-    for &(y0, y1, wy0, wy1) in &rows {
-        for &(x0, x1, wx0, wx1) in &cols {
-            let at = |y: usize, x: usize| plane[y * stride + x];
-            let top = at(y0, x0) * wx0 + at(y0, x1) * wx1;
-            let bottom = at(y1, x0) * wx0 + at(y1, x1) * wx1;
-            out.push(top * wy0 + bottom * wy1);
-        }
-    }
-    out
-}
-
-/// Low-resolution `logits` covering the model-input frame → the original-size mask (row-major
-/// `[h][w]`), as `post_process_masks`: upsample to the input frame, crop the padding, upsample
-/// to the original size, threshold at 0. `at_original_size`: the decoder took `orig_im_size`
-/// and its logits are already at the original size.
-fn logits_to_original_mask(
-    logits: ArrayView2<'_, f32>,
-    transform: &ImageTransform,
-    at_original_size: bool,
-) -> Vec<bool> {
-    let (w, h) = (
-        transform.original_width as usize,
-        transform.original_height as usize,
-    );
-    let (mh, mw) = logits.dim();
-    if at_original_size && (mh, mw) == (h, w) {
-        return logits.iter().map(|v| *v > 0.0).collect();
-    }
-    let plane: Vec<f32> = logits.iter().copied().collect();
-    let (ih, iw) = (
-        transform.input_height as usize,
-        transform.input_width as usize,
-    );
-    let frame = interpolate_bilinear(&plane, mw, (mh, mw), (ih, iw));
-    let content = (
-        (transform.content_height as usize).clamp(1, ih),
-        (transform.content_width as usize).clamp(1, iw),
-    );
-    interpolate_bilinear(&frame, iw, content, (h, w))
-        .into_iter()
-        .map(|v| v > 0.0)
-        .collect()
-}
-
-/// Uncompressed COCO runs of a row-major `height x width` mask: column-major order, runs
-/// alternate 0/1 starting with 0 (a leading 0-length run when the first pixel is set).
-fn mask_to_runs(mask: &[bool], height: usize, width: usize) -> Vec<u64> {
-    let mut runs = Vec::new();
-    let (mut current, mut count) = (false, 0u64);
-    for x in 0..width {
-        for y in 0..height {
-            let v = mask[y * width + x];
-            if v == current {
-                count += 1;
-            } else {
-                runs.push(count);
-                current = v;
-                count = 1;
-            }
-        }
-    }
-    runs.push(count);
-    runs
 }
 
 impl Segmenter for OnnxSegmenter {
@@ -305,13 +230,21 @@ impl Segmenter for OnnxSegmenter {
             let embeddings = {
                 let tensor = f32_tensor(pixels);
                 let name = self.embeddings_out.clone();
-                run_f32(
-                    &mut self.encoder,
-                    vec![(self.pixel_values.clone(), tensor)],
-                    &[&name],
-                )
-                .map_err(|e| run_failed(tweet, e))?
-                .remove(0)
+                let mut outputs = self
+                    .encoder
+                    .run_held(vec![(self.pixel_values.clone(), tensor)], &[&name])
+                    .map_err(|e| run_failed(tweet, e))?;
+                match outputs.pop() {
+                    Some(held) => Arc::new(held),
+                    None => {
+                        return Err(StageError::item(
+                            &tweet.id,
+                            None,
+                            "the encoder returned no image_embeddings",
+                            "check the encoder's outputs in the manifest",
+                        ))
+                    }
+                }
             };
             self.encoder_runs += 1;
             self.last_embedding = Some((
@@ -343,7 +276,7 @@ impl OnnxSegmenter {
         tweet: &crate::data::model::Tweet,
         image: &image::RgbImage,
         boxes: &[BBox],
-        embeddings: &ArrayD<f32>,
+        embeddings: &Arc<HeldTensor>,
         transform: &ImageTransform,
     ) -> Result<Vec<CocoRle>, StageError> {
         let (h, w) = (image.height() as usize, image.width() as usize);
@@ -357,10 +290,11 @@ impl OnnxSegmenter {
                     "the grounder produced an invalid box",
                 ));
             }
-            let logits = self
+            let held = self
                 .decode_one(embeddings, bbox, transform)
                 .map_err(|e| run_failed(tweet, e))?;
-            let shape = logits.shape().to_vec();
+            let logits = held.view().map_err(|e| run_failed(tweet, e))?;
+            let shape = logits.shape();
             if shape.len() < 2 || logits.is_empty() {
                 return Err(StageError::item(
                     &tweet.id,
@@ -370,97 +304,27 @@ impl OnnxSegmenter {
                 ));
             }
             let (mh, mw) = (shape[shape.len() - 2], shape[shape.len() - 1]);
-            let first: Vec<f32> = logits.iter().take(mh * mw).copied().collect();
-            let plane = ArrayView2::from_shape((mh, mw), &first).map_err(|e| {
-                StageError::item(
-                    &tweet.id,
-                    None,
-                    e.to_string(),
-                    "expected [1, k, h, w] mask logits",
-                )
-            })?;
-            let mask = logits_to_original_mask(plane, transform, self.orig_im_size.is_some());
+            // The first mask is the first mh * mw values of the (standard-layout) output; read
+            // in place, copied only if ort ever hands back another layout.
+            let owned;
+            let values: &[f32] = match logits.as_slice() {
+                Some(all) => all,
+                None => {
+                    owned = logits.iter().copied().collect::<Vec<f32>>();
+                    &owned
+                }
+            };
+            let runs = sam_mask_runs(
+                &values[..mh * mw],
+                (mh, mw),
+                transform,
+                self.orig_im_size.is_some(),
+            );
             masks.push(CocoRle {
                 size: [h as u32, w as u32],
-                counts: RleCounts::Runs(mask_to_runs(&mask, h, w)),
+                counts: RleCounts::Runs(runs),
             });
         }
         Ok(masks)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_are_column_major_and_start_with_zeros() {
-        // 2x3, row-major:
-        // 1 0 1
-        // 1 0 0
-        let mask = [true, false, true, true, false, false];
-        assert_eq!(mask_to_runs(&mask, 2, 3), vec![0, 2, 2, 1, 1]);
-        assert_eq!(mask_to_runs(&[false; 4], 2, 2), vec![4]);
-    }
-
-    #[test]
-    fn bilinear_sampling_thresholds_at_zero() {
-        let t = ImageTransform {
-            original_width: 4,
-            original_height: 2,
-            input_width: 2,
-            input_height: 2,
-            content_width: 2,
-            content_height: 1,
-        };
-        // input frame 2x2, content is the top row; left positive, right negative
-        let logits = ndarray::arr2(&[[1.0f32, -1.0], [-5.0, -5.0]]);
-        let mask = logits_to_original_mask(logits.view(), &t, false);
-        assert_eq!(
-            mask,
-            vec![true, true, false, false, true, true, false, false]
-        );
-    }
-
-    #[test]
-    fn interpolation_matches_torch_bilinear() {
-        // torch 2.5.1: F.interpolate(x, size, mode="bilinear", align_corners=False) of the 2x3
-        // plane below, to 4x5 (up) and to 1x2 (down).
-        let x = [1.0f32, -2.0, 0.5, 3.0, 0.25, -1.0];
-        let up = interpolate_bilinear(&x, 3, (2, 3), (4, 5));
-        let want_up = [
-            1.0f32,
-            -0.2000001,
-            -2.0,
-            -0.49999964,
-            0.5,
-            1.5,
-            0.32499996,
-            -1.4375,
-            -0.49999976,
-            0.125,
-            2.5,
-            1.375,
-            -0.3125,
-            -0.50000006,
-            -0.625,
-            3.0,
-            1.8999999,
-            0.25,
-            -0.5000002,
-            -1.0,
-        ];
-        for (got, want) in up.iter().zip(want_up) {
-            assert!((got - want).abs() < 1e-6, "{up:?}");
-        }
-        assert_eq!(
-            interpolate_bilinear(&x, 3, (2, 3), (1, 2)),
-            vec![1.28125, -0.40625]
-        );
-        // A window of a wider plane (the crop of the padding).
-        assert_eq!(
-            interpolate_bilinear(&x, 3, (2, 2), (2, 2)),
-            vec![1.0, -2.0, 3.0, 0.25]
-        );
     }
 }
