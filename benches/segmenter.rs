@@ -33,6 +33,7 @@ fn sam_spec() -> PreprocessSpec {
         rescale: 1.0 / 255.0,
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
+        pad_value: None,
     }
 }
 const LOW_RES: usize = 256;
