@@ -148,6 +148,7 @@ pub fn run_plan(plan: &RunPlan, factory: &mut dyn BackendFactory) -> Result<RunO
             ve_threshold: settings.ve_threshold,
             warmup: settings.warmup,
             on_error: plan.on_error,
+            batch: suite.file.runtime.batch(),
         };
         let mut writer = RunWriter {
             plan,
