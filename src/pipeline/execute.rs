@@ -68,6 +68,9 @@ pub struct ExecSettings<'a> {
     pub on_error: OnError,
     /// Tweets per tagger batch (`[runtime] batch`, at least 1); windows hold a few batches.
     pub batch: usize,
+    /// Tweets per window; `None`: [`window_len`]`(batch)`. Outputs never depend on it; tests set
+    /// small windows to cross window edges on small data.
+    pub window: Option<usize>,
 }
 
 /// Tagger batches per window: enough that the LLM stages have requests to keep in flight and
@@ -168,7 +171,10 @@ pub fn execute(
         })
         .collect();
     let read_images = variants.iter().any(|v| reads_pixels(v, stages));
-    let window = window_len(settings.batch);
+    let window = settings
+        .window
+        .unwrap_or_else(|| window_len(settings.batch))
+        .max(1);
     let ranges: Vec<std::ops::Range<usize>> = (0..settings.tweets.len())
         .step_by(window)
         .map(|start| start..(start + window).min(settings.tweets.len()))
@@ -1117,5 +1123,421 @@ pub fn box_mask(b: &BBox, h: u32, w: u32) -> CocoRle {
             size: [h, w],
             counts: crate::geometry::RleCounts::Runs(vec![u64::from(h) * u64::from(w)]),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The executor with test stages (text stages that record the batches they get, pixel
+    //! stages that read the real decoded PNGs): outputs independent of batch and window sizes,
+    //! images decoded once per tweet for every stage and variant, per-tweet errors.
+
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::data::model::Dataset;
+    use crate::pipeline::config::ReplayMissing;
+    use crate::pipeline::slots::{AnyStage, BackendFactory, Recordings};
+    use crate::pipeline::stages::{Entailer, Grounder, Grounding, Reformulator, Tagger};
+
+    /// What the test stages saw.
+    #[derive(Default)]
+    struct Seen {
+        /// Items per `tag_batch` / `reformulate_batch` call.
+        tag_batches: Vec<usize>,
+        reformulate_batches: Vec<usize>,
+        /// (tweet, address of the decoded pixels) per entailer and grounder call.
+        pixels: Vec<(String, usize)>,
+    }
+
+    /// Capitalised tokens are PER entities; a token `FAIL` fails the tweet.
+    struct CapsTagger(Arc<Mutex<Seen>>);
+    impl Tagger for CapsTagger {
+        fn kind(&self) -> StageKind {
+            StageKind::Onnx
+        }
+        fn tag(&mut self, tweet: &Tweet) -> Result<Vec<Entity>, StageError> {
+            let words = tweet.tokens.clone().unwrap_or_default();
+            if words.iter().any(|w| w == "FAIL") {
+                return Err(StageError::item(&tweet.id, None, "tagger failure", "test"));
+            }
+            Ok(words
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.chars().next().is_some_and(char::is_uppercase))
+                .map(|(i, w)| Entity {
+                    text: w.clone(),
+                    entity_type: "PER".into(),
+                    start: Some(i),
+                    end: Some(i + 1),
+                    ..Default::default()
+                })
+                .collect())
+        }
+        fn tag_batch(&mut self, items: &[TagItem<'_>], _batch: usize) -> Vec<Timed<Vec<Entity>>> {
+            self.0.lock().unwrap().tag_batches.push(items.len());
+            items
+                .iter()
+                .map(|i| Timed::call(|| self.tag(i.input.tweet)))
+                .collect()
+        }
+    }
+
+    struct UpperReformulator(Arc<Mutex<Seen>>);
+    impl Reformulator for UpperReformulator {
+        fn kind(&self) -> StageKind {
+            StageKind::Llm
+        }
+        fn reformulate(
+            &mut self,
+            tweet: &Tweet,
+            entities: &[Entity],
+        ) -> Result<Vec<String>, StageError> {
+            Ok(entities
+                .iter()
+                .map(|e| format!("{}-{}", e.text.to_uppercase(), tweet.id))
+                .collect())
+        }
+        fn reformulate_batch(
+            &mut self,
+            items: &[(&Tweet, Vec<Entity>)],
+        ) -> Vec<Timed<Vec<String>>> {
+            self.0.lock().unwrap().reformulate_batches.push(items.len());
+            items
+                .iter()
+                .map(|(t, e)| Timed::call(|| self.reformulate(t, e)))
+                .collect()
+        }
+    }
+
+    /// Probability: the image's mean red level (0..1).
+    struct RedEntailer(Arc<Mutex<Seen>>);
+    impl Entailer for RedEntailer {
+        fn kind(&self) -> StageKind {
+            StageKind::Onnx
+        }
+        fn needs_pixels(&self) -> bool {
+            true
+        }
+        fn entail(
+            &mut self,
+            input: &TweetInput<'_>,
+            entities: &[Entity],
+            _queries: &[String],
+        ) -> Result<Vec<f32>, StageError> {
+            let img = input.image.expect("pixels");
+            self.0
+                .lock()
+                .unwrap()
+                .pixels
+                .push((input.tweet.id.clone(), img.as_ptr() as usize));
+            let red = img.pixels().map(|p| f32::from(p[0])).sum::<f32>()
+                / (img.width() * img.height()) as f32
+                / 255.0;
+            Ok(entities.iter().map(|_| red).collect())
+        }
+    }
+
+    /// The whole image as the box.
+    struct WholeGrounder(Arc<Mutex<Seen>>);
+    impl Grounder for WholeGrounder {
+        fn kind(&self) -> StageKind {
+            StageKind::Onnx
+        }
+        fn needs_pixels(&self) -> bool {
+            true
+        }
+        fn ground(
+            &mut self,
+            input: &TweetInput<'_>,
+            entities: &[Entity],
+            _queries: &[String],
+        ) -> Result<Vec<Grounding>, StageError> {
+            let img = input.image.expect("pixels");
+            self.0
+                .lock()
+                .unwrap()
+                .pixels
+                .push((input.tweet.id.clone(), img.as_ptr() as usize));
+            let b = BBox::new(0.0, 0.0, f64::from(img.width()), f64::from(img.height()));
+            Ok(entities
+                .iter()
+                .map(|_| Grounding {
+                    bbox: b,
+                    score: 1.0,
+                })
+                .collect())
+        }
+    }
+
+    struct TestBackends(Arc<Mutex<Seen>>);
+    impl BackendFactory for TestBackends {
+        fn build(
+            &mut self,
+            stage: Stage,
+            kind: StageKind,
+        ) -> Result<(AnyStage, String), BuildError> {
+            let seen = self.0.clone();
+            let built = match stage {
+                Stage::Tagger => AnyStage::Tagger(Box::new(CapsTagger(seen))),
+                Stage::Reformulator => AnyStage::Reformulator(Box::new(UpperReformulator(seen))),
+                Stage::Entailer => AnyStage::Entailer(Box::new(RedEntailer(seen))),
+                Stage::Grounder => AnyStage::Grounder(Box::new(WholeGrounder(seen))),
+                _ => {
+                    return Err(BuildError::Unsupported {
+                        stage,
+                        kind,
+                        hint: "test".into(),
+                    })
+                }
+            };
+            Ok((built, format!("test-{}", stage.name())))
+        }
+        fn execution_provider(&self) -> Option<String> {
+            None
+        }
+        fn model_hashes(&self) -> BTreeMap<String, String> {
+            BTreeMap::new()
+        }
+    }
+
+    fn variant(name: &str, reformulator: StageKind, segmenter: StageKind) -> VariantSpec {
+        VariantSpec {
+            name: name.into(),
+            description: String::new(),
+            knowledge: None,
+            tagger: StageKind::Onnx,
+            reformulator,
+            entailer: StageKind::Onnx,
+            grounder: StageKind::Onnx,
+            segmenter,
+        }
+    }
+
+    /// 11 tweets with real PNGs (red level i*20, size 8+i × 6) in a temp folder; `missing`
+    /// tweets have no image file.
+    fn fixture(missing: &[usize], failing: &[usize]) -> (tempfile::TempDir, Vec<Tweet>) {
+        let dir = tempfile::tempdir().unwrap();
+        let tweets = (0..11)
+            .map(|i| {
+                let id = format!("t{i}");
+                if !missing.contains(&i) {
+                    let img = image::RgbImage::from_pixel(
+                        8 + i as u32,
+                        6,
+                        image::Rgb([i as u8 * 20, 9, 9]),
+                    );
+                    img.save(dir.path().join(format!("{id}.png"))).unwrap();
+                }
+                let mut tokens: Vec<String> = ["the", "Anna", "met", "Bo"][..(i % 4) + 1]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                if failing.contains(&i) {
+                    tokens.push("FAIL".into());
+                }
+                Tweet {
+                    id,
+                    image: Some(format!("t{i}.png")),
+                    tokens: Some(tokens),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        (dir, tweets)
+    }
+
+    struct Ran {
+        out: Result<Vec<VariantOutput>, ExecError>,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    fn run(
+        tweets: &[Tweet],
+        images: &Path,
+        variants: &[VariantSpec],
+        batch: usize,
+        window: Option<usize>,
+        on_error: OnError,
+    ) -> Ran {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut factory = TestBackends(seen.clone());
+        let gold = Dataset {
+            tweets: tweets.to_vec(),
+            meta: None,
+        };
+        let recordings = Recordings {
+            gold: Arc::new(EntityIndex::new(&gold)),
+            recording: None,
+            replay_missing: ReplayMissing::Error,
+        };
+        let mut stages = StageSet::new(&mut factory, recordings);
+        let cache = StageCache::new(None);
+        let settings = ExecSettings {
+            tweets,
+            images: Some(images),
+            cache: &cache,
+            ve_threshold: 0.5,
+            warmup: 0,
+            on_error,
+            batch,
+            window,
+        };
+        let out = execute(variants, &mut stages, &settings, &mut Quiet);
+        Ran { out, seen }
+    }
+
+    fn predictions(out: &[VariantOutput]) -> String {
+        let all: Vec<(&Dataset, &Vec<SkippedItem>)> =
+            out.iter().map(|o| (&o.predictions, &o.skipped)).collect();
+        serde_json::to_string(&all).unwrap()
+    }
+
+    #[test]
+    fn outputs_do_not_depend_on_batch_or_window_and_windows_reach_the_batch_entry_points() {
+        let (dir, tweets) = fixture(&[], &[]);
+        let variants = [
+            variant("full", StageKind::Llm, StageKind::Box),
+            variant("no-ref", StageKind::Off, StageKind::Off),
+        ];
+        let reference = run(&tweets, dir.path(), &variants, 1, Some(1), OnError::Fail);
+        let reference_out = reference.out.unwrap();
+        let want = predictions(&reference_out);
+        // Real values: t5 ("the Anna") has red 100/255 < 0.5, t7 ("the Anna met Bo") 140/255.
+        let full = &reference_out[0].predictions.tweets;
+        assert_eq!(full.len(), 11);
+        assert_eq!(full[5].entities.len(), 1);
+        assert!(!full[5].entities[0].groundable);
+        assert_eq!(full[7].entities.len(), 2);
+        assert!(full[7].entities[1].groundable);
+        assert_eq!(full[7].entities[1].expansion.as_deref(), Some("BO-t7"));
+        assert_eq!(
+            full[7].entities[1].boxes,
+            vec![BBox::new(0.0, 0.0, 15.0, 6.0)]
+        );
+        assert_eq!(full[7].entities[1].masks[0].size, [6, 15]);
+        for (batch, window) in [
+            (1, Some(3)),
+            (2, Some(4)),
+            (7, None),
+            (32, None),
+            (3, Some(11)),
+        ] {
+            let r = run(&tweets, dir.path(), &variants, batch, window, OnError::Fail);
+            assert_eq!(
+                predictions(&r.out.unwrap()),
+                want,
+                "batch {batch}, window {window:?}"
+            );
+            let seen = r.seen.lock().unwrap();
+            // Both variants share the tagger: the second finds every answer in the cache.
+            let w = window.unwrap_or_else(|| window_len(batch));
+            let windows: Vec<usize> = (0..11).step_by(w).map(|s| (11 - s).min(w)).collect();
+            assert_eq!(
+                seen.tag_batches, windows,
+                "batch {batch}, window {window:?}"
+            );
+            // Tweets with entities ask the reformulator (t0, t4, t8 have none).
+            let with_entities: Vec<usize> = (0..11)
+                .step_by(w)
+                .map(|s| (s..(s + w).min(11)).filter(|i| i % 4 != 0).count())
+                .filter(|&n| n > 0)
+                .collect();
+            assert_eq!(seen.reformulate_batches, with_entities);
+        }
+    }
+
+    #[test]
+    fn each_image_is_decoded_once_per_tweet_for_every_stage_and_variant() {
+        let (dir, tweets) = fixture(&[], &[]);
+        // Two variants with different stage instances' inputs (queries differ), so both run VE.
+        let variants = [
+            variant("full", StageKind::Llm, StageKind::Off),
+            variant("no-ref", StageKind::Off, StageKind::Off),
+        ];
+        let r = run(&tweets, dir.path(), &variants, 4, Some(3), OnError::Fail);
+        r.out.unwrap();
+        let seen = r.seen.lock().unwrap();
+        let mut by_tweet: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (t, p) in &seen.pixels {
+            by_tweet.entry(t).or_default().push(*p);
+        }
+        // VE of both variants (+ VG of the groundable ones): one buffer per tweet.
+        assert_eq!(by_tweet.len(), 8, "tweets with entities");
+        for (t, ptrs) in by_tweet {
+            assert!(ptrs.len() >= 2, "{t}: {ptrs:?}");
+            assert!(ptrs.iter().all(|p| *p == ptrs[0]), "{t}: {ptrs:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_image_skips_only_its_tweet_and_fail_reports_the_first_tweet_in_order() {
+        // t5 has no image (it fails at VE); t6 fails at the tagger, an earlier stage that the
+        // window runs first: as with one tweet at a time, `fail` reports t5.
+        let (dir, tweets) = fixture(&[5], &[6]);
+        let variants = [variant("full", StageKind::Llm, StageKind::Box)];
+        let (clean_dir, clean) = fixture(&[], &[]);
+        let clean_out = run(
+            &clean,
+            clean_dir.path(),
+            &variants,
+            4,
+            Some(3),
+            OnError::Fail,
+        )
+        .out
+        .unwrap();
+        for (batch, window) in [(1, Some(1)), (4, Some(3)), (32, None)] {
+            let out = run(&tweets, dir.path(), &variants, batch, window, OnError::Skip)
+                .out
+                .unwrap();
+            let skipped: Vec<(&str, Stage)> = out[0]
+                .skipped
+                .iter()
+                .map(|s| (s.tweet_id.as_str(), s.stage))
+                .collect();
+            assert_eq!(skipped, [("t5", Stage::Entailer), ("t6", Stage::Tagger)]);
+            let path = dir.path().join("t5.png");
+            assert_eq!(
+                out[0].skipped[0].error,
+                format!(
+                    "tweet t5: image {} is missing or unreadable: No such file or directory (os error 2)\n  hint: check [data] images; every tweet's image must be <image folder>/<id>.jpg",
+                    path.display()
+                )
+            );
+            let got = &out[0].predictions.tweets;
+            let want = &clean_out[0].predictions.tweets;
+            assert_eq!(got.len(), 11);
+            for i in 0..11 {
+                if i == 5 || i == 6 {
+                    assert!(got[i].entities.is_empty());
+                } else {
+                    assert_eq!(got[i].entities, want[i].entities, "t{i}");
+                }
+            }
+            // Every tweet has a pipeline row, failed ones included; VE ran for the 7 live tweets
+            // with entities, t5 failing on its way in.
+            assert_eq!(out[0].timings["pipeline"].count, 11);
+            assert_eq!(out[0].timings["tagger"].count, 11);
+            assert_eq!(out[0].timings["entailer"].count, 7);
+
+            let err = run(&tweets, dir.path(), &variants, batch, window, OnError::Fail)
+                .out
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("variant full, entailer stage: tweet t5: image "),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn windows_are_a_few_batches_within_bounds() {
+        assert_eq!(window_len(1), MIN_WINDOW);
+        assert_eq!(window_len(32), 128);
+        assert_eq!(window_len(200), MAX_WINDOW);
+        assert_eq!(window_len(1000), 1000);
+        assert_eq!(window_len(0), MIN_WINDOW);
     }
 }
