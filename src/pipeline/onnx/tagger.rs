@@ -13,9 +13,10 @@
 //! shape. `tests/it/batching.rs` measures the largest absolute logit difference between
 //! `batch = 1` and batches of 7 and 32 (ragged) on the arch fixtures (BERT+CRF and XLM-R, with and
 //! without a knowledge context) and the tiny taggers, 150 Twitter-GMNER tweets: 0 on CPU (one
-//! intra-op thread, onnxruntime 1.31 from .venv: masked positions get exactly zero attention weight, and MLAS
-//! computes each row alone); it asserts below 1e-4 so that other providers' kernels may differ
-//! in the last bits, far below any label change. The test fails when the mask is left out.
+//! intra-op thread, onnxruntime 1.31 from .venv: masked positions get exactly zero attention
+//! weight, and each row is computed alone); it asserts below 1e-4 so that other providers'
+//! kernels may differ in the last bits, far below any label change. The test fails when the mask
+//! is left out.
 //! Sorting by length keeps padding small (file-order batches pay for their longest tweet). A model
 //! without an `attention_mask` input cannot ignore padding, so it is run one tweet per call. A
 //! batch the model rejects is re-run one tweet at a time, so one bad tweet fails alone. Each
