@@ -277,6 +277,9 @@ struct Work {
     failed: Option<Failed>,
     /// The tweet's stage samples so far (the `pipeline` row).
     ms: f64,
+    /// The tweet's share of the time the entailer spent preparing the window (see
+    /// `Entailer::prepare_window`), added to the entailer's sample for the tweet.
+    prepared_ms: f64,
 }
 
 impl Work {
@@ -342,6 +345,11 @@ fn run_window(
         work.push(w);
     }
 
+    // The pixel stages that answer from a slow endpoint ask for the whole window first.
+    for (v, w) in variants.iter().zip(work.iter_mut()) {
+        prepare_pixel_stages(v, pool, &items, w);
+    }
+
     // 2. Pixel stages, tweet-major (the variants of a tweet back to back), then emit the tweet.
     let total = settings.tweets.len();
     for (t, item) in items.iter().enumerate() {
@@ -386,6 +394,48 @@ fn run_window(
         observer.tweet_done(first + t + 1, total);
     }
     Ok(())
+}
+
+/// Lets `v`'s entailer prepare for the window's live tweets with entities, exactly the ones it
+/// will be called for (the MLLM asks for their answers concurrently); the time is shared by those
+/// tweets. The grounder is not prepared: which tweets it gets depends on the entailer, and asking
+/// for others would send requests that one tweet at a time never sends.
+fn prepare_pixel_stages(
+    v: &VariantSpec,
+    pool: &mut StageSet<'_>,
+    items: &[WindowTweet],
+    work: &mut [Work],
+) {
+    let Some(ve) = pool.entailer(v.entailer) else {
+        return;
+    };
+    let needs_pixels = ve.stage.needs_pixels();
+    // Tweets whose image cannot be had are left to fail one by one, as usual.
+    let (tweets, inputs): (Vec<usize>, Vec<TweetInput<'_>>) = (0..items.len())
+        .filter(|&t| work[t].live() && !work[t].entities.is_empty())
+        .filter_map(|t| {
+            let item = &items[t];
+            let image = if needs_pixels {
+                Some(item.image.pixels(&item.input).ok()?)
+            } else {
+                None
+            };
+            Some((
+                t,
+                TweetInput {
+                    tweet: &item.input,
+                    image,
+                },
+            ))
+        })
+        .unzip();
+    if inputs.is_empty() {
+        return;
+    }
+    let share = ve.stage.prepare_window(&inputs) / tweets.len() as f64;
+    for t in tweets {
+        work[t].prepared_ms = share;
+    }
 }
 
 /// What every stage of a window reads besides its tweet.
@@ -892,9 +942,12 @@ fn text_stages(
     }
 }
 
-/// One item per call of a per-tweet stage, timed.
-fn one<T>(f: impl FnOnce() -> Result<Vec<T>, StageError>) -> Vec<Timed<Vec<T>>> {
-    vec![Timed::call(f)]
+/// One item per call of a per-tweet stage, timed, plus the tweet's share of the stage's
+/// window preparation (`prepared_ms`).
+fn one<T>(prepared_ms: f64, f: impl FnOnce() -> Result<Vec<T>, StageError>) -> Vec<Timed<Vec<T>>> {
+    let mut t = Timed::call(f);
+    t.ms += prepared_ms;
+    vec![t]
 }
 
 /// Entailer, grounder and segmenter of `v` on one tweet (one call each, as their models score
@@ -935,6 +988,7 @@ fn pixel_stages(
             });
             let stage = ve.stage;
             let n = entities.len();
+            let prepared = w.prepared_ms;
             cached_window(
                 cx.cache,
                 Stage::Entailer,
@@ -944,7 +998,7 @@ fn pixel_stages(
                 recs.rec("entailer"),
                 |reqs| {
                     let idx = &reqs[0].1;
-                    one(|| {
+                    one(prepared, || {
                         let sub_e: Vec<Entity> = idx.iter().map(|&i| entities[i].clone()).collect();
                         let sub_q: Vec<String> = idx.iter().map(|&i| queries[i].clone()).collect();
                         let img = if needs_pixels {
@@ -1008,7 +1062,7 @@ fn pixel_stages(
             recs.rec("grounder"),
             |reqs| {
                 let idx = &reqs[0].1;
-                one(|| {
+                one(0.0, || {
                     let sub_e: Vec<Entity> =
                         idx.iter().map(|&j| entities[grounded[j]].clone()).collect();
                     let sub_q: Vec<String> =
@@ -1090,7 +1144,7 @@ fn pixel_stages(
                     recs.rec("segmenter"),
                     |reqs| {
                         let idx = &reqs[0].1;
-                        one(|| {
+                        one(0.0, || {
                             let sub: Vec<BBox> =
                                 idx.iter().map(|&j| entities[boxed[j]].boxes[0]).collect();
                             let input = TweetInput {

@@ -136,6 +136,17 @@ impl SharedMllm {
         answer.map_err(StageError::Mllm)
     }
 
+    /// Asks for every input's answer, at most `max_concurrency` in flight; answers (and errors)
+    /// land in the memo. Returns the wall time in ms.
+    fn prefetch(&self, inputs: &[TweetInput<'_>]) -> f64 {
+        let t0 = Instant::now();
+        let workers = self.annotator.client().config().max_concurrency;
+        crate::llm::bounded::run_bounded(inputs.len(), workers, false, |i| {
+            self.answer(&inputs[i]).map(|_| ())
+        });
+        t0.elapsed().as_secs_f64() * 1000.0
+    }
+
     /// What results.json records of the MLLM: settings, request and outcome counts, latency.
     pub fn meta(&self) -> MllmMeta {
         let stats = self.annotator.stats();
@@ -259,6 +270,10 @@ impl Entailer for MllmEntailer {
     }
     fn needs_pixels(&self) -> bool {
         true
+    }
+    /// The window's answers in flight together (hybrids whose tagger is not the MLLM).
+    fn prepare_window(&mut self, inputs: &[TweetInput<'_>]) -> f64 {
+        self.0.prefetch(inputs)
     }
     fn entail(
         &mut self,

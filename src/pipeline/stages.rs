@@ -154,6 +154,14 @@ pub trait Reformulator {
 pub trait Entailer {
     fn kind(&self) -> StageKind;
     fn needs_pixels(&self) -> bool;
+    /// Called with the window's tweets (those with entities) before they are run one by one:
+    /// a stage whose answers come from a slow endpoint (the MLLM) asks for them all here, in
+    /// flight together. Returns the time it took (shared by those tweets' latency rows); by
+    /// default does nothing.
+    fn prepare_window(&mut self, inputs: &[TweetInput<'_>]) -> f64 {
+        let _ = inputs;
+        0.0
+    }
     fn entail(
         &mut self,
         input: &TweetInput<'_>,
