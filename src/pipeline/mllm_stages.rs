@@ -11,8 +11,9 @@
 //! nothing. For the same reason the stage cache does not hold `mllm` outputs (their slot has no
 //! fingerprint): its keys do not cover the image. The `mllm` tagger's batch entry point asks for
 //! the window's tweets concurrently (at most the endpoint's `max_concurrency` requests in flight,
-//! through `llm::bounded`), answers in tweet order whatever order they come back in. This file
-//! must not score or write anything.
+//! through `llm::bounded`), answers in tweet order whatever order they come back in; in hybrids
+//! with another tagger the `mllm` entailer does the same in `prepare_window`. This file must not
+//! score or write anything.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
