@@ -12,6 +12,8 @@
 #
 # Usage: bash benches/tagger_vs_python.sh   (after `bash scripts/install-python-deps.sh`;
 #        builds the release binary). Writes a table to stdout; figures go to benches/README.md.
+#        BATCHES="1 8 32" runs the harness at each tagger batch size (`run --batch`; default 1,
+#        one call per tweet like the Python loop); THREADS / SPINNINGS narrow the other loops.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -44,16 +46,20 @@ segmenter = "off"
 EOF
 
 printf '%-34s %12s %12s\n' "configuration" "ms/tweet" "tweets/s"
-for threads in 1 2; do
-  for spinning in false true; do
+for batch in ${BATCHES:-1}; do
+for threads in ${THREADS:-1 2}; do
+  for spinning in ${SPINNINGS:-false true}; do
+    out="$TMP/run-$batch-$threads-$spinning"
     "$BIN" -q run --suite "$TMP/suite.toml" --no-cache --device cpu --threads "$threads" \
-      --spinning "$spinning" --out "$TMP/run-$threads-$spinning" --format json > /dev/null
-    .venv/bin/python - "$TMP/run-$threads-$spinning/results.json" "riveg-bench t=$threads spin=$spinning" <<'PY'
+      --spinning "$spinning" --batch "$batch" --out "$out" --format json > /dev/null
+    # Per tweet: with batch > 1 each tweet records an equal share of its batch's time.
+    .venv/bin/python - "$out/results.json" "riveg-bench b=$batch t=$threads spin=$spinning" <<'PY'
 import json, sys
 t = json.load(open(sys.argv[1]))["variants"][0]["timings"]["tagger"]
 print(f"{sys.argv[2]:<34} {t['mean_ms']:12.3f} {t['throughput_per_s']:12.1f}")
 PY
   done
+done
 done
 
 .venv/bin/python - "$ROOT/$MANIFEST" "$GOLD/txt/test.txt" <<'PY'

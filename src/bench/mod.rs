@@ -6,6 +6,12 @@ pub mod criterion_estimates;
 use serde::{Deserialize, Serialize};
 
 /// Summary of one stage's per-item latencies.
+///
+/// An item is one tweet's call of a stage. When one call serves several tweets (the tagger's
+/// batches of `[runtime] batch` tweets, LLM requests of a window in flight together), each tweet
+/// records an equal share of the call's time, so `total_ms` is still the time the stage took and
+/// `throughput_per_s` is tweets per second of it; with `batch = 1` every tagger call serves one
+/// tweet. The `pipeline` row records, per tweet, the sum of that tweet's stage samples.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct StageTiming {
     /// Items measured (warm-up items excluded).

@@ -286,6 +286,10 @@ pub struct RunArgs {
     /// Whether idle ONNX Runtime threads spin (default: the suite's [runtime] spinning, else false).
     #[arg(long)]
     pub spinning: Option<bool>,
+    /// Tweets per tagger batch; LLM requests of a few batches are in flight together
+    /// (default: the suite's [runtime] batch, else 32; 1: one tagger call per tweet).
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Output: human tables or JSON [default: human when stdout is a terminal, else json].
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
@@ -931,6 +935,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         criterion_dir: args.criterion_dir.clone(),
         threads: args.threads,
         spinning: args.spinning,
+        batch: args.batch,
         compat: args.compat,
     })?;
     note(format!(

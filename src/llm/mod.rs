@@ -13,7 +13,7 @@
 //!
 //! This module must not know about scoring, reports or other stages.
 
-mod bounded;
+pub mod bounded;
 pub mod cache;
 pub mod client;
 mod error;

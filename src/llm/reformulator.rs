@@ -6,10 +6,15 @@
 //! When a request fails (after the client's retries), no new request is started for that tweet,
 //! replies already received are still cached, and the error of the first failed entity in entity
 //! order is returned, naming the tweet and entity.
+//!
+//! [`LlmReformulator::reformulate_many`] does the same for several tweets at once (the pipeline's
+//! window): every tweet's requests share one pool of at most `max_concurrency` in flight, so a
+//! slow endpoint is kept busy across tweets; a failure stops only its own tweet's requests, and
+//! each tweet's answer does not depend on the order in which replies arrive.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::cache::{CacheKey, CachedReply, ResponseCache};
 use super::client::{ChatMessage, LlmClient, LlmConfig, LlmStats};
@@ -23,6 +28,15 @@ struct Job<'a> {
     item: Item,
     messages: Vec<ChatMessage>,
     key: CacheKey,
+}
+
+/// One tweet's requests: its jobs, the answers so far, and the distinct prompts still to send
+/// (each with the jobs it answers).
+struct TweetPlan<'a> {
+    tweet: &'a Tweet,
+    jobs: Vec<Job<'a>>,
+    results: Vec<Option<Result<String, LlmError>>>,
+    to_send: Vec<Vec<usize>>,
 }
 
 /// The LLM reformulation stage.
@@ -82,59 +96,109 @@ impl LlmReformulator {
         tweet: &Tweet,
         entities: &[Entity],
     ) -> Result<Vec<String>, LlmError> {
-        let text = tweet_text(tweet);
-        let config = self.client.config();
-        let jobs: Vec<Job<'_>> = entities
-            .iter()
-            .map(|entity| {
-                let messages = self
-                    .template
-                    .render(&text, &entity.text, &entity.entity_type);
-                let key = CacheKey::for_chat(config, &self.template, &messages);
-                Job {
-                    entity,
-                    item: Item::entity(&tweet.id, &entity.text),
-                    messages,
-                    key,
-                }
+        self.reformulate_many(&[(tweet, entities)])
+            .pop()
+            .unwrap_or_else(|| {
+                Err(LlmError::Other {
+                    what: format!("tweet {}: no answer", tweet.id),
+                    hint: "this is a bug in riveg-bench's LLM stage; please report it".to_string(),
+                })
             })
-            .collect();
+    }
 
-        let mut results: Vec<Option<Result<String, LlmError>>> =
-            jobs.iter().map(|_| None).collect();
-        // Distinct prompts still to ask, each with the jobs it answers (duplicates in one tweet
-        // share a request).
-        let mut to_send: Vec<usize> = Vec::new();
-        let mut sharing: HashMap<&CacheKey, Vec<usize>> = HashMap::new();
+    /// [`LlmReformulator::reformulate_entities`] for several tweets, their requests in flight
+    /// together (see the module doc); answers in `items` order.
+    pub fn reformulate_many(
+        &self,
+        items: &[(&Tweet, &[Entity])],
+    ) -> Vec<Result<Vec<String>, LlmError>> {
+        let config = self.client.config();
         let counters = self.client.counters();
-        for (i, job) in jobs.iter().enumerate() {
-            if let Some(expansion) = self.cached_expansion(job) {
-                counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                results[i] = Some(Ok(expansion));
-                continue;
+        let mut plans: Vec<TweetPlan<'_>> = Vec::with_capacity(items.len());
+        for (tweet, entities) in items {
+            let text = tweet_text(tweet);
+            let jobs: Vec<Job<'_>> = entities
+                .iter()
+                .map(|entity| {
+                    let messages = self
+                        .template
+                        .render(&text, &entity.text, &entity.entity_type);
+                    let key = CacheKey::for_chat(config, &self.template, &messages);
+                    Job {
+                        entity,
+                        item: Item::entity(&tweet.id, &entity.text),
+                        messages,
+                        key,
+                    }
+                })
+                .collect();
+            let mut results: Vec<Option<Result<String, LlmError>>> =
+                jobs.iter().map(|_| None).collect();
+            // Distinct prompts still to ask, each with the jobs it answers (duplicates in one
+            // tweet share a request).
+            let mut to_send: Vec<Vec<usize>> = Vec::new();
+            let mut first_of: HashMap<&CacheKey, usize> = HashMap::new();
+            for (i, job) in jobs.iter().enumerate() {
+                if let Some(expansion) = self.cached_expansion(job) {
+                    counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    results[i] = Some(Ok(expansion));
+                    continue;
+                }
+                counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+                match first_of.get(&job.key) {
+                    Some(&slot) => to_send[slot].push(i),
+                    None => {
+                        first_of.insert(&job.key, to_send.len());
+                        to_send.push(vec![i]);
+                    }
+                }
             }
-            counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-            let same = sharing.entry(&job.key).or_default();
-            if same.is_empty() {
-                to_send.push(i);
-            }
-            same.push(i);
+            plans.push(TweetPlan {
+                tweet,
+                jobs,
+                results,
+                to_send,
+            });
         }
 
-        let replies = self.send_bounded(&jobs, &to_send);
-        for (first, reply) in to_send.iter().zip(replies) {
-            let Some(reply) = reply else { continue };
+        // Every tweet's requests in one bounded pool; a failure stops its own tweet only.
+        let sends: Vec<(usize, usize)> = plans
+            .iter()
+            .enumerate()
+            .flat_map(|(t, p)| (0..p.to_send.len()).map(move |slot| (t, slot)))
+            .collect();
+        let failed: Vec<AtomicBool> = plans.iter().map(|_| AtomicBool::new(false)).collect();
+        let replies =
+            super::bounded::run_bounded(sends.len(), config.max_concurrency, false, |s| {
+                let (t, slot) = sends[s];
+                if failed[t].load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let job = &plans[t].jobs[plans[t].to_send[slot][0]];
+                match self.client.chat(&job.messages, &job.item) {
+                    Ok(content) => Ok(Some(content)),
+                    Err(e) => {
+                        failed[t].store(true, Ordering::Relaxed);
+                        Err(e)
+                    }
+                }
+            });
+        for (&(t, slot), reply) in sends.iter().zip(replies) {
+            // `None` / `Ok(None)`: not sent, because an earlier request of the tweet failed.
             let content = match reply {
-                Ok(content) => content,
-                Err(e) => {
-                    results[*first] = Some(Err(e));
+                Some(Ok(Some(content))) => content,
+                Some(Ok(None)) | None => continue,
+                Some(Err(e)) => {
+                    let first = plans[t].to_send[slot][0];
+                    plans[t].results[first] = Some(Err(e));
                     continue;
                 }
             };
+            let plan = &mut plans[t];
             let mut cacheable = true;
-            for &i in &sharing[&jobs[*first].key] {
-                let job = &jobs[i];
-                results[i] = Some(
+            for &i in &plan.to_send[slot] {
+                let job = &plan.jobs[i];
+                plan.results[i] = Some(
                     match parse_expansion(&content, &job.entity.text, &job.entity.entity_type) {
                         Some(expansion) => Ok(expansion),
                         None => {
@@ -152,22 +216,30 @@ impl LlmReformulator {
                 );
             }
             if cacheable {
-                self.store(&jobs[*first], &content);
+                self.store(&plan.jobs[plan.to_send[slot][0]], &content);
             }
         }
 
-        // The first error in entity order; `None` slots exist only when some request failed.
-        let mut expansions = Vec::with_capacity(jobs.len());
-        for result in results.into_iter().flatten() {
-            expansions.push(result?);
-        }
-        if expansions.len() != jobs.len() {
-            return Err(LlmError::Other {
-                what: format!("tweet {}: some entities got no expansion", tweet.id),
-                hint: "this is a bug in riveg-bench's LLM stage; please report it".to_string(),
-            });
-        }
-        Ok(expansions)
+        plans
+            .into_iter()
+            .map(|plan| {
+                // The first error in entity order; `None` slots exist only when some request
+                // failed.
+                let n = plan.jobs.len();
+                let mut expansions = Vec::with_capacity(n);
+                for result in plan.results.into_iter().flatten() {
+                    expansions.push(result?);
+                }
+                if expansions.len() != n {
+                    return Err(LlmError::Other {
+                        what: format!("tweet {}: some entities got no expansion", plan.tweet.id),
+                        hint: "this is a bug in riveg-bench's LLM stage; please report it"
+                            .to_string(),
+                    });
+                }
+                Ok(expansions)
+            })
+            .collect()
     }
 
     fn cached_expansion(&self, job: &Job<'_>) -> Option<String> {
@@ -198,23 +270,5 @@ impl LlmReformulator {
                 cache.path_for(&job.key).display()
             );
         }
-    }
-
-    /// Sends `jobs[i]` for each `i` in `order`, at most `max_concurrency` at once; the replies
-    /// come back in `order`'s order. After a failure no new request starts (their slot is `None`).
-    fn send_bounded(
-        &self,
-        jobs: &[Job<'_>],
-        order: &[usize],
-    ) -> Vec<Option<Result<String, LlmError>>> {
-        super::bounded::run_bounded(
-            order.len(),
-            self.client.config().max_concurrency,
-            true,
-            |slot| {
-                let i = order[slot];
-                self.client.chat(&jobs[i].messages, &jobs[i].item)
-            },
-        )
     }
 }

@@ -261,4 +261,17 @@ pub struct RuntimeSection {
     /// Whether idle intra-op threads spin; unset: off (see `runtime::SessionConfig`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spinning: Option<bool>,
+    /// Tweets per tagger batch (the executor's windows hold a few batches); unset: 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+}
+
+impl RuntimeSection {
+    /// The tagger batch size when `[runtime] batch` is unset.
+    pub const DEFAULT_BATCH: usize = 32;
+
+    /// `[runtime] batch`, or the default.
+    pub fn batch(&self) -> usize {
+        self.batch.unwrap_or(Self::DEFAULT_BATCH).max(1)
+    }
 }

@@ -1,15 +1,44 @@
 //! Executes the variant matrix over the tweets: every stage built once per (stage, kind)
-//! ([`StageSet`]) and shared by the variants, outputs cached per item ([`StageCache`]), per-call
-//! latencies recorded. Produces each variant's predictions, timings and skipped items; it never
+//! ([`StageSet`]) and shared by the variants, outputs cached per item ([`StageCache`]), latencies
+//! recorded per item. Produces each variant's predictions, timings and skipped items; it never
 //! scores, formats or writes a run directory (that is `crate::run`).
 //!
-//! Tweets run in the outer loop and variants in the inner one (tweet-major), so per-image work is
-//! shared between variants: a tweet's image is decoded once per stage instance, and stage
-//! instances shared by several variants (the segmenter's image embedding) reuse per-image work;
-//! the stage cache shares everything else. The caller hears of progress through an
-//! [`ExecObserver`]; a killed run leaves the stage cache behind, and re-running resumes from it.
+//! **Windows.** Tweets run in windows of a few tagger batches ([`window_len`] of `[runtime]
+//! batch`). Within a window:
+//! 1. the text stages run *stage-major*, variant by variant: knowledge, tagger, reformulator each
+//!    get every tweet of the window that the stage cache cannot answer, in one call to their
+//!    batch entry point ([`super::stages::Tagger::tag_batch`], ...). The ONNX tagger cuts them
+//!    into length-bucketed batches of `batch`; the LLM stages keep the window's requests in
+//!    flight together (bounded by `max_concurrency`).
+//! 2. the pixel stages (entailer, grounder, segmenter) run *tweet-major*: every variant of a tweet
+//!    back to back, so stage instances shared by several variants reuse per-image work (the
+//!    segmenter's image embedding) as before; the stage cache shares everything else.
+//!
+//! A variant that shares a stage instance with an earlier one gets the earlier one's outputs
+//! from the stage cache (its in-memory layer works with `--no-cache` too), whatever the window.
+//! Per-tweet errors stay per tweet: a failed tweet drops out of the later stages of its variant
+//! only. With `--on-error fail` the error reported is that of the first failed (tweet, variant) in
+//! tweet order, as when tweets ran one by one, and nothing after that tweet is emitted.
+//!
+//! **Images** are read once per tweet for every stage and variant, on a worker thread one window
+//! ahead of the window being run (at most two windows of decoded images in memory): the file's
+//! bytes give the sha256 that pixel stages' cache keys use and the decoded RGB image. A missing or
+//! unreadable image is only an error when a stage needs the pixels, with the same message as
+//! before prefetching.
+//!
+//! **Latency.** Each stage row records one sample per tweet that the stage computed for (cached
+//! items are counted, not timed). A batched call's time is shared equally by the tweets it served
+//! (see [`super::stages::Timed`]); with `batch = 1` every tagger call serves one tweet and records
+//! its own time. The `pipeline` row records, per tweet, the sum of the tweet's stage samples (the
+//! compute time spent on it; cache look-ups and image decoding on the worker are not in it).
+//!
+//! Output order and content do not depend on the window or batch size. The caller hears of
+//! progress through an [`ExecObserver`]; a killed run leaves the stage cache behind, and
+//! re-running resumes from it.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::io::Cursor;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -23,7 +52,7 @@ use super::cache::{cache_key, StageCache};
 use super::config::{OnError, VariantSpec};
 use super::recorded::{gold_mask_size, EntityIndex};
 use super::slots::{BuildError, StageSet};
-use super::stages::{Stage, StageError, StageKind, TweetInput};
+use super::stages::{Stage, StageError, StageKind, TagItem, Timed, TweetInput};
 
 /// What the executor needs besides the stages.
 pub struct ExecSettings<'a> {
@@ -37,6 +66,28 @@ pub struct ExecSettings<'a> {
     /// Calls per stage excluded from latency statistics as warm-up.
     pub warmup: usize,
     pub on_error: OnError,
+    /// Tweets per tagger batch (`[runtime] batch`, at least 1); windows hold a few batches.
+    pub batch: usize,
+    /// Tweets per window; `None`: [`window_len`]`(batch)`. Outputs never depend on it; tests set
+    /// small windows to cross window edges on small data.
+    pub window: Option<usize>,
+}
+
+/// Tagger batches per window: enough that the LLM stages have requests to keep in flight and
+/// the tagger can bucket by length, few enough that a window's images stay small in memory.
+const WINDOW_BATCHES: usize = 4;
+/// The fewest tweets in a window, so that LLM requests overlap even at `batch = 1`.
+const MIN_WINDOW: usize = 32;
+/// The most tweets in a window (unless one batch is larger): bounds prefetched images.
+const MAX_WINDOW: usize = 512;
+
+/// Tweets per window for a tagger batch size.
+pub fn window_len(batch: usize) -> usize {
+    let batch = batch.max(1);
+    batch
+        .saturating_mul(WINDOW_BATCHES)
+        .clamp(MIN_WINDOW, MAX_WINDOW)
+        .max(batch)
 }
 
 /// One variant's execution: predictions and how they were made.
@@ -83,6 +134,14 @@ pub enum ExecError {
     },
 }
 
+/// A variant's accumulated results.
+struct VariantState {
+    recs: Recorders,
+    skipped: Vec<SkippedItem>,
+    pred: Dataset,
+    replay_missing: usize,
+}
+
 /// Runs every variant over every tweet; outputs are in `variants` order.
 pub fn execute(
     variants: &[VariantSpec],
@@ -99,20 +158,6 @@ pub fn execute(
                 source: Box::new(source),
             })?;
     }
-    let recording = stages.recordings().recording.clone();
-    let gold = stages.recordings().gold.clone();
-    let missing_now = || {
-        recording
-            .as_ref()
-            .map(|r| r.missing.load(Ordering::Relaxed))
-            .unwrap_or(0)
-    };
-    struct VariantState {
-        recs: Recorders,
-        skipped: Vec<SkippedItem>,
-        pred: Dataset,
-        replay_missing: usize,
-    }
     let mut states: Vec<VariantState> = variants
         .iter()
         .map(|_| VariantState {
@@ -125,63 +170,50 @@ pub fn execute(
             replay_missing: 0,
         })
         .collect();
-    let total = settings.tweets.len();
-    for (done, gt) in settings.tweets.iter().enumerate() {
-        let input = Tweet {
-            id: gt.id.clone(),
-            image: gt.image.clone(),
-            tokens: gt.tokens.clone(),
-            ..Default::default()
+    let read_images = variants.iter().any(|v| reads_pixels(v, stages));
+    let window = settings
+        .window
+        .unwrap_or_else(|| window_len(settings.batch))
+        .max(1);
+    let ranges: Vec<std::ops::Range<usize>> = (0..settings.tweets.len())
+        .step_by(window)
+        .map(|start| start..(start + window).min(settings.tweets.len()))
+        .collect();
+    let (tweets, images) = (settings.tweets, settings.images);
+    let load = move |range: std::ops::Range<usize>| -> Vec<TweetImage> {
+        tweets[range]
+            .iter()
+            .map(|t| TweetImage::load(images, t, read_images))
+            .collect()
+    };
+    std::thread::scope(|scope| -> Result<(), ExecError> {
+        // The next window's images decode on a worker while this window runs; joining it before
+        // starting the one after keeps at most one window ahead.
+        let spawn = |range: &std::ops::Range<usize>| {
+            let range = range.clone();
+            scope.spawn(move || load(range))
         };
-        let cx = TweetContext {
-            tweet: &input,
-            images: settings.images,
-            cache: settings.cache,
-            ve_threshold: settings.ve_threshold,
-            gold: &gold,
-            image_hash: std::cell::OnceCell::new(),
-        };
-        for (v, state) in variants.iter().zip(states.iter_mut()) {
-            let before = missing_now();
-            let t0 = Instant::now();
-            let res = run_tweet(v, stages, &cx, &mut state.recs);
-            state
-                .recs
-                .rec("pipeline")
-                .record(t0.elapsed().as_secs_f64() * 1000.0);
-            state.replay_missing += missing_now() - before;
-            let entities = match res {
-                Ok(e) => e,
-                Err(f) if settings.on_error == OnError::Skip => {
-                    log::warn!(
-                        "variant {}: {}: skipping tweet {}: {}",
-                        v.name,
-                        f.stage.name(),
-                        gt.id,
-                        f.error
-                    );
-                    state.skipped.push(SkippedItem {
-                        tweet_id: gt.id.clone(),
-                        stage: f.stage,
-                        error: f.error.to_string(),
-                    });
-                    Vec::new()
-                }
-                Err(f) => {
-                    return Err(ExecError::Stage {
-                        variant: v.name.clone(),
-                        stage: f.stage,
-                        source: Box::new(f.error),
-                    })
-                }
+        let mut next = ranges.first().map(spawn);
+        for (w, range) in ranges.iter().enumerate() {
+            let images = match next.take() {
+                Some(handle) => handle
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                None => Vec::new(),
             };
-            state.pred.tweets.push(Tweet {
-                entities,
-                ..input.clone()
-            });
+            next = ranges.get(w + 1).map(spawn);
+            run_window(
+                variants,
+                stages,
+                settings,
+                &mut states,
+                range.clone(),
+                images,
+                observer,
+            )?;
         }
-        observer.tweet_done(done + 1, total);
-    }
+        Ok(())
+    })?;
     let hashes = stages.factory().model_hashes();
     let mut outputs = Vec::with_capacity(variants.len());
     for (i, (v, state)) in variants.iter().zip(states).enumerate() {
@@ -214,17 +246,224 @@ pub fn execute(
     Ok(outputs)
 }
 
+/// Whether some stage of `v` reads pixels (then every tweet's image is read and decoded ahead).
+fn reads_pixels(v: &VariantSpec, pool: &mut StageSet<'_>) -> bool {
+    v.segmenter == StageKind::Onnx
+        || pool
+            .tagger(v.tagger)
+            .is_some_and(|t| t.stage.needs_pixels())
+        || pool
+            .entailer(v.entailer)
+            .is_some_and(|t| t.stage.needs_pixels())
+        || pool
+            .grounder(v.grounder)
+            .is_some_and(|t| t.stage.needs_pixels())
+}
+
+/// One tweet of a window, as the stages see it.
+struct WindowTweet {
+    /// The gold tweet without its entities.
+    input: Tweet,
+    tokens_json: String,
+    image: TweetImage,
+}
+
+/// One (tweet, variant)'s progress through the stages.
+#[derive(Default)]
+struct Work {
+    context: Option<String>,
+    entities: Vec<Entity>,
+    queries: Vec<String>,
+    failed: Option<Failed>,
+    /// The tweet's stage samples so far (the `pipeline` row).
+    ms: f64,
+    /// The tweet's share of the time the entailer spent preparing the window (see
+    /// `Entailer::prepare_window`), added to the entailer's sample for the tweet.
+    prepared_ms: f64,
+}
+
+impl Work {
+    fn live(&self) -> bool {
+        self.failed.is_none()
+    }
+    fn fail(&mut self, stage: Stage, error: StageError) {
+        if self.failed.is_none() {
+            self.failed = Some(Failed { stage, error });
+        }
+    }
+}
+
+/// Runs every variant over the window starting at tweet `first`, then emits its tweets in order.
+fn run_window(
+    variants: &[VariantSpec],
+    pool: &mut StageSet<'_>,
+    settings: &ExecSettings<'_>,
+    states: &mut [VariantState],
+    range: std::ops::Range<usize>,
+    images: Vec<TweetImage>,
+    observer: &mut dyn ExecObserver,
+) -> Result<(), ExecError> {
+    let first = range.start;
+    let gold_tweets = &settings.tweets[range];
+    let mut images = images.into_iter();
+    let items: Vec<WindowTweet> = gold_tweets
+        .iter()
+        .map(|gt| WindowTweet {
+            input: Tweet {
+                id: gt.id.clone(),
+                image: gt.image.clone(),
+                tokens: gt.tokens.clone(),
+                ..Default::default()
+            },
+            tokens_json: serde_json::to_string(&gt.tokens).unwrap_or_default(),
+            image: images.next().unwrap_or_else(TweetImage::not_read),
+        })
+        .collect();
+    let recording = pool.recordings().recording.clone();
+    let gold = pool.recordings().gold.clone();
+    let missing_now = || {
+        recording
+            .as_ref()
+            .map(|r| r.missing.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    };
+    let cx = Shared {
+        images: settings.images,
+        cache: settings.cache,
+        ve_threshold: settings.ve_threshold,
+        gold: &gold,
+        batch: settings.batch.max(1),
+    };
+
+    // 1. Text stages, stage-major over the window, variant by variant.
+    let mut work: Vec<Vec<Work>> = Vec::with_capacity(variants.len());
+    for (v, state) in variants.iter().zip(states.iter_mut()) {
+        let before = missing_now();
+        let mut w: Vec<Work> = items.iter().map(|_| Work::default()).collect();
+        text_stages(v, pool, &cx, &items, &mut w, &mut state.recs);
+        state.replay_missing += missing_now() - before;
+        work.push(w);
+    }
+
+    // The pixel stages that answer from a slow endpoint ask for the whole window first.
+    for (v, w) in variants.iter().zip(work.iter_mut()) {
+        prepare_pixel_stages(v, pool, &items, w);
+    }
+
+    // 2. Pixel stages, tweet-major (the variants of a tweet back to back), then emit the tweet.
+    let total = settings.tweets.len();
+    for (t, item) in items.iter().enumerate() {
+        for (vi, (v, state)) in variants.iter().zip(states.iter_mut()).enumerate() {
+            let before = missing_now();
+            let w = &mut work[vi][t];
+            if w.live() {
+                pixel_stages(v, pool, &cx, item, w, &mut state.recs);
+            }
+            state.replay_missing += missing_now() - before;
+            state.recs.rec("pipeline").record(w.ms);
+            let entities = match w.failed.take() {
+                None => std::mem::take(&mut w.entities),
+                Some(f) if settings.on_error == OnError::Skip => {
+                    log::warn!(
+                        "variant {}: {}: skipping tweet {}: {}",
+                        v.name,
+                        f.stage.name(),
+                        item.input.id,
+                        f.error
+                    );
+                    state.skipped.push(SkippedItem {
+                        tweet_id: item.input.id.clone(),
+                        stage: f.stage,
+                        error: f.error.to_string(),
+                    });
+                    Vec::new()
+                }
+                Some(f) => {
+                    return Err(ExecError::Stage {
+                        variant: v.name.clone(),
+                        stage: f.stage,
+                        source: Box::new(f.error),
+                    })
+                }
+            };
+            state.pred.tweets.push(Tweet {
+                entities,
+                ..item.input.clone()
+            });
+        }
+        observer.tweet_done(first + t + 1, total);
+    }
+    Ok(())
+}
+
+/// Lets `v`'s entailer prepare for the window's live tweets with entities, exactly the ones it
+/// will be called for (the MLLM asks for their answers concurrently); the time is shared by those
+/// tweets. The grounder is not prepared: which tweets it gets depends on the entailer, and asking
+/// for others would send requests that one tweet at a time never sends.
+fn prepare_pixel_stages(
+    v: &VariantSpec,
+    pool: &mut StageSet<'_>,
+    items: &[WindowTweet],
+    work: &mut [Work],
+) {
+    let Some(ve) = pool.entailer(v.entailer) else {
+        return;
+    };
+    let needs_pixels = ve.stage.needs_pixels();
+    // Tweets whose image cannot be had are left to fail one by one, as usual.
+    let (tweets, inputs): (Vec<usize>, Vec<TweetInput<'_>>) = (0..items.len())
+        .filter(|&t| work[t].live() && !work[t].entities.is_empty())
+        .filter_map(|t| {
+            let item = &items[t];
+            let image = if needs_pixels {
+                Some(item.image.pixels(&item.input).ok()?)
+            } else {
+                None
+            };
+            Some((
+                t,
+                TweetInput {
+                    tweet: &item.input,
+                    image,
+                },
+            ))
+        })
+        .unzip();
+    if inputs.is_empty() {
+        return;
+    }
+    let share = ve.stage.prepare_window(&inputs) / tweets.len() as f64;
+    for t in tweets {
+        work[t].prepared_ms = share;
+    }
+}
+
+/// What every stage of a window reads besides its tweet.
+struct Shared<'a> {
+    images: Option<&'a Path>,
+    cache: &'a StageCache,
+    ve_threshold: f64,
+    gold: &'a EntityIndex,
+    batch: usize,
+}
+
 /// A stage the executor expected to be prepared was not (a bug in prepare, reported per tweet
 /// rather than a panic).
-fn not_prepared(tweet: &Tweet, stage: Stage) -> Failed {
-    Failed {
-        stage,
-        error: StageError::item(
-            &tweet.id,
-            None,
-            format!("the {} stage was not built", stage.name()),
-            "this is a bug in riveg-bench; please report it",
-        ),
+fn not_prepared(tweet: &Tweet, stage: Stage) -> StageError {
+    StageError::item(
+        &tweet.id,
+        None,
+        format!("the {} stage was not built", stage.name()),
+        "this is a bug in riveg-bench; please report it",
+    )
+}
+
+/// Fails every live tweet of the window on `stage` (it was not built).
+fn fail_all(items: &[WindowTweet], work: &mut [Work], stage: Stage) {
+    for (item, w) in items.iter().zip(work.iter_mut()) {
+        if w.live() {
+            w.fail(stage, not_prepared(&item.input, stage));
+        }
     }
 }
 
@@ -247,152 +486,120 @@ impl Recorders {
     }
 }
 
-fn timed<T>(rec: &mut LatencyRecorder, f: impl FnOnce() -> T) -> T {
-    let t0 = Instant::now();
-    let out = f();
-    rec.record(t0.elapsed().as_secs_f64() * 1000.0);
-    out
+/// Why a tweet's image cannot be had (kept as text: it becomes a [`StageError::Image`] for each
+/// stage that asks, in the words the executor always used).
+#[derive(Debug, Clone)]
+struct ImageFailure {
+    path: String,
+    why: String,
+    hint: String,
 }
 
-/// Loads a tweet's image once, when a stage that reads pixels first needs it.
-struct LazyImage<'a> {
-    dir: Option<&'a Path>,
-    tweet: &'a Tweet,
-    image: Option<image::RgbImage>,
+/// A tweet's image, read ahead of the stages: decoded pixels and the hash of the file's bytes.
+struct TweetImage {
+    /// `None` when no stage of the run reads pixels (nothing was read).
+    pixels: Option<Result<image::RgbImage, ImageFailure>>,
+    /// What pixel stages' cache keys use for the image (see [`TweetImage::key`]).
+    key: OnceCell<String>,
 }
 
-impl LazyImage<'_> {
-    fn get(&mut self) -> Result<&image::RgbImage, StageError> {
-        if self.image.is_none() {
-            let name = self.tweet.image_name();
-            let Some(dir) = self.dir else {
-                return Err(StageError::Image {
-                    tweet_id: self.tweet.id.clone(),
+impl TweetImage {
+    fn not_read() -> Self {
+        TweetImage {
+            pixels: None,
+            key: OnceCell::new(),
+        }
+    }
+
+    /// Reads `tweet`'s image file once (when `read`): its sha256 and its RGB pixels.
+    fn load(dir: Option<&Path>, tweet: &Tweet, read: bool) -> Self {
+        if !read {
+            return TweetImage::not_read();
+        }
+        let name = tweet.image_name();
+        let Some(dir) = dir else {
+            return TweetImage {
+                pixels: Some(Err(ImageFailure {
                     path: name,
                     why: "the suite has no image folder".into(),
                     hint: "set [data] images = \"path/to/images\" (Twitter-2015/2017 images, <id>.jpg)".into(),
-                });
+                })),
+                key: OnceCell::from(NO_IMAGE_FOLDER.to_string()),
             };
-            let path = dir.join(&name);
-            let img = image::open(&path).map_err(|e| StageError::Image {
-                tweet_id: self.tweet.id.clone(),
-                path: path.display().to_string(),
-                why: e.to_string(),
-                hint: "check [data] images; every tweet's image must be <image folder>/<id>.jpg"
-                    .into(),
-            })?;
-            self.image = Some(img.to_rgb8());
-        }
-        Ok(self.image.as_ref().expect("loaded above"))
-    }
-}
-
-/// A stage that failed on one tweet.
-struct Failed {
-    stage: Stage,
-    error: StageError,
-}
-
-/// Runs the cached, per-entity part of a stage: looks each item up, calls `compute` once with the
-/// misses (one batch per tweet), stores the answers. Returns outputs in item order.
-fn cached_batch<T, F>(
-    cache: &StageCache,
-    tweet_id: &str,
-    stage: Stage,
-    keys: Option<Vec<String>>,
-    n: usize,
-    rec: &mut LatencyRecorder,
-    compute: F,
-) -> Result<Vec<T>, Failed>
-where
-    T: serde::Serialize + serde::de::DeserializeOwned + Clone,
-    F: FnOnce(&[usize]) -> Result<Vec<T>, StageError>,
-{
-    let mut out: Vec<Option<T>> = vec![None; n];
-    let mut misses = Vec::new();
-    match &keys {
-        Some(keys) => {
-            for (i, k) in keys.iter().enumerate() {
-                match cache.get::<T>(stage, k) {
-                    Some(v) => {
-                        out[i] = Some(v);
-                        rec.record_cached();
+        };
+        let path = dir.join(&name);
+        let failure = |why: String| ImageFailure {
+            path: path.display().to_string(),
+            why,
+            hint: "check [data] images; every tweet's image must be <image folder>/<id>.jpg".into(),
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                return TweetImage {
+                    // `image::open` reported a missing file with the io error's own words.
+                    pixels: Some(Err(failure(e.to_string()))),
+                    key: OnceCell::from(format!("unreadable: {e}")),
+                };
+            }
+        };
+        let key = super::cache::sha256_hex(&bytes);
+        // As `image::open`: the format the extension names, else the one the bytes show.
+        let mut reader = image::ImageReader::new(Cursor::new(bytes));
+        match image::ImageFormat::from_path(&path) {
+            Ok(format) => reader.set_format(format),
+            Err(_) => {
+                reader = match reader.with_guessed_format() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return TweetImage {
+                            pixels: Some(Err(failure(e.to_string()))),
+                            key: OnceCell::from(key),
+                        }
                     }
-                    None => misses.push(i),
                 }
             }
         }
-        None => misses = (0..n).collect(),
-    }
-    if !misses.is_empty() {
-        let fresh = timed(rec, || compute(&misses)).map_err(|error| Failed { stage, error })?;
-        for (slot, (i, v)) in misses.iter().zip(fresh).enumerate() {
-            let _ = slot;
-            if let Some(keys) = &keys {
-                if let Err(e) = cache.put(stage, &keys[*i], &v) {
-                    log::warn!(
-                        "stage cache write failed ({e}); continuing without caching this item"
-                    );
-                }
-            }
-            out[*i] = Some(v);
+        let pixels = reader
+            .decode()
+            .map(|img| img.to_rgb8())
+            .map_err(|e| failure(e.to_string()));
+        TweetImage {
+            pixels: Some(pixels),
+            key: OnceCell::from(key),
         }
     }
-    out.into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.ok_or_else(|| Failed {
-                stage,
-                error: StageError::item(
-                    tweet_id,
-                    None,
-                    format!("{} returned too few outputs (item {i})", stage.name()),
-                    "a stage must answer every item it is given",
-                ),
-            })
-        })
-        .collect()
-}
 
-fn check_len<T>(stage: Stage, tweet: &str, got: Vec<T>, want: usize) -> Result<Vec<T>, StageError> {
-    if got.len() == want {
-        Ok(got)
-    } else {
-        Err(StageError::item(
-            tweet,
-            None,
-            format!(
-                "{} returned {} outputs for {} inputs",
-                stage.name(),
-                got.len(),
-                want
-            ),
-            "a stage must answer every entity it is given, in order",
-        ))
+    /// The decoded image, or the tweet's image error.
+    fn pixels(&self, tweet: &Tweet) -> Result<&image::RgbImage, StageError> {
+        match &self.pixels {
+            Some(Ok(img)) => Ok(img),
+            Some(Err(f)) => Err(StageError::Image {
+                tweet_id: tweet.id.clone(),
+                path: f.path.clone(),
+                why: f.why.clone(),
+                hint: f.hint.clone(),
+            }),
+            None => Err(StageError::item(
+                &tweet.id,
+                None,
+                "a stage asked for pixels the executor did not read",
+                "this is a bug in riveg-bench (reads_pixels); please report it",
+            )),
+        }
     }
-}
 
-struct TweetContext<'a> {
-    tweet: &'a Tweet,
-    images: Option<&'a Path>,
-    cache: &'a StageCache,
-    ve_threshold: f64,
-    gold: &'a EntityIndex,
-    /// The sha256 of the tweet's image bytes, computed once per tweet (shared by its variants).
-    image_hash: std::cell::OnceCell<String>,
-}
-
-impl TweetContext<'_> {
     /// What keys a pixel stage's cache entries on the image: the hash of its bytes, so swapping
     /// or editing an image (or pointing `[data] images` elsewhere) recomputes instead of
     /// returning old outputs. A missing image gets a marker that never matches a real one (the
-    /// stage then fails on it with the usual error).
-    fn image_key(&self) -> &str {
-        self.image_hash.get_or_init(|| {
-            let Some(dir) = self.images else {
-                return "no-image-folder".to_string();
+    /// stage then fails on it with the usual error). Computed here only when nothing was read
+    /// ahead.
+    fn key(&self, dir: Option<&Path>, tweet: &Tweet) -> &str {
+        self.key.get_or_init(|| {
+            let Some(dir) = dir else {
+                return NO_IMAGE_FOLDER.to_string();
             };
-            match std::fs::read(dir.join(self.tweet.image_name())) {
+            match std::fs::read(dir.join(tweet.image_name())) {
                 Ok(bytes) => super::cache::sha256_hex(&bytes),
                 Err(e) => format!("unreadable: {e}"),
             }
@@ -400,133 +607,374 @@ impl TweetContext<'_> {
     }
 }
 
-fn run_tweet(
+/// The image key of tweets in a suite without an image folder.
+const NO_IMAGE_FOLDER: &str = "no-image-folder";
+
+/// A stage that failed on one tweet.
+struct Failed {
+    stage: Stage,
+    error: StageError,
+}
+
+/// One tweet's items for a cached stage: their cache keys (`None`: the stage is not cached) and
+/// how many there are.
+struct Items {
+    keys: Option<Vec<String>>,
+    n: usize,
+}
+
+/// Runs the cached part of a stage over the live tweets of `work`: looks each item up, calls
+/// `compute` once with every tweet that has misses (`(tweet index, miss indices)`), records each
+/// tweet's share of the time, stores the answers. Returns, per tweet, its outputs in item order
+/// (`None` for tweets that were not live or failed here).
+fn cached_window<T, F>(
+    cache: &StageCache,
+    stage: Stage,
+    tweet_ids: &[&str],
+    items: Vec<Option<Items>>,
+    work: &mut [Work],
+    rec: &mut LatencyRecorder,
+    compute: F,
+) -> Vec<Option<Vec<T>>>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+    F: FnOnce(&[(usize, Vec<usize>)]) -> Vec<Timed<Vec<T>>>,
+{
+    let mut outs: Vec<Option<Vec<Option<T>>>> = Vec::with_capacity(work.len());
+    let mut requests: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (t, (w, it)) in work.iter().zip(&items).enumerate() {
+        let Some(it) = it.as_ref().filter(|_| w.live()) else {
+            outs.push(None);
+            continue;
+        };
+        let mut out: Vec<Option<T>> = vec![None; it.n];
+        let mut misses = Vec::new();
+        match &it.keys {
+            Some(keys) => {
+                for (i, k) in keys.iter().enumerate() {
+                    match cache.get::<T>(stage, k) {
+                        Some(v) => {
+                            out[i] = Some(v);
+                            rec.record_cached();
+                        }
+                        None => misses.push(i),
+                    }
+                }
+            }
+            None => misses = (0..it.n).collect(),
+        }
+        if !misses.is_empty() {
+            requests.push((t, misses));
+        }
+        outs.push(Some(out));
+    }
+    if !requests.is_empty() {
+        let mut answers = compute(&requests).into_iter();
+        for (t, misses) in &requests {
+            let Some(answer) = answers.next() else {
+                work[*t].fail(
+                    stage,
+                    StageError::item(
+                        tweet_ids[*t],
+                        None,
+                        format!("{} returned no answer for this tweet", stage.name()),
+                        "a batch entry point must answer every tweet it is given",
+                    ),
+                );
+                continue;
+            };
+            rec.record(answer.ms);
+            work[*t].ms += answer.ms;
+            let fresh = match answer.result {
+                Ok(v) if v.len() == misses.len() => v,
+                Ok(v) => {
+                    work[*t].fail(
+                        stage,
+                        StageError::item(
+                            tweet_ids[*t],
+                            None,
+                            format!(
+                                "{} returned {} outputs for {} inputs",
+                                stage.name(),
+                                v.len(),
+                                misses.len()
+                            ),
+                            "a stage must answer every entity it is given, in order",
+                        ),
+                    );
+                    continue;
+                }
+                Err(error) => {
+                    work[*t].fail(stage, error);
+                    continue;
+                }
+            };
+            let keys = items[*t].as_ref().and_then(|it| it.keys.as_ref());
+            let Some(out) = outs[*t].as_mut() else {
+                continue;
+            };
+            for (i, v) in misses.iter().zip(fresh) {
+                if let Some(keys) = keys {
+                    if let Err(e) = cache.put(stage, &keys[*i], &v) {
+                        log::warn!(
+                            "stage cache write failed ({e}); continuing without caching this item"
+                        );
+                    }
+                }
+                out[*i] = Some(v);
+            }
+        }
+    }
+    outs.into_iter()
+        .zip(work.iter())
+        .map(|(out, w)| {
+            // A tweet that failed here has holes; `collect` turns them into `None`.
+            out.filter(|_| w.live())
+                .and_then(|o| o.into_iter().collect::<Option<Vec<T>>>())
+        })
+        .collect()
+}
+
+/// Knowledge, tagger and reformulator of `v` over the window, each stage in one batch call.
+fn text_stages(
     v: &VariantSpec,
     pool: &mut StageSet<'_>,
-    cx: &TweetContext<'_>,
+    cx: &Shared<'_>,
+    items: &[WindowTweet],
+    work: &mut [Work],
     recs: &mut Recorders,
-) -> Result<Vec<Entity>, Failed> {
-    let tweet = cx.tweet;
-    let tokens_json = serde_json::to_string(&tweet.tokens).unwrap_or_default();
-    let mut image = LazyImage {
-        dir: cx.images,
-        tweet,
-        image: None,
-    };
+) {
+    let ids: Vec<&str> = items.iter().map(|i| i.input.id.as_str()).collect();
 
     // 0. Auxiliary knowledge for the tagger (cached per tweet); off and replay: none.
-    let context: Option<String> = match v.knowledge() {
-        StageKind::Llm => {
-            let k = pool
-                .knowledge(StageKind::Llm)
-                .ok_or_else(|| not_prepared(tweet, Stage::Knowledge))?;
-            let key = k
-                .fingerprint
-                .map(|fp| vec![cache_key(&["knowledge", fp, &tweet.id, &tokens_json])]);
-            cached_batch(
-                cx.cache,
-                &tweet.id,
-                Stage::Knowledge,
-                key,
-                1,
-                recs.rec("knowledge"),
-                |_| Ok(vec![k.stage.context(tweet)?]),
-            )?
-            .pop()
+    if v.knowledge() == StageKind::Llm {
+        match pool.knowledge(StageKind::Llm) {
+            None => fail_all(items, work, Stage::Knowledge),
+            Some(k) => {
+                let keys = items
+                    .iter()
+                    .map(|it| {
+                        Some(Items {
+                            keys: k.fingerprint.map(|fp| {
+                                vec![cache_key(&["knowledge", fp, &it.input.id, &it.tokens_json])]
+                            }),
+                            n: 1,
+                        })
+                    })
+                    .collect();
+                let stage = k.stage;
+                let contexts = cached_window(
+                    cx.cache,
+                    Stage::Knowledge,
+                    &ids,
+                    keys,
+                    work,
+                    recs.rec("knowledge"),
+                    |reqs| {
+                        let tweets: Vec<&Tweet> =
+                            reqs.iter().map(|(t, _)| &items[*t].input).collect();
+                        stage
+                            .context_batch(&tweets)
+                            .into_iter()
+                            .map(|a| Timed {
+                                result: a.result.map(|c| vec![c]),
+                                ms: a.ms,
+                            })
+                            .collect()
+                    },
+                );
+                for (w, c) in work.iter_mut().zip(contexts) {
+                    w.context = c.and_then(|mut c| c.pop());
+                }
+            }
         }
-        _ => None,
-    };
+    }
 
-    // 1. MNER (cached per tweet, and per context when there is one).
-    let tagger = pool
-        .tagger(v.tagger)
-        .ok_or_else(|| not_prepared(tweet, Stage::Tagger))?;
-    let key = tagger.fingerprint.map(|fp| match &context {
-        None => vec![cache_key(&["tagger", fp, &tweet.id, &tokens_json])],
-        Some(c) => vec![cache_key(&[
-            "tagger",
-            fp,
-            &tweet.id,
-            &tokens_json,
-            "context",
-            c,
-        ])],
-    });
-    let tagger_pixels = tagger.stage.needs_pixels();
-    let mut entities: Vec<Entity> = cached_batch(
-        cx.cache,
-        &tweet.id,
-        Stage::Tagger,
-        key,
-        1,
-        recs.rec("tagger"),
-        |_| {
-            // Text taggers never make the runner decode the image (the MLLM tagger reads it).
-            let img = if tagger_pixels {
-                Some(image.get()?)
-            } else {
-                None
-            };
-            let input = TweetInput { tweet, image: img };
-            Ok(vec![match &context {
-                Some(c) => tagger.stage.tag_with_context(&input, c)?,
-                None => tagger.stage.tag_input(&input)?,
-            }])
-        },
-    )?
-    .pop()
-    .unwrap_or_default();
+    // 1. MNER (cached per tweet, and per context when there is one), batched across tweets.
+    match pool.tagger(v.tagger) {
+        None => fail_all(items, work, Stage::Tagger),
+        Some(tagger) => {
+            let keys = items
+                .iter()
+                .zip(work.iter())
+                .map(|(it, w)| {
+                    Some(Items {
+                        keys: tagger.fingerprint.map(|fp| match &w.context {
+                            None => vec![cache_key(&["tagger", fp, &it.input.id, &it.tokens_json])],
+                            Some(c) => vec![cache_key(&[
+                                "tagger",
+                                fp,
+                                &it.input.id,
+                                &it.tokens_json,
+                                "context",
+                                c,
+                            ])],
+                        }),
+                        n: 1,
+                    })
+                })
+                .collect();
+            let contexts: Vec<Option<String>> = work.iter().map(|w| w.context.clone()).collect();
+            let stage = tagger.stage;
+            // Text taggers never make the runner use the image (the MLLM tagger reads it).
+            let pixels = stage.needs_pixels();
+            let batch = cx.batch;
+            let tagged = cached_window(
+                cx.cache,
+                Stage::Tagger,
+                &ids,
+                keys,
+                work,
+                recs.rec("tagger"),
+                |reqs| {
+                    let mut answers: Vec<Option<Timed<Vec<Vec<Entity>>>>> =
+                        reqs.iter().map(|_| None).collect();
+                    let mut batch_items = Vec::new();
+                    let mut batch_slots = Vec::new();
+                    for (slot, (t, _)) in reqs.iter().enumerate() {
+                        let it = &items[*t];
+                        let image = if pixels {
+                            match it.image.pixels(&it.input) {
+                                Ok(img) => Some(img),
+                                Err(e) => {
+                                    answers[slot] = Some(Timed {
+                                        result: Err(e),
+                                        ms: 0.0,
+                                    });
+                                    continue;
+                                }
+                            }
+                        } else {
+                            None
+                        };
+                        batch_items.push(TagItem {
+                            input: TweetInput {
+                                tweet: &it.input,
+                                image,
+                            },
+                            context: contexts[*t].as_deref(),
+                        });
+                        batch_slots.push(slot);
+                    }
+                    let tagged = stage.tag_batch(&batch_items, batch);
+                    for (slot, a) in batch_slots.into_iter().zip(tagged) {
+                        answers[slot] = Some(Timed {
+                            result: a.result.map(|e| vec![e]),
+                            ms: a.ms,
+                        });
+                    }
+                    // A tagger that answered too few items leaves holes: cached_window fails
+                    // those tweets, naming the stage.
+                    answers.into_iter().map_while(|a| a).collect()
+                },
+            );
+            for (w, e) in work.iter_mut().zip(tagged) {
+                if let Some(mut e) = e {
+                    w.entities = e.pop().unwrap_or_default();
+                }
+            }
+        }
+    }
 
     // 2. Reformulation (per entity); off: the bare entity text is the query.
-    let queries: Vec<String> = match pool.reformulator(v.reformulator) {
-        None => entities.iter().map(|e| e.text.clone()).collect(),
-        Some(r) => {
-            let keys = r.fingerprint.map(|fp| {
-                entities
-                    .iter()
-                    .map(|e| {
-                        cache_key(&[
-                            "reformulator",
-                            fp,
-                            &tweet.id,
-                            &tokens_json,
-                            &e.text,
-                            &e.entity_type,
-                        ])
-                    })
-                    .collect()
-            });
-            let q = cached_batch(
-                cx.cache,
-                &tweet.id,
-                Stage::Reformulator,
-                keys,
-                entities.len(),
-                recs.rec("reformulator"),
-                |idx| {
-                    let sub: Vec<Entity> = idx.iter().map(|&i| entities[i].clone()).collect();
-                    check_len(
-                        Stage::Reformulator,
-                        &tweet.id,
-                        r.stage.reformulate(tweet, &sub)?,
-                        sub.len(),
-                    )
-                },
-            )?;
-            for (e, q) in entities.iter_mut().zip(&q) {
-                e.expansion = Some(q.clone());
+    match pool.reformulator(v.reformulator) {
+        None => {
+            for w in work.iter_mut().filter(|w| w.live()) {
+                w.queries = w.entities.iter().map(|e| e.text.clone()).collect();
             }
-            q
         }
-    };
+        Some(r) => {
+            let keys = items
+                .iter()
+                .zip(work.iter())
+                .map(|(it, w)| {
+                    Some(Items {
+                        keys: r.fingerprint.map(|fp| {
+                            w.entities
+                                .iter()
+                                .map(|e| {
+                                    cache_key(&[
+                                        "reformulator",
+                                        fp,
+                                        &it.input.id,
+                                        &it.tokens_json,
+                                        &e.text,
+                                        &e.entity_type,
+                                    ])
+                                })
+                                .collect()
+                        }),
+                        n: w.entities.len(),
+                    })
+                })
+                .collect();
+            let entities: Vec<Vec<Entity>> = work.iter().map(|w| w.entities.clone()).collect();
+            let stage = r.stage;
+            let queries = cached_window(
+                cx.cache,
+                Stage::Reformulator,
+                &ids,
+                keys,
+                work,
+                recs.rec("reformulator"),
+                |reqs| {
+                    let batch: Vec<(&Tweet, Vec<Entity>)> = reqs
+                        .iter()
+                        .map(|(t, idx)| {
+                            (
+                                &items[*t].input,
+                                idx.iter().map(|&i| entities[*t][i].clone()).collect(),
+                            )
+                        })
+                        .collect();
+                    stage.reformulate_batch(&batch)
+                },
+            );
+            for (w, q) in work.iter_mut().zip(queries) {
+                if let Some(q) = q {
+                    for (e, q) in w.entities.iter_mut().zip(&q) {
+                        e.expansion = Some(q.clone());
+                    }
+                    w.queries = q;
+                }
+            }
+        }
+    }
+}
+
+/// One item per call of a per-tweet stage, timed, plus the tweet's share of the stage's
+/// window preparation (`prepared_ms`).
+fn one<T>(prepared_ms: f64, f: impl FnOnce() -> Result<Vec<T>, StageError>) -> Vec<Timed<Vec<T>>> {
+    let mut t = Timed::call(f);
+    t.ms += prepared_ms;
+    vec![t]
+}
+
+/// Entailer, grounder and segmenter of `v` on one tweet (one call each, as their models score
+/// every entity of a tweet against its image at once).
+fn pixel_stages(
+    v: &VariantSpec,
+    pool: &mut StageSet<'_>,
+    cx: &Shared<'_>,
+    item: &WindowTweet,
+    w: &mut Work,
+    recs: &mut Recorders,
+) {
+    let tweet = &item.input;
+    let ids = [tweet.id.as_str()];
+    let image = &item.image;
+    let entities = std::mem::take(&mut w.entities);
+    let queries = std::mem::take(&mut w.queries);
+    let mut entities = entities;
 
     // 3. Visual entailment; off: every entity goes to grounding.
-    let probs: Vec<f32> = match pool.entailer(v.entailer) {
-        None => vec![1.0; entities.len()],
+    let probs: Option<Vec<f32>> = match pool.entailer(v.entailer) {
+        None => Some(vec![1.0; entities.len()]),
         Some(ve) => {
+            let needs_pixels = ve.stage.needs_pixels();
             let keys = ve.fingerprint.map(|fp| {
-                let img = if ve.stage.needs_pixels() {
-                    cx.image_key()
+                let img = if needs_pixels {
+                    image.key(cx.images, tweet)
                 } else {
                     ""
                 };
@@ -538,33 +986,36 @@ fn run_tweet(
                     })
                     .collect()
             });
-            let needs_pixels = ve.stage.needs_pixels();
-            cached_batch(
+            let stage = ve.stage;
+            let n = entities.len();
+            let prepared = w.prepared_ms;
+            cached_window(
                 cx.cache,
-                &tweet.id,
                 Stage::Entailer,
-                keys,
-                entities.len(),
+                &ids,
+                vec![Some(Items { keys, n })],
+                std::slice::from_mut(w),
                 recs.rec("entailer"),
-                |idx| {
-                    let sub_e: Vec<Entity> = idx.iter().map(|&i| entities[i].clone()).collect();
-                    let sub_q: Vec<String> = idx.iter().map(|&i| queries[i].clone()).collect();
-                    let img = if needs_pixels {
-                        Some(image.get()?)
-                    } else {
-                        None
-                    };
-                    let input = TweetInput { tweet, image: img };
-                    check_len(
-                        Stage::Entailer,
-                        &tweet.id,
-                        ve.stage.entail(&input, &sub_e, &sub_q)?,
-                        sub_e.len(),
-                    )
+                |reqs| {
+                    let idx = &reqs[0].1;
+                    one(prepared, || {
+                        let sub_e: Vec<Entity> = idx.iter().map(|&i| entities[i].clone()).collect();
+                        let sub_q: Vec<String> = idx.iter().map(|&i| queries[i].clone()).collect();
+                        let img = if needs_pixels {
+                            Some(image.pixels(tweet)?)
+                        } else {
+                            None
+                        };
+                        let input = TweetInput { tweet, image: img };
+                        stage.entail(&input, &sub_e, &sub_q)
+                    })
                 },
-            )?
+            )
+            .pop()
+            .flatten()
         }
     };
+    let Some(probs) = probs else { return };
     for (e, p) in entities.iter_mut().zip(&probs) {
         e.groundable = f64::from(*p) >= cx.ve_threshold;
         if v.entailer != StageKind::Off {
@@ -577,9 +1028,10 @@ fn run_tweet(
         .filter(|&i| entities[i].groundable)
         .collect();
     if let Some(vg) = pool.grounder(v.grounder) {
+        let needs_pixels = vg.stage.needs_pixels();
         let keys = vg.fingerprint.map(|fp| {
-            let img = if vg.stage.needs_pixels() {
-                cx.image_key()
+            let img = if needs_pixels {
+                image.key(cx.images, tweet)
             } else {
                 ""
             };
@@ -599,33 +1051,35 @@ fn run_tweet(
                 })
                 .collect()
         });
-        let needs_pixels = vg.stage.needs_pixels();
-        let boxes = cached_batch(
+        let stage = vg.stage;
+        let n = grounded.len();
+        let boxes = cached_window(
             cx.cache,
-            &tweet.id,
             Stage::Grounder,
-            keys,
-            grounded.len(),
+            &ids,
+            vec![Some(Items { keys, n })],
+            std::slice::from_mut(w),
             recs.rec("grounder"),
-            |idx| {
-                let sub_e: Vec<Entity> =
-                    idx.iter().map(|&j| entities[grounded[j]].clone()).collect();
-                let sub_q: Vec<String> =
-                    idx.iter().map(|&j| queries[grounded[j]].clone()).collect();
-                let img = if needs_pixels {
-                    Some(image.get()?)
-                } else {
-                    None
-                };
-                let input = TweetInput { tweet, image: img };
-                check_len(
-                    Stage::Grounder,
-                    &tweet.id,
-                    vg.stage.ground(&input, &sub_e, &sub_q)?,
-                    sub_e.len(),
-                )
+            |reqs| {
+                let idx = &reqs[0].1;
+                one(0.0, || {
+                    let sub_e: Vec<Entity> =
+                        idx.iter().map(|&j| entities[grounded[j]].clone()).collect();
+                    let sub_q: Vec<String> =
+                        idx.iter().map(|&j| queries[grounded[j]].clone()).collect();
+                    let img = if needs_pixels {
+                        Some(image.pixels(tweet)?)
+                    } else {
+                        None
+                    };
+                    let input = TweetInput { tweet, image: img };
+                    stage.ground(&input, &sub_e, &sub_q)
+                })
             },
-        )?;
+        )
+        .pop()
+        .flatten();
+        let Some(boxes) = boxes else { return };
         for (&i, g) in grounded.iter().zip(boxes) {
             entities[i].boxes = vec![g.bbox];
         }
@@ -639,6 +1093,9 @@ fn run_tweet(
         StageKind::Box => {
             let t0 = Instant::now();
             let size = gold_mask_size(cx.gold, &tweet.id).or_else(|| {
+                if let Some(Ok(img)) = &image.pixels {
+                    return Some([img.height(), img.width()]);
+                }
                 let dir = cx.images?;
                 image::image_dimensions(dir.join(tweet.image_name()))
                     .ok()
@@ -650,51 +1107,65 @@ fn run_tweet(
                     entities[i].masks = vec![box_mask(&b, h, w)];
                 }
             }
-            recs.rec("segmenter")
-                .record(t0.elapsed().as_secs_f64() * 1000.0);
+            let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            recs.rec("segmenter").record(ms);
+            w.ms += ms;
         }
-        StageKind::Onnx => {
-            let seg = pool
-                .segmenter(StageKind::Onnx)
-                .ok_or_else(|| not_prepared(tweet, Stage::Segmenter))?;
-            let keys = seg.fingerprint.map(|fp| {
-                boxed
-                    .iter()
-                    .map(|&i| {
-                        let b = serde_json::to_string(&entities[i].boxes[0]).unwrap_or_default();
-                        cache_key(&["segmenter", fp, &tweet.id, cx.image_key(), &b])
-                    })
-                    .collect()
-            });
-            let masks: Vec<CocoRle> = cached_batch(
-                cx.cache,
-                &tweet.id,
-                Stage::Segmenter,
-                keys,
-                boxed.len(),
-                recs.rec("segmenter"),
-                |idx| {
-                    let sub: Vec<BBox> = idx.iter().map(|&j| entities[boxed[j]].boxes[0]).collect();
-                    let img = image.get()?;
-                    let input = TweetInput {
-                        tweet,
-                        image: Some(img),
-                    };
-                    check_len(
-                        Stage::Segmenter,
-                        &tweet.id,
-                        seg.stage.segment(&input, &sub)?,
-                        sub.len(),
-                    )
-                },
-            )?;
-            for (&i, m) in boxed.iter().zip(masks) {
-                entities[i].masks = vec![m];
+        StageKind::Onnx => match pool.segmenter(StageKind::Onnx) {
+            None => {
+                w.fail(Stage::Segmenter, not_prepared(tweet, Stage::Segmenter));
+                return;
             }
-        }
+            Some(seg) => {
+                let keys = seg.fingerprint.map(|fp| {
+                    boxed
+                        .iter()
+                        .map(|&i| {
+                            let b =
+                                serde_json::to_string(&entities[i].boxes[0]).unwrap_or_default();
+                            cache_key(&[
+                                "segmenter",
+                                fp,
+                                &tweet.id,
+                                image.key(cx.images, tweet),
+                                &b,
+                            ])
+                        })
+                        .collect()
+                });
+                let stage = seg.stage;
+                let n = boxed.len();
+                let masks: Option<Vec<CocoRle>> = cached_window(
+                    cx.cache,
+                    Stage::Segmenter,
+                    &ids,
+                    vec![Some(Items { keys, n })],
+                    std::slice::from_mut(w),
+                    recs.rec("segmenter"),
+                    |reqs| {
+                        let idx = &reqs[0].1;
+                        one(0.0, || {
+                            let sub: Vec<BBox> =
+                                idx.iter().map(|&j| entities[boxed[j]].boxes[0]).collect();
+                            let input = TweetInput {
+                                tweet,
+                                image: Some(image.pixels(tweet)?),
+                            };
+                            stage.segment(&input, &sub)
+                        })
+                    },
+                )
+                .pop()
+                .flatten();
+                let Some(masks) = masks else { return };
+                for (&i, m) in boxed.iter().zip(masks) {
+                    entities[i].masks = vec![m];
+                }
+            }
+        },
         _ => {}
     }
-    Ok(entities)
+    w.entities = entities;
 }
 
 /// The filled box as a mask ("no segmentation" ablation).
@@ -706,5 +1177,421 @@ pub fn box_mask(b: &BBox, h: u32, w: u32) -> CocoRle {
             size: [h, w],
             counts: crate::geometry::RleCounts::Runs(vec![u64::from(h) * u64::from(w)]),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The executor with test stages (text stages that record the batches they get, pixel
+    //! stages that read the real decoded PNGs): outputs independent of batch and window sizes,
+    //! images decoded once per tweet for every stage and variant, per-tweet errors.
+
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::data::model::Dataset;
+    use crate::pipeline::config::ReplayMissing;
+    use crate::pipeline::slots::{AnyStage, BackendFactory, Recordings};
+    use crate::pipeline::stages::{Entailer, Grounder, Grounding, Reformulator, Tagger};
+
+    /// What the test stages saw.
+    #[derive(Default)]
+    struct Seen {
+        /// Items per `tag_batch` / `reformulate_batch` call.
+        tag_batches: Vec<usize>,
+        reformulate_batches: Vec<usize>,
+        /// (tweet, address of the decoded pixels) per entailer and grounder call.
+        pixels: Vec<(String, usize)>,
+    }
+
+    /// Capitalised tokens are PER entities; a token `FAIL` fails the tweet.
+    struct CapsTagger(Arc<Mutex<Seen>>);
+    impl Tagger for CapsTagger {
+        fn kind(&self) -> StageKind {
+            StageKind::Onnx
+        }
+        fn tag(&mut self, tweet: &Tweet) -> Result<Vec<Entity>, StageError> {
+            let words = tweet.tokens.clone().unwrap_or_default();
+            if words.iter().any(|w| w == "FAIL") {
+                return Err(StageError::item(&tweet.id, None, "tagger failure", "test"));
+            }
+            Ok(words
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.chars().next().is_some_and(char::is_uppercase))
+                .map(|(i, w)| Entity {
+                    text: w.clone(),
+                    entity_type: "PER".into(),
+                    start: Some(i),
+                    end: Some(i + 1),
+                    ..Default::default()
+                })
+                .collect())
+        }
+        fn tag_batch(&mut self, items: &[TagItem<'_>], _batch: usize) -> Vec<Timed<Vec<Entity>>> {
+            self.0.lock().unwrap().tag_batches.push(items.len());
+            items
+                .iter()
+                .map(|i| Timed::call(|| self.tag(i.input.tweet)))
+                .collect()
+        }
+    }
+
+    struct UpperReformulator(Arc<Mutex<Seen>>);
+    impl Reformulator for UpperReformulator {
+        fn kind(&self) -> StageKind {
+            StageKind::Llm
+        }
+        fn reformulate(
+            &mut self,
+            tweet: &Tweet,
+            entities: &[Entity],
+        ) -> Result<Vec<String>, StageError> {
+            Ok(entities
+                .iter()
+                .map(|e| format!("{}-{}", e.text.to_uppercase(), tweet.id))
+                .collect())
+        }
+        fn reformulate_batch(
+            &mut self,
+            items: &[(&Tweet, Vec<Entity>)],
+        ) -> Vec<Timed<Vec<String>>> {
+            self.0.lock().unwrap().reformulate_batches.push(items.len());
+            items
+                .iter()
+                .map(|(t, e)| Timed::call(|| self.reformulate(t, e)))
+                .collect()
+        }
+    }
+
+    /// Probability: the image's mean red level (0..1).
+    struct RedEntailer(Arc<Mutex<Seen>>);
+    impl Entailer for RedEntailer {
+        fn kind(&self) -> StageKind {
+            StageKind::Onnx
+        }
+        fn needs_pixels(&self) -> bool {
+            true
+        }
+        fn entail(
+            &mut self,
+            input: &TweetInput<'_>,
+            entities: &[Entity],
+            _queries: &[String],
+        ) -> Result<Vec<f32>, StageError> {
+            let img = input.image.expect("pixels");
+            self.0
+                .lock()
+                .unwrap()
+                .pixels
+                .push((input.tweet.id.clone(), img.as_ptr() as usize));
+            let red = img.pixels().map(|p| f32::from(p[0])).sum::<f32>()
+                / (img.width() * img.height()) as f32
+                / 255.0;
+            Ok(entities.iter().map(|_| red).collect())
+        }
+    }
+
+    /// The whole image as the box.
+    struct WholeGrounder(Arc<Mutex<Seen>>);
+    impl Grounder for WholeGrounder {
+        fn kind(&self) -> StageKind {
+            StageKind::Onnx
+        }
+        fn needs_pixels(&self) -> bool {
+            true
+        }
+        fn ground(
+            &mut self,
+            input: &TweetInput<'_>,
+            entities: &[Entity],
+            _queries: &[String],
+        ) -> Result<Vec<Grounding>, StageError> {
+            let img = input.image.expect("pixels");
+            self.0
+                .lock()
+                .unwrap()
+                .pixels
+                .push((input.tweet.id.clone(), img.as_ptr() as usize));
+            let b = BBox::new(0.0, 0.0, f64::from(img.width()), f64::from(img.height()));
+            Ok(entities
+                .iter()
+                .map(|_| Grounding {
+                    bbox: b,
+                    score: 1.0,
+                })
+                .collect())
+        }
+    }
+
+    struct TestBackends(Arc<Mutex<Seen>>);
+    impl BackendFactory for TestBackends {
+        fn build(
+            &mut self,
+            stage: Stage,
+            kind: StageKind,
+        ) -> Result<(AnyStage, String), BuildError> {
+            let seen = self.0.clone();
+            let built = match stage {
+                Stage::Tagger => AnyStage::Tagger(Box::new(CapsTagger(seen))),
+                Stage::Reformulator => AnyStage::Reformulator(Box::new(UpperReformulator(seen))),
+                Stage::Entailer => AnyStage::Entailer(Box::new(RedEntailer(seen))),
+                Stage::Grounder => AnyStage::Grounder(Box::new(WholeGrounder(seen))),
+                _ => {
+                    return Err(BuildError::Unsupported {
+                        stage,
+                        kind,
+                        hint: "test".into(),
+                    })
+                }
+            };
+            Ok((built, format!("test-{}", stage.name())))
+        }
+        fn execution_provider(&self) -> Option<String> {
+            None
+        }
+        fn model_hashes(&self) -> BTreeMap<String, String> {
+            BTreeMap::new()
+        }
+    }
+
+    fn variant(name: &str, reformulator: StageKind, segmenter: StageKind) -> VariantSpec {
+        VariantSpec {
+            name: name.into(),
+            description: String::new(),
+            knowledge: None,
+            tagger: StageKind::Onnx,
+            reformulator,
+            entailer: StageKind::Onnx,
+            grounder: StageKind::Onnx,
+            segmenter,
+        }
+    }
+
+    /// 11 tweets with real PNGs (red level i*20, size 8+i × 6) in a temp folder; `missing`
+    /// tweets have no image file.
+    fn fixture(missing: &[usize], failing: &[usize]) -> (tempfile::TempDir, Vec<Tweet>) {
+        let dir = tempfile::tempdir().unwrap();
+        let tweets = (0..11)
+            .map(|i| {
+                let id = format!("t{i}");
+                if !missing.contains(&i) {
+                    let img = image::RgbImage::from_pixel(
+                        8 + i as u32,
+                        6,
+                        image::Rgb([i as u8 * 20, 9, 9]),
+                    );
+                    img.save(dir.path().join(format!("{id}.png"))).unwrap();
+                }
+                let mut tokens: Vec<String> = ["the", "Anna", "met", "Bo"][..(i % 4) + 1]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                if failing.contains(&i) {
+                    tokens.push("FAIL".into());
+                }
+                Tweet {
+                    id,
+                    image: Some(format!("t{i}.png")),
+                    tokens: Some(tokens),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        (dir, tweets)
+    }
+
+    struct Ran {
+        out: Result<Vec<VariantOutput>, ExecError>,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    fn run(
+        tweets: &[Tweet],
+        images: &Path,
+        variants: &[VariantSpec],
+        batch: usize,
+        window: Option<usize>,
+        on_error: OnError,
+    ) -> Ran {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut factory = TestBackends(seen.clone());
+        let gold = Dataset {
+            tweets: tweets.to_vec(),
+            meta: None,
+        };
+        let recordings = Recordings {
+            gold: Arc::new(EntityIndex::new(&gold)),
+            recording: None,
+            replay_missing: ReplayMissing::Error,
+        };
+        let mut stages = StageSet::new(&mut factory, recordings);
+        let cache = StageCache::new(None);
+        let settings = ExecSettings {
+            tweets,
+            images: Some(images),
+            cache: &cache,
+            ve_threshold: 0.5,
+            warmup: 0,
+            on_error,
+            batch,
+            window,
+        };
+        let out = execute(variants, &mut stages, &settings, &mut Quiet);
+        Ran { out, seen }
+    }
+
+    fn predictions(out: &[VariantOutput]) -> String {
+        let all: Vec<(&Dataset, &Vec<SkippedItem>)> =
+            out.iter().map(|o| (&o.predictions, &o.skipped)).collect();
+        serde_json::to_string(&all).unwrap()
+    }
+
+    #[test]
+    fn outputs_do_not_depend_on_batch_or_window_and_windows_reach_the_batch_entry_points() {
+        let (dir, tweets) = fixture(&[], &[]);
+        let variants = [
+            variant("full", StageKind::Llm, StageKind::Box),
+            variant("no-ref", StageKind::Off, StageKind::Off),
+        ];
+        let reference = run(&tweets, dir.path(), &variants, 1, Some(1), OnError::Fail);
+        let reference_out = reference.out.unwrap();
+        let want = predictions(&reference_out);
+        // Real values: t5 ("the Anna") has red 100/255 < 0.5, t7 ("the Anna met Bo") 140/255.
+        let full = &reference_out[0].predictions.tweets;
+        assert_eq!(full.len(), 11);
+        assert_eq!(full[5].entities.len(), 1);
+        assert!(!full[5].entities[0].groundable);
+        assert_eq!(full[7].entities.len(), 2);
+        assert!(full[7].entities[1].groundable);
+        assert_eq!(full[7].entities[1].expansion.as_deref(), Some("BO-t7"));
+        assert_eq!(
+            full[7].entities[1].boxes,
+            vec![BBox::new(0.0, 0.0, 15.0, 6.0)]
+        );
+        assert_eq!(full[7].entities[1].masks[0].size, [6, 15]);
+        for (batch, window) in [
+            (1, Some(3)),
+            (2, Some(4)),
+            (7, None),
+            (32, None),
+            (3, Some(11)),
+        ] {
+            let r = run(&tweets, dir.path(), &variants, batch, window, OnError::Fail);
+            assert_eq!(
+                predictions(&r.out.unwrap()),
+                want,
+                "batch {batch}, window {window:?}"
+            );
+            let seen = r.seen.lock().unwrap();
+            // Both variants share the tagger: the second finds every answer in the cache.
+            let w = window.unwrap_or_else(|| window_len(batch));
+            let windows: Vec<usize> = (0..11).step_by(w).map(|s| (11 - s).min(w)).collect();
+            assert_eq!(
+                seen.tag_batches, windows,
+                "batch {batch}, window {window:?}"
+            );
+            // Tweets with entities ask the reformulator (t0, t4, t8 have none).
+            let with_entities: Vec<usize> = (0..11)
+                .step_by(w)
+                .map(|s| (s..(s + w).min(11)).filter(|i| i % 4 != 0).count())
+                .filter(|&n| n > 0)
+                .collect();
+            assert_eq!(seen.reformulate_batches, with_entities);
+        }
+    }
+
+    #[test]
+    fn each_image_is_decoded_once_per_tweet_for_every_stage_and_variant() {
+        let (dir, tweets) = fixture(&[], &[]);
+        // Two variants with different stage instances' inputs (queries differ), so both run VE.
+        let variants = [
+            variant("full", StageKind::Llm, StageKind::Off),
+            variant("no-ref", StageKind::Off, StageKind::Off),
+        ];
+        let r = run(&tweets, dir.path(), &variants, 4, Some(3), OnError::Fail);
+        r.out.unwrap();
+        let seen = r.seen.lock().unwrap();
+        let mut by_tweet: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (t, p) in &seen.pixels {
+            by_tweet.entry(t).or_default().push(*p);
+        }
+        // VE of both variants (+ VG of the groundable ones): one buffer per tweet.
+        assert_eq!(by_tweet.len(), 8, "tweets with entities");
+        for (t, ptrs) in by_tweet {
+            assert!(ptrs.len() >= 2, "{t}: {ptrs:?}");
+            assert!(ptrs.iter().all(|p| *p == ptrs[0]), "{t}: {ptrs:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_image_skips_only_its_tweet_and_fail_reports_the_first_tweet_in_order() {
+        // t5 has no image (it fails at VE); t6 fails at the tagger, an earlier stage that the
+        // window runs first: as with one tweet at a time, `fail` reports t5.
+        let (dir, tweets) = fixture(&[5], &[6]);
+        let variants = [variant("full", StageKind::Llm, StageKind::Box)];
+        let (clean_dir, clean) = fixture(&[], &[]);
+        let clean_out = run(
+            &clean,
+            clean_dir.path(),
+            &variants,
+            4,
+            Some(3),
+            OnError::Fail,
+        )
+        .out
+        .unwrap();
+        for (batch, window) in [(1, Some(1)), (4, Some(3)), (32, None)] {
+            let out = run(&tweets, dir.path(), &variants, batch, window, OnError::Skip)
+                .out
+                .unwrap();
+            let skipped: Vec<(&str, Stage)> = out[0]
+                .skipped
+                .iter()
+                .map(|s| (s.tweet_id.as_str(), s.stage))
+                .collect();
+            assert_eq!(skipped, [("t5", Stage::Entailer), ("t6", Stage::Tagger)]);
+            let path = dir.path().join("t5.png");
+            assert_eq!(
+                out[0].skipped[0].error,
+                format!(
+                    "tweet t5: image {} is missing or unreadable: No such file or directory (os error 2)\n  hint: check [data] images; every tweet's image must be <image folder>/<id>.jpg",
+                    path.display()
+                )
+            );
+            let got = &out[0].predictions.tweets;
+            let want = &clean_out[0].predictions.tweets;
+            assert_eq!(got.len(), 11);
+            for i in 0..11 {
+                if i == 5 || i == 6 {
+                    assert!(got[i].entities.is_empty());
+                } else {
+                    assert_eq!(got[i].entities, want[i].entities, "t{i}");
+                }
+            }
+            // Every tweet has a pipeline row, failed ones included; VE ran for the 7 live tweets
+            // with entities, t5 failing on its way in.
+            assert_eq!(out[0].timings["pipeline"].count, 11);
+            assert_eq!(out[0].timings["tagger"].count, 11);
+            assert_eq!(out[0].timings["entailer"].count, 7);
+
+            let err = run(&tweets, dir.path(), &variants, batch, window, OnError::Fail)
+                .out
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("variant full, entailer stage: tweet t5: image "),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn windows_are_a_few_batches_within_bounds() {
+        assert_eq!(window_len(1), MIN_WINDOW);
+        assert_eq!(window_len(32), 128);
+        assert_eq!(window_len(200), MAX_WINDOW);
+        assert_eq!(window_len(1000), 1000);
+        assert_eq!(window_len(0), MIN_WINDOW);
     }
 }

@@ -3,12 +3,18 @@
 //! the tagger, prompt `prompts/knowledge-v1.txt`, or `prompts/knowledge-caption-v1.txt` with an
 //! image caption per tweet from [`Captions`]; answers in the LLM response cache). `llm/` knows
 //! nothing of the pipeline; the adapters live here.
+//!
+//! Both keep the requests of a whole window in flight together (their batch entry points), at
+//! most the endpoint's `max_concurrency` at once (`llm::bounded`); answers come back in tweet
+//! order whatever order the replies arrive in, and each tweet's latency row gets an equal share
+//! of the wall time (see [`Timed`]).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::captions::Captions;
-use super::stages::{Knowledge, Reformulator, StageError, StageKind};
+use super::stages::{Knowledge, Reformulator, StageError, StageKind, Timed};
 use crate::data::model::{Entity, Tweet};
 use crate::llm::cache::CachedReply;
 use crate::llm::prompt::tweet_text;
@@ -139,6 +145,40 @@ impl Knowledge for LlmKnowledge {
     }
 
     fn context(&mut self, tweet: &Tweet) -> Result<String, StageError> {
+        self.context_of(tweet)
+    }
+
+    /// Every tweet's request in flight together (at most `max_concurrency`).
+    fn context_batch(&mut self, tweets: &[&Tweet]) -> Vec<Timed<String>> {
+        let t0 = Instant::now();
+        let this = &*self;
+        let answers = crate::llm::bounded::run_bounded(
+            tweets.len(),
+            this.client.config().max_concurrency,
+            false,
+            |i| this.context_of(tweets[i]),
+        );
+        let results = answers
+            .into_iter()
+            .zip(tweets)
+            .map(|(a, t)| a.unwrap_or_else(|| Err(never_sent(t))))
+            .collect();
+        Timed::shared(results, t0.elapsed().as_secs_f64() * 1000.0)
+    }
+}
+
+/// A job `run_bounded` did not start (it starts every job when not stopping on errors).
+fn never_sent(tweet: &Tweet) -> StageError {
+    StageError::item(
+        &tweet.id,
+        None,
+        "the LLM request was never sent",
+        "this is a bug in riveg-bench; please report it",
+    )
+}
+
+impl LlmKnowledge {
+    fn context_of(&self, tweet: &Tweet) -> Result<String, StageError> {
         let messages = self.messages(tweet)?;
         let key = CacheKey::for_chat(self.client.config(), &self.template, &messages);
         let counters = self.client.counters();
@@ -184,5 +224,18 @@ impl Reformulator for LlmReformulator {
         entities: &[Entity],
     ) -> Result<Vec<String>, StageError> {
         Ok(self.reformulate_entities(tweet, entities)?)
+    }
+
+    /// Every tweet's requests in one bounded pool (see `LlmReformulator::reformulate_many`).
+    fn reformulate_batch(&mut self, items: &[(&Tweet, Vec<Entity>)]) -> Vec<Timed<Vec<String>>> {
+        let t0 = Instant::now();
+        let borrowed: Vec<(&Tweet, &[Entity])> =
+            items.iter().map(|(t, e)| (*t, e.as_slice())).collect();
+        let results = self
+            .reformulate_many(&borrowed)
+            .into_iter()
+            .map(|r| r.map_err(StageError::from))
+            .collect();
+        Timed::shared(results, t0.elapsed().as_secs_f64() * 1000.0)
     }
 }

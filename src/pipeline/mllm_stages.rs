@@ -3,19 +3,28 @@
 //! A suite can run it end to end (all three `mllm`) or in hybrids with RiVEG's stages.
 //!
 //! The three stages of a run share one [`SharedMllm`], so a tweet costs one MLLM request however
-//! many of them (and however many variants) ask: the answer of the tweet being run is kept in
-//! memory (tweet-major execution asks for it back to back), and the annotator's response cache
+//! many of them (and however many variants) ask: the answers of the last [`MEMO_TWEETS`] tweets
+//! are kept in memory (the executor runs a window of tweets through the tagger, then through the
+//! entailer and grounder, so a window's answers must all still be there), and the annotator's
+//! response cache
 //! keys on the image bytes as sent, the prompt and every request setting, so a re-run asks
 //! nothing. For the same reason the stage cache does not hold `mllm` outputs (their slot has no
-//! fingerprint): its keys do not cover the image. This file must not score or write anything.
+//! fingerprint): its keys do not cover the image. The `mllm` tagger's batch entry point asks for
+//! the window's tweets concurrently (at most the endpoint's `max_concurrency` requests in flight,
+//! through `llm::bounded`), answers in tweet order whatever order they come back in; in hybrids
+//! with another tagger the `mllm` entailer does the same in `prepare_window`. This file must not
+//! score or write anything.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::stages::{Entailer, Grounder, Grounding, StageError, StageKind, Tagger, TweetInput};
+use super::stages::{
+    Entailer, Grounder, Grounding, StageError, StageKind, TagItem, Tagger, Timed, TweetInput,
+};
 use crate::bench::LatencyRecorder;
 use crate::data::model::{Entity, Tweet};
 use crate::geometry::BBox;
@@ -23,17 +32,38 @@ use crate::llm::mllm::Grounding as MllmGrounding;
 use crate::llm::{MllmAnnotator, MllmAnswer, MllmError};
 use crate::results::MllmMeta;
 
-/// The answer of the last tweet asked about, and what identifies it.
+/// Answers kept in memory: more than the executor's largest window (512 tweets, or one batch
+/// when `[runtime] batch` is larger), so the entailer and grounder of a window find every answer
+/// the tagger asked for.
+pub const MEMO_TWEETS: usize = 4096;
+
+type MemoKey = (String, u64);
+type Answer = Result<Arc<MllmAnswer>, Arc<MllmError>>;
+
+/// The answers of the last [`MEMO_TWEETS`] (tweet, image) pairs asked about, oldest first out.
+#[derive(Default)]
 struct Memo {
-    tweet_id: String,
-    image_key: u64,
-    answer: Result<Arc<MllmAnswer>, Arc<MllmError>>,
+    answers: HashMap<MemoKey, Answer>,
+    order: VecDeque<MemoKey>,
+}
+
+impl Memo {
+    fn insert(&mut self, key: MemoKey, answer: Answer) {
+        if self.answers.insert(key.clone(), answer).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > MEMO_TWEETS {
+            if let Some(old) = self.order.pop_front() {
+                self.answers.remove(&old);
+            }
+        }
+    }
 }
 
 /// One MLLM shared by the `mllm` tagger, entailer and grounder of a run.
 pub struct SharedMllm {
     annotator: MllmAnnotator,
-    memo: Mutex<Option<Memo>>,
+    memo: Mutex<Memo>,
     /// Latency of each answer (requests and response-cache hits, which count as cached).
     latency: Mutex<LatencyRecorder>,
     /// Entities of another tagger that the MLLM did not list (entailer/grounder `mllm`).
@@ -46,7 +76,7 @@ impl SharedMllm {
     pub fn new(annotator: MllmAnnotator, warmup: usize) -> Self {
         SharedMllm {
             annotator,
-            memo: Mutex::new(None),
+            memo: Mutex::new(Memo::default()),
             latency: Mutex::new(LatencyRecorder::new(warmup)),
             not_listed: AtomicU64::new(0),
             no_box: AtomicU64::new(0),
@@ -71,13 +101,17 @@ impl SharedMllm {
         let mut h = DefaultHasher::new();
         image.dimensions().hash(&mut h);
         image.as_raw().hash(&mut h);
-        let image_key = h.finish();
-        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = memo.as_ref() {
-            if m.tweet_id == tweet.id && m.image_key == image_key {
-                return m.answer.clone().map_err(StageError::Mllm);
-            }
+        let key = (tweet.id.clone(), h.finish());
+        if let Some(answer) = self
+            .memo
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .answers
+            .get(&key)
+        {
+            return answer.clone().map_err(StageError::Mllm);
         }
+        // The lock is not held over the request, so several tweets' requests can be in flight.
         let t0 = Instant::now();
         let answer = self
             .annotator
@@ -96,12 +130,22 @@ impl SharedMllm {
                 log::warn!("{why}: the span protocol will not apply to this variant");
             }
         }
-        *memo = Some(Memo {
-            tweet_id: tweet.id.clone(),
-            image_key,
-            answer: answer.clone(),
-        });
+        self.memo
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, answer.clone());
         answer.map_err(StageError::Mllm)
+    }
+
+    /// Asks for every input's answer, at most `max_concurrency` in flight; answers (and errors)
+    /// land in the memo. Returns the wall time in ms.
+    fn prefetch(&self, inputs: &[TweetInput<'_>]) -> f64 {
+        let t0 = Instant::now();
+        let workers = self.annotator.client().config().max_concurrency;
+        crate::llm::bounded::run_bounded(inputs.len(), workers, false, |i| {
+            self.answer(&inputs[i]).map(|_| ())
+        });
+        t0.elapsed().as_secs_f64() * 1000.0
     }
 
     /// What results.json records of the MLLM: settings, request and outcome counts, latency.
@@ -155,17 +199,47 @@ impl Tagger for MllmTagger {
         true
     }
     fn tag_input(&mut self, input: &TweetInput<'_>) -> Result<Vec<Entity>, StageError> {
-        let answer = self.0.answer(input)?;
-        Ok(answer
-            .to_entities()
-            .into_iter()
-            .map(|e| Entity {
-                groundable: false,
-                boxes: Vec::new(),
-                ..e
-            })
-            .collect())
+        mllm_entities(&self.0, input)
     }
+    /// The window's requests in flight together (at most `max_concurrency`); each tweet's
+    /// latency row gets an equal share of the wall time (see [`Timed`]).
+    fn tag_batch(&mut self, items: &[TagItem<'_>], _batch: usize) -> Vec<Timed<Vec<Entity>>> {
+        let shared = &*self.0;
+        let workers = shared.annotator.client().config().max_concurrency;
+        let t0 = Instant::now();
+        let answers = crate::llm::bounded::run_bounded(items.len(), workers, false, |i| {
+            mllm_entities(shared, &items[i].input)
+        });
+        let results = answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.unwrap_or_else(|| {
+                    Err(StageError::item(
+                        &items[i].input.tweet.id,
+                        None,
+                        "the mllm request was never sent",
+                        "this is a bug in riveg-bench; please report it",
+                    ))
+                })
+            })
+            .collect();
+        Timed::shared(results, t0.elapsed().as_secs_f64() * 1000.0)
+    }
+}
+
+/// The MLLM's entities for one tweet, not grounded (the tagger's view of the answer).
+fn mllm_entities(shared: &SharedMllm, input: &TweetInput<'_>) -> Result<Vec<Entity>, StageError> {
+    let answer = shared.answer(input)?;
+    Ok(answer
+        .to_entities()
+        .into_iter()
+        .map(|e| Entity {
+            groundable: false,
+            boxes: Vec::new(),
+            ..e
+        })
+        .collect())
 }
 
 /// What the MLLM says of each entity (of any tagger), counting the ones it did not list.
@@ -197,6 +271,10 @@ impl Entailer for MllmEntailer {
     }
     fn needs_pixels(&self) -> bool {
         true
+    }
+    /// The window's answers in flight together (hybrids whose tagger is not the MLLM).
+    fn prepare_window(&mut self, inputs: &[TweetInput<'_>]) -> f64 {
+        self.0.prefetch(inputs)
     }
     fn entail(
         &mut self,

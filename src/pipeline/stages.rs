@@ -3,6 +3,14 @@
 //! so the traits take `&mut self`. Stages see one tweet at a time so that image work is batched
 //! per image (VE and VG score every entity of a tweet in one call; the segmenter encodes the image
 //! once and decodes every box against that embedding).
+//!
+//! The executor runs a window of tweets stage by stage, so the text stages also have entry points
+//! over many tweets ([`Knowledge::context_batch`], [`Tagger::tag_batch`],
+//! [`Reformulator::reformulate_batch`]): the ONNX tagger batches across tweets, the LLM stages
+//! keep several tweets' requests in flight. Their default implementations call the one-tweet
+//! method per item and time each call, so replay, oracle and mock stages need nothing more. Every
+//! batch entry point answers each item on its own ([`Timed`]): one tweet's error never fails
+//! another's.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,11 +32,58 @@ pub struct Grounding {
     pub score: f32,
 }
 
+/// One item's answer from a batch entry point, with its share of the time spent.
+///
+/// `ms` is what the item's latency row records: a call that served one item records its own
+/// time; a batched call (several tweets in one ONNX run, or requests in flight together) shares
+/// its wall time equally over the items it served (`time / n`), so the rows of a stage still sum
+/// to the time the stage took.
+#[derive(Debug)]
+pub struct Timed<T> {
+    pub result: Result<T, StageError>,
+    pub ms: f64,
+}
+
+impl<T> Timed<T> {
+    /// Times one call.
+    pub fn call(f: impl FnOnce() -> Result<T, StageError>) -> Self {
+        let t0 = std::time::Instant::now();
+        let result = f();
+        Timed {
+            result,
+            ms: t0.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+
+    /// The answers of one batched call that took `total_ms`, each with an equal share.
+    pub fn shared(results: Vec<Result<T, StageError>>, total_ms: f64) -> Vec<Self> {
+        let share = total_ms / results.len().max(1) as f64;
+        results
+            .into_iter()
+            .map(|result| Timed { result, ms: share })
+            .collect()
+    }
+}
+
+/// One tweet for [`Tagger::tag_batch`]: the tweet (with its image when the tagger needs pixels)
+/// and the knowledge context, if the variant has one.
+pub struct TagItem<'a> {
+    pub input: TweetInput<'a>,
+    pub context: Option<&'a str>,
+}
+
 /// Auxiliary knowledge: a tweet → context text for the tagger (PGIM-style: an LLM writes what
 /// it knows about the tweet's names; the tagger reads it as a second segment).
 pub trait Knowledge {
     fn kind(&self) -> StageKind;
     fn context(&mut self, tweet: &Tweet) -> Result<String, StageError>;
+    /// The context of each tweet, in order; by default one [`Knowledge::context`] call each.
+    fn context_batch(&mut self, tweets: &[&Tweet]) -> Vec<Timed<String>> {
+        tweets
+            .iter()
+            .map(|t| Timed::call(|| self.context(t)))
+            .collect()
+    }
 }
 
 /// MNER: tokens → typed entity spans (text, type, start, end; not yet grounded).
@@ -60,6 +115,21 @@ pub trait Tagger {
             "use knowledge with tagger = \"onnx\" (a model exported with segments), or knowledge = \"off\"",
         ))
     }
+    /// Tags many tweets, answers in item order. `batch` is the most tweets a model call may
+    /// take at once (`[runtime] batch`); by default each item is one call
+    /// ([`Tagger::tag_with_context`] with a context, else [`Tagger::tag_input`]).
+    fn tag_batch(&mut self, items: &[TagItem<'_>], batch: usize) -> Vec<Timed<Vec<Entity>>> {
+        let _ = batch;
+        items
+            .iter()
+            .map(|item| {
+                Timed::call(|| match item.context {
+                    Some(c) => self.tag_with_context(&item.input, c),
+                    None => self.tag_input(&item.input),
+                })
+            })
+            .collect()
+    }
 }
 
 /// Reformulation: each entity → an "entity expansion expression" (`Entity(TYPE)-description`).
@@ -70,12 +140,28 @@ pub trait Reformulator {
         tweet: &Tweet,
         entities: &[Entity],
     ) -> Result<Vec<String>, StageError>;
+    /// The expansions of each (tweet, entities) item, in order; by default one
+    /// [`Reformulator::reformulate`] call per tweet.
+    fn reformulate_batch(&mut self, items: &[(&Tweet, Vec<Entity>)]) -> Vec<Timed<Vec<String>>> {
+        items
+            .iter()
+            .map(|(tweet, entities)| Timed::call(|| self.reformulate(tweet, entities)))
+            .collect()
+    }
 }
 
 /// Visual entailment: image + query per entity → probability that the entity is in the image.
 pub trait Entailer {
     fn kind(&self) -> StageKind;
     fn needs_pixels(&self) -> bool;
+    /// Called with the window's tweets (those with entities) before they are run one by one:
+    /// a stage whose answers come from a slow endpoint (the MLLM) asks for them all here, in
+    /// flight together. Returns the time it took (shared by those tweets' latency rows); by
+    /// default does nothing.
+    fn prepare_window(&mut self, inputs: &[TweetInput<'_>]) -> f64 {
+        let _ = inputs;
+        0.0
+    }
     fn entail(
         &mut self,
         input: &TweetInput<'_>,

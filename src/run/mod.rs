@@ -148,6 +148,8 @@ pub fn run_plan(plan: &RunPlan, factory: &mut dyn BackendFactory) -> Result<RunO
             ve_threshold: settings.ve_threshold,
             warmup: settings.warmup,
             on_error: plan.on_error,
+            batch: suite.file.runtime.batch(),
+            window: None,
         };
         let mut writer = RunWriter {
             plan,

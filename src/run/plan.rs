@@ -42,6 +42,8 @@ pub struct RunRequest {
     pub threads: Option<usize>,
     /// Overrides the suite's `[runtime] spinning`.
     pub spinning: Option<bool>,
+    /// Overrides the suite's `[runtime] batch` (tweets per tagger batch).
+    pub batch: Option<usize>,
     /// Overrides the suite's `settings.compat` (recorded in the plan's suite.toml, so `merge`
     /// scores the same way).
     pub compat: Option<crate::metrics::Compat>,
@@ -90,6 +92,15 @@ impl RunPlan {
         }
         if let Some(s) = req.spinning {
             suite.file.runtime.spinning = Some(s);
+        }
+        if let Some(b) = req.batch {
+            if b == 0 {
+                return Err(RunError::Plan {
+                    what: "--batch 0".into(),
+                    hint: "give at least one tweet per batch (1: one tagger call per tweet), or leave it out (32)".into(),
+                });
+            }
+            suite.file.runtime.batch = Some(b);
         }
         if !req.variants.is_empty() {
             let known: Vec<&str> = suite
@@ -302,12 +313,25 @@ mod tests {
             out_dir: Some(PathBuf::from("/nonexistent")),
             threads: Some(1),
             spinning: Some(true),
+            batch: Some(7),
             ..RunRequest::default()
         };
         let plan = RunPlan::for_suite(Suite::default_suite().unwrap(), req).unwrap();
         let rt = plan.backend_config().runtime;
         assert_eq!((rt.threads, rt.spinning), (Some(1), Some(true)));
-        assert!(plan.plan_toml().unwrap().contains("[runtime]"));
+        assert_eq!(rt.batch(), 7);
+        let toml = plan.plan_toml().unwrap();
+        assert!(toml.contains("[runtime]"), "{toml}");
+        assert!(toml.contains("batch = 7"), "{toml}");
+        let zero_batch = RunRequest {
+            out_dir: Some(PathBuf::from("/nonexistent")),
+            batch: Some(0),
+            ..RunRequest::default()
+        };
+        let err = RunPlan::for_suite(Suite::default_suite().unwrap(), zero_batch)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--batch 0"), "{err}");
         let zero = RunRequest {
             out_dir: Some(PathBuf::from("/nonexistent")),
             threads: Some(0),

@@ -168,7 +168,7 @@ pub struct SuiteFile {
     pub mllm: Option<MllmSection>,
     #[serde(default)]
     pub settings: Settings,
-    /// ONNX Runtime threads and spinning (`[runtime]`).
+    /// ONNX Runtime threads and spinning, and the tagger batch size (`[runtime]`).
     #[serde(default, skip_serializing_if = "is_default_runtime")]
     pub runtime: RuntimeSection,
     #[serde(rename = "variant")]
@@ -251,6 +251,13 @@ impl Suite {
                 o,
                 format!("suite name {:?} is not a plain name", f.name),
                 "use letters, digits, '-', '_' and '.' (the name becomes part of the run folder's name)",
+            ));
+        }
+        if f.runtime.batch == Some(0) {
+            return Err(invalid(
+                o,
+                "[runtime] batch = 0: a batch holds at least one tweet",
+                "use batch = 1 for one tagger call per tweet, or leave it out (32 tweets)",
             ));
         }
         if f.variants.is_empty() {

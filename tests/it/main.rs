@@ -2,6 +2,7 @@
 
 mod aggregate;
 mod arch;
+mod batching;
 mod cli;
 mod common;
 mod compare;

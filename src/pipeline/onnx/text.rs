@@ -104,6 +104,12 @@ impl TextEncoder {
         self.max_length
     }
 
+    /// The id that pads shorter rows of a batch (`[PAD]`, `<pad>` or `<|pad|>`, else 0); padded
+    /// positions always carry attention mask 0, so the id only has to be in range.
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
+
     fn check_ids(
         &self,
         tweet_id: &str,
