@@ -13,7 +13,9 @@ Subcommands:
            manifest's rescale/mean/std), per-item latencies with the first `warmup` calls excluded.
   bench    the whole comparison: for each stage and each repeat, the harness process then the
            Python process (interleaved), each timed as a whole process (wall, and user+sys CPU
-           from getrusage of the child), then a table of medians and spreads.
+           from getrusage of the child); then both again on only the tweets of the warm-up items,
+           to subtract set-up CPU (model loading, hashing, session creation) and get the CPU per
+           timed item; then a table of medians and spreads.
 
 The Python loop does less than the harness per item: no CRF decoding or word alignment (tagger),
 no box post-processing (grounder), no mask upsampling or RLE (segmenter); a ratio near 1 means
@@ -273,7 +275,54 @@ def timed_process(cmd, log):
     return {"wall_s": wall, "cpu_s": cpu}
 
 
+def is_item(stage, tweet):
+    """Whether the stage makes a model call for this tweet (the same rules as `loop`)."""
+    if stage == "tagger":
+        return bool(tweet["tokens"])
+    if stage in ("entailer", "grounder"):
+        return bool(tweet["entities"])
+    return any(e["groundable"] for e in tweet["entities"])
+
+
+def gold_prefix(work, gold, n, name):
+    """The first n tweets of the prepared gold (header kept) as their own file."""
+    sub = work / f"gold-{name}.jsonl"
+    lines = gold.read_text(encoding="utf-8").splitlines()
+    head = [l for l in lines if '"header"' in l[:12]]
+    body = [l for l in lines if '"header"' not in l[:12]][:n]
+    sub.write_text("\n".join(head + body) + "\n", encoding="utf-8")
+    return sub, body
+
+
+def run_pair(a, stage, manifest, gold, images, work, tag, python_first=False):
+    """The harness process and the Python process, one after the other, on the same gold file
+    (Python first when asked: repeats alternate the order, so that a load that changes over
+    time does not always hit the same side first)."""
+    suite = work / f"suite-{stage}-{tag}.toml"
+    suite.write_text(SUITE.format(stage=stage, gold=gold, images=images, manifest=manifest, warmup=a.warmup, **KINDS[stage]))
+    run_dir = work / f"run-{stage}-{tag}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    harness = [a.bin, "-q", "run", "--suite", str(suite), "--no-cache", "--device", "cpu", "--threads", str(a.threads),
+               "--spinning", a.spinning, "--out", str(run_dir), "--format", "json"]
+    py_out = work / f"python-{stage}-{tag}.json"
+    python = [sys.executable, __file__, "loop", "--stage", stage, "--manifest", str(manifest), "--gold", str(gold),
+              "--images", str(images), "--threads", str(a.threads), "--spinning", a.spinning, "--warmup", str(a.warmup),
+              "--out", str(py_out)]
+    if python_first:
+        proc_p = timed_process(python, work / f"python-{stage}-{tag}.log")
+    proc_h = timed_process(harness, work / f"harness-{stage}-{tag}.log")
+    if not python_first:
+        proc_p = timed_process(python, work / f"python-{stage}-{tag}.log")
+    t = json.loads((run_dir / "results.json").read_text())["variants"][0]["timings"][stage]
+    return t, proc_h, json.loads(py_out.read_text()), proc_p
+
+
 def bench(a):
+    """Per stage and repeat: the full pair, then (with setup runs) the pair on only the tweets of
+    the warm-up items, whose process CPU is subtracted: CPU per timed item = (CPU of the full
+    run - CPU of the setup run) / timed items. CPU time is less sensitive than wall time to the
+    other users of a shared machine (it still grows somewhat under contention)."""
     work = Path(a.work)
     gold, images = work / "gold.jsonl", work / "images"
     rows = {}
@@ -282,45 +331,42 @@ def bench(a):
             manifest = Path(a.manifests[stage]).resolve()
             # The heavy image stages on fewer tweets (SAM ViT-B takes seconds per image on 2 cores).
             n = a.tweets.get(stage, a.n)
-            sub = work / f"gold-{n}.jsonl"
-            if not sub.exists():
-                lines = gold.read_text(encoding="utf-8").splitlines()
-                head = [l for l in lines if '"header"' in l[:12]]
-                body = [l for l in lines if '"header"' not in l[:12]][:n]
-                sub.write_text("\n".join(head + body) + "\n", encoding="utf-8")
-            suite = work / f"suite-{stage}.toml"
-            suite.write_text(SUITE.format(stage=stage, gold=sub, images=images, manifest=manifest, warmup=a.warmup, **KINDS[stage]))
-            run_dir = work / f"run-{stage}-{rep}"
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            cmd = [a.bin, "-q", "run", "--suite", str(suite), "--no-cache", "--device", "cpu", "--threads", str(a.threads),
-                   "--spinning", a.spinning, "--out", str(run_dir), "--format", "json"]
-            proc_h = timed_process(cmd, work / f"harness-{stage}-{rep}.log")
-            t = json.loads((run_dir / "results.json").read_text())["variants"][0]["timings"][stage]
-            py_out = work / f"python-{stage}-{rep}.json"
-            cmd = [sys.executable, __file__, "loop", "--stage", stage, "--manifest", str(manifest), "--gold", str(sub),
-                   "--images", str(images), "--threads", str(a.threads), "--spinning", a.spinning, "--warmup", str(a.warmup),
-                   "--out", str(py_out)]
-            proc_p = timed_process(cmd, work / f"python-{stage}-{rep}.log")
-            p = json.loads(py_out.read_text())
+            sub, body = gold_prefix(work, gold, n, f"{stage}-{n}")
+            t, proc_h, p, proc_p = run_pair(a, stage, manifest, sub, images, work, str(rep), rep % 2 == 1)
             r = {"h_mean": t["mean_ms"], "h_p50": t["p50_ms"], "h_n": t["count"], "h_thr": t["throughput_per_s"],
                  "p_mean": p["mean_ms"], "p_p50": p["p50_ms"], "p_n": p["count"], "p_thr": p["throughput_per_s"],
                  "h_proc": proc_h, "p_proc": proc_p}
             r["ratio"] = r["h_thr"] / r["p_thr"]
+            line = (f"repeat {rep + 1} {stage:<9} harness {t['mean_ms']:9.2f} ms/item (p50 {t['p50_ms']:.2f}, n={t['count']}, "
+                    f"process {proc_h['wall_s']:.1f} s wall / {proc_h['cpu_s']:.1f} s CPU)   python {p['mean_ms']:9.2f} ms/item "
+                    f"(p50 {p['p50_ms']:.2f}, n={p['count']}, process {proc_p['wall_s']:.1f} s / {proc_p['cpu_s']:.1f} s)   "
+                    f"ratio {r['ratio']:.3f}")
+            if a.setup_runs:
+                k, items = 0, 0
+                while items < a.warmup and k < len(body):
+                    items += is_item(stage, json.loads(body[k]))
+                    k += 1
+                setup, _ = gold_prefix(work, gold, k, f"{stage}-setup")
+                _, sh, _, sp = run_pair(a, stage, manifest, setup, images, work, f"{rep}-setup", rep % 2 == 1)
+                r["h_cpu_item_ms"] = 1000.0 * (proc_h["cpu_s"] - sh["cpu_s"]) / t["count"]
+                r["p_cpu_item_ms"] = 1000.0 * (proc_p["cpu_s"] - sp["cpu_s"]) / p["count"]
+                r["cpu_ratio"] = r["p_cpu_item_ms"] / r["h_cpu_item_ms"]
+                line += (f"   CPU/item {r['h_cpu_item_ms']:.1f} vs {r['p_cpu_item_ms']:.1f} ms (setup {sh['cpu_s']:.1f} vs "
+                         f"{sp['cpu_s']:.1f} s), ratio {r['cpu_ratio']:.3f}")
             rows.setdefault(stage, []).append(r)
-            print(f"repeat {rep + 1} {stage:<9} harness {t['mean_ms']:9.2f} ms/item (p50 {t['p50_ms']:.2f}, n={t['count']}, "
-                  f"process {proc_h['wall_s']:.1f} s wall / {proc_h['cpu_s']:.1f} s CPU)   python {p['mean_ms']:9.2f} ms/item "
-                  f"(p50 {p['p50_ms']:.2f}, n={p['count']}, process {proc_p['wall_s']:.1f} s / {proc_p['cpu_s']:.1f} s)   "
-                  f"ratio {r['ratio']:.3f}", flush=True)
+            print(line, flush=True)
             if r["h_n"] != r["p_n"]:
                 print(f"  warning: {stage}: harness timed {r['h_n']} items, python {r['p_n']}", flush=True)
     (work / "rows.json").write_text(json.dumps(rows, indent=1))
+    if a.keep:
+        shutil.copy(work / "rows.json", a.keep)
     print()
     print(f"medians over {a.repeats} interleaved repeats [min-max]; threads={a.threads} spinning={a.spinning}")
-    print(f"{'stage':<10} {'n':>4} {'harness ms/item':>24} {'python ms/item':>24} {'p50 h/py':>16} {'ratio h/py thr':>22} {'wall h/py s':>12} {'CPU h/py s':>12}")
+    print(f"{'stage':<10} {'n':>4} {'harness ms/item':>24} {'python ms/item':>24} {'p50 h/py':>16} {'ratio h/py thr':>22} "
+          f"{'wall h/py s':>12} {'CPU h/py s':>12} {'CPU/item h/py ms':>18} {'CPU ratio py/h':>22}")
     for stage, rs in rows.items():
-        def med(key, f=lambda x: x):
-            vals = [f(r[key]) if not isinstance(r[key], dict) else f(r[key]) for r in rs]
+        def med(key):
+            vals = [r[key] for r in rs]
             return statistics.median(vals), min(vals), max(vals)
 
         hm, pm, ra = med("h_mean"), med("p_mean"), med("ratio")
@@ -329,8 +375,12 @@ def bench(a):
         pw = statistics.median(r["p_proc"]["wall_s"] for r in rs)
         hc = statistics.median(r["h_proc"]["cpu_s"] for r in rs)
         pc = statistics.median(r["p_proc"]["cpu_s"] for r in rs)
+        cpu = ""
+        if "cpu_ratio" in rs[0]:
+            hci, pci, cr = med("h_cpu_item_ms"), med("p_cpu_item_ms"), med("cpu_ratio")
+            cpu = f" {hci[0]:>8.1f}/{pci[0]:<8.1f} {cr[0]:>8.3f} [{cr[1]:.3f}-{cr[2]:.3f}]"
         print(f"{stage:<10} {rs[0]['h_n']:>4} {hm[0]:>9.2f} [{hm[1]:.2f}-{hm[2]:.2f}] {pm[0]:>9.2f} [{pm[1]:.2f}-{pm[2]:.2f}] "
-              f"{h50:>7.2f}/{p50:<7.2f} {ra[0]:>8.3f} [{ra[1]:.3f}-{ra[2]:.3f}] {hw:>5.1f}/{pw:<5.1f} {hc:>5.1f}/{pc:<5.1f}")
+              f"{h50:>7.2f}/{p50:<7.2f} {ra[0]:>8.3f} [{ra[1]:.3f}-{ra[2]:.3f}] {hw:>5.1f}/{pw:<5.1f} {hc:>5.1f}/{pc:<5.1f}{cpu}")
 
 
 def main():
@@ -361,6 +411,9 @@ def main():
     q.add_argument("--threads", type=int, default=os.cpu_count())
     q.add_argument("--spinning", choices=["true", "false"], default="true")
     q.add_argument("--warmup", type=int, default=3)
+    q.add_argument("--no-setup-runs", dest="setup_runs", action="store_false",
+                   help="skip the runs on the warm-up tweets only (no CPU per item)")
+    q.add_argument("--keep", help="copy rows.json (every figure of every repeat) here")
     a = p.parse_args()
     if a.cmd == "prepare":
         prepare(a)

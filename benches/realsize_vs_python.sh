@@ -17,6 +17,7 @@
 #        N_TAGGER N_ENTAILER N_GROUNDER N_SEGMENTER (per-stage tweet counts; defaults 200 100 30 12:
 #        OWL-ViT at 768 px and SAM at 1024 px take 0.5-5 s per image on 2 cores)
 #        THREADS=<cores> SPINNING=true (Python onnxruntime's defaults) WARMUP=2
+#        KEEP=file.json (every figure of every repeat)
 #        TAGGER_MODEL=xlmr-large-tagger (the tagger's manifest under BIG; default bert-base-tagger)
 #        BIN=path/to/riveg-bench (default: builds target/release/riveg-bench)
 #        PY=python with onnxruntime, tokenizers, numpy and Pillow (default /work/venv-export/bin/python,
@@ -52,5 +53,5 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at 
 "$PY" benches/realsize_vs_python.py bench --work "$WORK" --bin "$BIN" --stages "${STAGES[@]}" "${ARGS[@]}" \
   --n "${N:-200}" --tweets "tagger=${N_TAGGER:-${N:-200}}" --tweets "entailer=${N_ENTAILER:-100}" \
   --tweets "grounder=${N_GROUNDER:-30}" --tweets "segmenter=${N_SEGMENTER:-12}" --repeats "${REPEATS:-3}" --threads "${THREADS:-$(nproc)}" \
-  --spinning "${SPINNING:-true}" --warmup "${WARMUP:-2}"
+  --spinning "${SPINNING:-true}" --warmup "${WARMUP:-2}" ${KEEP:+--keep "$KEEP"}
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

@@ -28,7 +28,8 @@ the real size and tweets split into a realistic number of tokens (real vocabular
 on more text, so real token counts differ a little).
 
 Files go OUTSIDE the repository (default /work/bigmodels; never commit them):
-  <out>/ckpt/<what>/             the local checkpoint (<what>: tagger, sam, owlvit, clip, xlmr) (safetensors, config, tokenizer/processor)
+  <out>/ckpt/<what>/             the local checkpoint (safetensors, config, tokenizer/processor;
+                                 <what>: tagger, sam, owlvit, clip, xlmr)
   <out>/arch/<name>/*.onnx       the export (plus tokenizer.json, crf.json)
   <out>/<name>.toml              the manifest (paths relative to it)
 The export scripts compare ONNX Runtime with PyTorch on sample inputs, print the max abs
