@@ -151,7 +151,9 @@ def export_onnx(module, args: tuple, path: Path, input_names, output_names, dyna
             do_constant_folding=True,
             dynamo=False,
         )
-    model = onnx.load(str(path))
+    # Without the external data: a graph over 2 GiB (XLM-R-large) keeps its weights in files
+    # beside it, which protobuf could not hold in one message; the references stay as they are.
+    model = onnx.load(str(path), load_external_data=False)
     # Outputs without dynamic axes get the concrete shape of a PyTorch run (the exporter sometimes
     # leaves generated symbolic names such as "Addimage_embeddings_dim_0").
     with torch.no_grad():
@@ -167,7 +169,7 @@ def export_onnx(module, args: tuple, path: Path, input_names, output_names, dyna
                 changed = True
     if changed:
         onnx.save(model, str(path))
-    onnx.checker.check_model(model)
+    onnx.checker.check_model(str(path))  # by path: works for graphs with external data too
     return path
 
 
