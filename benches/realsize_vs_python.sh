@@ -18,6 +18,10 @@
 #        OWL-ViT at 768 px and SAM at 1024 px take 0.5-5 s per image on 2 cores)
 #        THREADS=<cores> SPINNING=true (Python onnxruntime's defaults) WARMUP=2
 #        KEEP=file.json (every figure of every repeat)
+#        HARNESS_DEFAULTS=1 (the harness at its own defaults: no --threads/--spinning, so spinning off
+#           and batch 32, against Python at THREADS/SPINNING: each side as shipped)
+#        BATCH=N (the harness's tweets per tagger call, run --batch; default the suite's, 32; the
+#           Python loop always makes one call per tweet)
 #        TAGGER_MODEL=xlmr-large-tagger (the tagger's manifest under BIG; default bert-base-tagger)
 #        BIN=path/to/riveg-bench (default: builds target/release/riveg-bench)
 #        PY=python with onnxruntime, tokenizers, numpy and Pillow (default /work/venv-export/bin/python,
@@ -53,5 +57,5 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at 
 "$PY" benches/realsize_vs_python.py bench --work "$WORK" --bin "$BIN" --stages "${STAGES[@]}" "${ARGS[@]}" \
   --n "${N:-200}" --tweets "tagger=${N_TAGGER:-${N:-200}}" --tweets "entailer=${N_ENTAILER:-100}" \
   --tweets "grounder=${N_GROUNDER:-30}" --tweets "segmenter=${N_SEGMENTER:-12}" --repeats "${REPEATS:-3}" --threads "${THREADS:-$(nproc)}" \
-  --spinning "${SPINNING:-true}" --warmup "${WARMUP:-2}" ${KEEP:+--keep "$KEEP"}
+  --spinning "${SPINNING:-true}" --warmup "${WARMUP:-2}" ${KEEP:+--keep "$KEEP"} ${BATCH:+--batch "$BATCH"} ${HARNESS_DEFAULTS:+--harness-defaults}
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
