@@ -24,7 +24,16 @@ def seed_everything(seed: int) -> None:
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def external_data_file(onnx_path: Path) -> Path:
+    """Where `export_onnx` puts the weights of a graph saved with external data."""
+    return onnx_path.with_name(onnx_path.name + ".data")
 
 
 _DTYPES = {
@@ -81,7 +90,13 @@ def write_manifest(path: Path, header: str, name: str, stage: str, models: dict,
     for role, (onnx_path, roles) in models.items():
         full = path.parent / onnx_path
         inputs, outputs = tensor_specs(full, roles)
-        lines += [f"[models.{role}]", f"path = {json.dumps(str(onnx_path))}", f"sha256 = {json.dumps(sha256(full))}", ""]
+        lines += [f"[models.{role}]", f"path = {json.dumps(str(onnx_path))}", f"sha256 = {json.dumps(sha256(full))}"]
+        data = external_data_file(full)
+        if data.is_file():
+            # Verified by riveg-bench like the graph, so the weights are part of the cache key.
+            rel = Path(onnx_path).with_name(data.name)
+            lines += [f"external_data = {json.dumps(str(rel))}", f"external_data_sha256 = {json.dumps(sha256(data))}"]
+        lines.append("")
         for kind, table in (("inputs", inputs), ("outputs", outputs)):
             for t in table:
                 lines.append(f"[[models.{role}.{kind}]]")
@@ -169,8 +184,29 @@ def export_onnx(module, args: tuple, path: Path, input_names, output_names, dyna
                 changed = True
     if changed:
         onnx.save(model, str(path))
+    consolidate_external_data(path)
     onnx.checker.check_model(str(path))  # by path: works for graphs with external data too
     return path
+
+
+def consolidate_external_data(path: Path):
+    """A graph the exporter saved with external data (one file per tensor, ~150 for XLM-R-large)
+    gets all its weights in one file, `<graph>.onnx.data`, which the manifest names and hashes
+    (`external_data`, `external_data_sha256`): so the weights are verified on load and part of the
+    cache key. Graphs under 2 GiB are left as they are."""
+    path = Path(path)
+    graph = onnx.load(str(path), load_external_data=False)
+    locations = set()
+    for tensor in graph.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            locations.update(e.value for e in tensor.external_data if e.key == "location")
+    target = external_data_file(path)
+    if not locations or locations == {target.name}:
+        return
+    full = onnx.load(str(path))  # every weight in memory
+    for name in locations:
+        (path.parent / name).unlink()
+    onnx.save_model(full, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=target.name)
 
 
 def export_query_image_model(wrapper, tokenizer, image_size, path: Path, output_names, label: str, queries):

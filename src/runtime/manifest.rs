@@ -107,6 +107,14 @@ pub struct ModelManifest {
 pub struct ModelSpec {
     pub path: PathBuf,
     pub sha256: String,
+    /// The weights file of a graph saved with external data (ONNX's 2 GiB protobuf limit: e.g.
+    /// XLM-R-large), relative to the manifest; ONNX Runtime finds it beside the graph by the
+    /// name the graph records. Its sha256 is verified like the graph's, so both are part of what
+    /// keys cached outputs.
+    #[serde(default)]
+    pub external_data: Option<PathBuf>,
+    #[serde(default)]
+    pub external_data_sha256: Option<String>,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
 }
@@ -481,9 +489,37 @@ impl ModelManifest {
         if self.models.is_empty() {
             return Err(self.invalid("no [models.*] entry", "list at least one ONNX file"));
         }
-        for spec in self.models.values() {
+        for (role, spec) in &self.models {
             let path = self.resolve(&spec.path);
             self.verify_hash(&path, &spec.sha256)?;
+            match (&spec.external_data, &spec.external_data_sha256) {
+                (None, None) => {}
+                (Some(data), Some(expected)) => {
+                    let data_path = self.resolve(data);
+                    if data_path.parent() != path.parent() {
+                        return Err(self.invalid(
+                            format!(
+                                "[models.{role}] external_data {} is not in the graph's folder",
+                                data.display()
+                            ),
+                            "ONNX Runtime reads external weights beside the graph file; keep them together",
+                        ));
+                    }
+                    self.verify_hash(&data_path, expected)?;
+                }
+                (Some(_), None) => {
+                    return Err(self.invalid(
+                        format!("[models.{role}] has external_data but no external_data_sha256"),
+                        "add external_data_sha256 = \"<sha256 of the weights file>\" (scripts/export writes both)",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(self.invalid(
+                        format!("[models.{role}] has external_data_sha256 but no external_data"),
+                        "name the weights file with external_data = \"<file>\", or drop the hash",
+                    ))
+                }
+            }
         }
         if let Some(tok) = &self.tokenizer {
             let path = self.resolve(&tok.path);
@@ -722,6 +758,61 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+
+    #[test]
+    fn external_data_is_hash_checked_and_needs_both_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "m.onnx", "graph");
+        write(d, "m.onnx.data", "weights");
+        let manifest = |extra: &str| {
+            format!(
+                "name = \"x\"\nstage = \"tagger\"\n[models.main]\npath = \"m.onnx\"\nsha256 = \"{}\"\n{extra}\ninputs = []\noutputs = []\n",
+                sha(b"graph")
+            )
+        };
+        let load = |extra: &str, name: &str| {
+            ModelManifest::load(&write(d, name, &manifest(extra)))
+                .map(|m| m.models["main"].external_data.clone())
+        };
+        let good = format!(
+            "external_data = \"m.onnx.data\"\nexternal_data_sha256 = \"{}\"",
+            sha(b"weights")
+        );
+        assert_eq!(
+            load(&good, "a.toml").unwrap(),
+            Some(PathBuf::from("m.onnx.data"))
+        );
+        assert_eq!(load("", "b.toml").unwrap(), None);
+        let wrong = format!(
+            "external_data = \"m.onnx.data\"\nexternal_data_sha256 = \"{}\"",
+            sha(b"other")
+        );
+        let e = load(&wrong, "c.toml").unwrap_err().to_string();
+        assert!(e.contains("m.onnx.data"), "{e}");
+        let e = load("external_data = \"m.onnx.data\"", "d.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no external_data_sha256") && e.contains("hint"),
+            "{e}"
+        );
+        let e = load(
+            &format!("external_data_sha256 = \"{}\"", sha(b"weights")),
+            "e.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("but no external_data"), "{e}");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        write(d, "sub/m.onnx.data", "weights");
+        let elsewhere = format!(
+            "external_data = \"sub/m.onnx.data\"\nexternal_data_sha256 = \"{}\"",
+            sha(b"weights")
+        );
+        let e = load(&elsewhere, "f.toml").unwrap_err().to_string();
+        assert!(e.contains("not in the graph's folder"), "{e}");
     }
 
     #[test]
