@@ -562,7 +562,7 @@ impl TweetImage {
         }
         let pixels = reader
             .decode()
-            .map(|img| img.to_rgb8())
+            .map(|img| img.into_rgb8())
             .map_err(|e| failure(e.to_string()));
         TweetImage {
             pixels: Some(pixels),
@@ -586,6 +586,30 @@ impl TweetImage {
                 "a stage asked for pixels the executor did not read",
                 "this is a bug in riveg-bench (reads_pixels); please report it",
             )),
+        }
+    }
+
+    /// What a stage sees of the tweet: the decoded image when it reads pixels, else none.
+    fn input<'a>(
+        &'a self,
+        tweet: &'a Tweet,
+        needs_pixels: bool,
+    ) -> Result<TweetInput<'a>, StageError> {
+        let image = if needs_pixels {
+            Some(self.pixels(tweet)?)
+        } else {
+            None
+        };
+        Ok(TweetInput { tweet, image })
+    }
+
+    /// [`TweetImage::key`] for a stage that reads pixels; empty for one that does not (its
+    /// outputs do not depend on the image).
+    fn key_for(&self, needs_pixels: bool, dir: Option<&Path>, tweet: &Tweet) -> &str {
+        if needs_pixels {
+            self.key(dir, tweet)
+        } else {
+            ""
         }
     }
 
@@ -950,6 +974,48 @@ fn one<T>(prepared_ms: f64, f: impl FnOnce() -> Result<Vec<T>, StageError>) -> V
     vec![t]
 }
 
+/// The cache keys of VE / VG items, one per entity index in `which`: the entity, its query and
+/// the image key (empty for stages that do not read pixels).
+fn query_keys(
+    stage: &str,
+    fingerprint: &str,
+    tweet: &Tweet,
+    image_key: &str,
+    entities: &[Entity],
+    queries: &[String],
+    which: &[usize],
+) -> Vec<String> {
+    which
+        .iter()
+        .map(|&i| {
+            let e = &entities[i];
+            cache_key(&[
+                stage,
+                fingerprint,
+                &tweet.id,
+                image_key,
+                &e.text,
+                &e.entity_type,
+                &queries[i],
+            ])
+        })
+        .collect()
+}
+
+/// The entities and queries of the cache misses `misses` (positions in `which`, which holds
+/// entity indices).
+fn query_items(
+    entities: &[Entity],
+    queries: &[String],
+    which: &[usize],
+    misses: &[usize],
+) -> (Vec<Entity>, Vec<String>) {
+    misses
+        .iter()
+        .map(|&j| (entities[which[j]].clone(), queries[which[j]].clone()))
+        .unzip()
+}
+
 /// Entailer, grounder and segmenter of `v` on one tweet (one call each, as their models score
 /// every entity of a tweet against its image at once).
 fn pixel_stages(
@@ -963,31 +1029,21 @@ fn pixel_stages(
     let tweet = &item.input;
     let ids = [tweet.id.as_str()];
     let image = &item.image;
-    let entities = std::mem::take(&mut w.entities);
+    let mut entities = std::mem::take(&mut w.entities);
     let queries = std::mem::take(&mut w.queries);
-    let mut entities = entities;
 
     // 3. Visual entailment; off: every entity goes to grounding.
     let probs: Option<Vec<f32>> = match pool.entailer(v.entailer) {
         None => Some(vec![1.0; entities.len()]),
         Some(ve) => {
             let needs_pixels = ve.stage.needs_pixels();
+            let all: Vec<usize> = (0..entities.len()).collect();
             let keys = ve.fingerprint.map(|fp| {
-                let img = if needs_pixels {
-                    image.key(cx.images, tweet)
-                } else {
-                    ""
-                };
-                entities
-                    .iter()
-                    .zip(&queries)
-                    .map(|(e, q)| {
-                        cache_key(&["entailer", fp, &tweet.id, img, &e.text, &e.entity_type, q])
-                    })
-                    .collect()
+                let img = image.key_for(needs_pixels, cx.images, tweet);
+                query_keys("entailer", fp, tweet, img, &entities, &queries, &all)
             });
             let stage = ve.stage;
-            let n = entities.len();
+            let n = all.len();
             let prepared = w.prepared_ms;
             cached_window(
                 cx.cache,
@@ -999,15 +1055,8 @@ fn pixel_stages(
                 |reqs| {
                     let idx = &reqs[0].1;
                     one(prepared, || {
-                        let sub_e: Vec<Entity> = idx.iter().map(|&i| entities[i].clone()).collect();
-                        let sub_q: Vec<String> = idx.iter().map(|&i| queries[i].clone()).collect();
-                        let img = if needs_pixels {
-                            Some(image.pixels(tweet)?)
-                        } else {
-                            None
-                        };
-                        let input = TweetInput { tweet, image: img };
-                        stage.entail(&input, &sub_e, &sub_q)
+                        let (sub_e, sub_q) = query_items(&entities, &queries, &all, idx);
+                        stage.entail(&image.input(tweet, needs_pixels)?, &sub_e, &sub_q)
                     })
                 },
             )
@@ -1030,26 +1079,8 @@ fn pixel_stages(
     if let Some(vg) = pool.grounder(v.grounder) {
         let needs_pixels = vg.stage.needs_pixels();
         let keys = vg.fingerprint.map(|fp| {
-            let img = if needs_pixels {
-                image.key(cx.images, tweet)
-            } else {
-                ""
-            };
-            grounded
-                .iter()
-                .map(|&i| {
-                    let e = &entities[i];
-                    cache_key(&[
-                        "grounder",
-                        fp,
-                        &tweet.id,
-                        img,
-                        &e.text,
-                        &e.entity_type,
-                        &queries[i],
-                    ])
-                })
-                .collect()
+            let img = image.key_for(needs_pixels, cx.images, tweet);
+            query_keys("grounder", fp, tweet, img, &entities, &queries, &grounded)
         });
         let stage = vg.stage;
         let n = grounded.len();
@@ -1063,17 +1094,8 @@ fn pixel_stages(
             |reqs| {
                 let idx = &reqs[0].1;
                 one(0.0, || {
-                    let sub_e: Vec<Entity> =
-                        idx.iter().map(|&j| entities[grounded[j]].clone()).collect();
-                    let sub_q: Vec<String> =
-                        idx.iter().map(|&j| queries[grounded[j]].clone()).collect();
-                    let img = if needs_pixels {
-                        Some(image.pixels(tweet)?)
-                    } else {
-                        None
-                    };
-                    let input = TweetInput { tweet, image: img };
-                    stage.ground(&input, &sub_e, &sub_q)
+                    let (sub_e, sub_q) = query_items(&entities, &queries, &grounded, idx);
+                    stage.ground(&image.input(tweet, needs_pixels)?, &sub_e, &sub_q)
                 })
             },
         )
@@ -1147,11 +1169,7 @@ fn pixel_stages(
                         one(0.0, || {
                             let sub: Vec<BBox> =
                                 idx.iter().map(|&j| entities[boxed[j]].boxes[0]).collect();
-                            let input = TweetInput {
-                                tweet,
-                                image: Some(image.pixels(tweet)?),
-                            };
-                            stage.segment(&input, &sub)
+                            stage.segment(&image.input(tweet, true)?, &sub)
                         })
                     },
                 )
