@@ -113,6 +113,17 @@ def write_manifest(path: Path, header: str, name: str, stage: str, models: dict,
     return path
 
 
+def text_tokenizer_section(out: Path, rel: Path, text_config) -> dict:
+    """The manifest's [tokenizer] section of a query-image model (VE, VG) whose tokenizer.json
+    `save_tokenizer` wrote into `out` (`rel`: `out` relative to the manifest)."""
+    return {
+        "path": str(rel / "tokenizer.json"),
+        "max_length": int(text_config.max_position_embeddings),
+        "vocab_size": int(text_config.vocab_size),
+        "sha256": sha256(out / "tokenizer.json"),
+    }
+
+
 def save_tokenizer(tokenizer, path: Path) -> Path:
     """The fast tokenizer's tokenizer.json without the padding/truncation state that calls leave
     on it (the Rust side sets both from the manifest)."""

@@ -36,7 +36,7 @@ import torch
 from transformers import BlipForImageTextRetrieval, BlipProcessor, CLIPModel, CLIPProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import export_query_image_model, save_tokenizer, sha256, write_manifest  # noqa: E402
+from common import export_query_image_model, save_tokenizer, text_tokenizer_section, write_manifest  # noqa: E402
 
 SAMPLE_QUERIES = ["a photo of a singer", "the city of paris at night", "a football team"]
 
@@ -122,12 +122,7 @@ def export(model_id, name, models_dir: Path, threshold: float, scale=None, heade
         "\nthreshold and scale are baked into the graph; re-export to recalibrate."
     )
     sections = {
-        "tokenizer": {
-            "path": str(rel / "tokenizer.json"),
-            "max_length": int(model.config.text_config.max_position_embeddings),
-            "vocab_size": int(model.config.text_config.vocab_size),
-            "sha256": sha256(out / "tokenizer.json"),
-        },
+        "tokenizer": text_tokenizer_section(out, rel, model.config.text_config),
         "preprocess": preprocess,
     }
     manifest = write_manifest(
@@ -161,12 +156,7 @@ def export_blip_itm(model_id, name, models_dir: Path, header=None):
         "\n(BlipForImageTextRetrieval, use_itm_head=True; class 1 = the text matches the image)."
     )
     sections = {
-        "tokenizer": {
-            "path": str(rel / "tokenizer.json"),
-            "max_length": int(model.config.text_config.max_position_embeddings),
-            "vocab_size": int(model.config.text_config.vocab_size),
-            "sha256": sha256(out / "tokenizer.json"),
-        },
+        "tokenizer": text_tokenizer_section(out, rel, model.config.text_config),
         "preprocess": preprocess,
         "entailment": {"positive_index": 1},
     }

@@ -33,7 +33,7 @@ import torch
 from transformers import Owlv2ForObjectDetection, Owlv2Processor, OwlViTForObjectDetection, OwlViTProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import export_query_image_model, save_tokenizer, sha256, write_manifest  # noqa: E402
+from common import export_query_image_model, save_tokenizer, text_tokenizer_section, write_manifest  # noqa: E402
 from export_entailer import image_preprocess  # noqa: E402
 
 SAMPLE_QUERIES = ["a photo of a singer", "a red car", "a football team"]
@@ -102,12 +102,7 @@ def export(model_id, name, models_dir: Path, header=None, family="owlvit"):
             "\nscales them by the longer image side, as Owlv2ImageProcessor.post_process_object_detection."
         )
     sections = {
-        "tokenizer": {
-            "path": str(rel / "tokenizer.json"),
-            "max_length": int(model.config.text_config.max_position_embeddings),
-            "vocab_size": int(model.config.text_config.vocab_size),
-            "sha256": sha256(out / "tokenizer.json"),
-        },
+        "tokenizer": text_tokenizer_section(out, rel, model.config.text_config),
         "preprocess": preprocess,
         "boxes": {"format": "cxcywh", "units": "normalized"},
     }
