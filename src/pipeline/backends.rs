@@ -295,9 +295,10 @@ impl DefaultBackends {
             }),
             (true, Some(file)) => {
                 let path = resolve(&self.config.base_dir, Path::new(&file));
-                let captions = Captions::load(&path).map_err(|e| {
-                    let (what, hint) = e.what_and_hint();
-                    BuildError::Config { stage, what, hint }
+                let captions = Captions::load(&path).map_err(|e| BuildError::Config {
+                    stage,
+                    what: e.what,
+                    hint: e.hint,
                 })?;
                 Ok(Some(captions))
             }

@@ -12,37 +12,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// Why a captions file cannot be used.
+/// Why a captions file cannot be used: what is wrong (file, and line where there is one) and a
+/// hint, kept apart for errors that print their own hint.
 #[derive(Debug, thiserror::Error)]
-pub enum CaptionError {
-    #[error("{path}: cannot read it: {why}\n  hint: check [llm] knowledge_captions (relative paths are from the suite file's folder)")]
-    Read { path: String, why: String },
-    #[error("{path}:{line}: {what}\n  hint: {hint}")]
-    Invalid {
-        path: String,
-        line: usize,
-        what: String,
-        hint: String,
-    },
-}
-
-impl CaptionError {
-    /// What is wrong (file, line) and the hint, apart: for errors that print their own hint.
-    pub fn what_and_hint(&self) -> (String, String) {
-        match self {
-            CaptionError::Read { path, why } => (
-                format!("{path}: cannot read it: {why}"),
-                "check [llm] knowledge_captions (relative paths are from the suite file's folder)"
-                    .to_string(),
-            ),
-            CaptionError::Invalid {
-                path,
-                line,
-                what,
-                hint,
-            } => (format!("{path}:{line}: {what}"), hint.clone()),
-        }
-    }
+#[error("{what}\n  hint: {hint}")]
+pub struct CaptionError {
+    pub what: String,
+    pub hint: String,
 }
 
 /// One line of the file.
@@ -66,14 +42,14 @@ impl Captions {
     /// `caption` (line breaks become spaces), no image twice.
     pub fn load(path: &Path) -> Result<Self, CaptionError> {
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| CaptionError::Read {
-            path: shown.clone(),
-            why: e.to_string(),
+        let bytes = std::fs::read(path).map_err(|e| CaptionError {
+            what: format!("{shown}: cannot read it: {e}"),
+            hint:
+                "check [llm] knowledge_captions (relative paths are from the suite file's folder)"
+                    .to_string(),
         })?;
-        let invalid = |line: usize, what: String, hint: &str| CaptionError::Invalid {
-            path: shown.clone(),
-            line,
-            what,
+        let invalid = |line: usize, what: String, hint: &str| CaptionError {
+            what: format!("{shown}:{line}: {what}"),
             hint: hint.to_string(),
         };
         let text = String::from_utf8(bytes.clone()).map_err(|e| {
