@@ -116,16 +116,19 @@ impl StageCache {
         }
     }
 
+    /// Runs `f` on the stage's segment log, opening (indexing) it on first use.
+    fn with_log<R>(&self, dir: &Path, stage: Stage, f: impl FnOnce(&mut StageLog) -> R) -> R {
+        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        f(logs
+            .entry(stage.name())
+            .or_insert_with(|| StageLog::open(dir.join(stage.name()))))
+    }
+
     /// The record of `key` on disk and where it lies: the stage's segments first, else an entry
     /// file of an older version.
     fn read_disk(&self, stage: Stage, key: &str) -> Option<(Vec<u8>, String)> {
         let dir = self.dir.as_ref()?;
-        let found = {
-            let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-            logs.entry(stage.name())
-                .or_insert_with(|| StageLog::open(dir.join(stage.name())))
-                .read(key)
-        };
+        let found = self.with_log(dir, stage, |log| log.read(key));
         found.or_else(|| {
             let legacy = entry_path(dir, stage, key);
             let bytes = std::fs::read(&legacy).ok()?;
@@ -189,10 +192,7 @@ impl StageCache {
         // Compact JSON: one line (strings escape their line breaks).
         let bytes = serde_json::to_vec(&envelope).map_err(std::io::Error::other)?;
         if let Some(dir) = &self.dir {
-            let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-            logs.entry(stage.name())
-                .or_insert_with(|| StageLog::open(dir.join(stage.name())))
-                .append(key, &bytes)?;
+            self.with_log(dir, stage, |log| log.append(key, &bytes))?;
         }
         self.mem
             .lock()
