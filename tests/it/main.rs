@@ -16,6 +16,7 @@ mod knowledge;
 mod llm;
 mod mllm;
 mod outcomes;
+mod quantized;
 mod report;
 mod run_layer;
 mod smoke;
