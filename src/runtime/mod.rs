@@ -23,14 +23,14 @@ pub mod tensor;
 use std::path::PathBuf;
 
 pub use env::{
-    init, resolve_library_path, resolve_library_path_with, Device, LibrarySource, LoadedSession,
-    OrtRuntime, Provider, SessionConfig, INSTALL_HINT,
+    init, resolve_library_path, resolve_library_path_with, Device, IoBinding, LibrarySource,
+    LoadedSession, OrtRuntime, Provider, SessionConfig, INSTALL_HINT,
 };
 pub use manifest::{
     BoxFormat, BoxSpec, BoxUnits, Crf, DType, Dim, ModelManifest, ModelSpec, TagScheme, TensorSpec,
 };
 pub use preprocess::{image_to_tensor, ImageTransform, PreprocessSpec, ResizeFilter, ResizeMode};
-pub use tensor::{HeldTensor, Input};
+pub use tensor::{HeldTensor, Input, OutputMemory, SessionPlace};
 
 /// Errors of the model runtime: each names the model or file and gives a hint.
 #[derive(Debug, thiserror::Error)]
