@@ -331,6 +331,11 @@ impl LoadedSession {
             };
             bound.map_err(|e| failed(format!("binding input {name:?}"), e))?;
         }
+        // ONNX Runtime queues the copies of host inputs to the device and leaves waiting for
+        // them to the caller (its Run with a binding does not); a no-op on the CPU.
+        binding
+            .synchronize_inputs()
+            .map_err(|e| failed("waiting for the inputs' copies".into(), e))?;
         let info = memory
             .memory_info()
             .map_err(|e| failed(format!("describing {memory} memory"), e))?;
