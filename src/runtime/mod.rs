@@ -11,7 +11,9 @@
 //!
 //! This module must not know about tweets or entities: stages turn its errors into
 //! errors naming the item. Only this module names `ort` types: stages build
-//! [`Input`]s and call [`LoadedSession::run_f32`] ([`tensor`]).
+//! [`Input`]s and call [`LoadedSession::run_f32`] ([`tensor`]); a tensor one session feeds to
+//! another comes from [`LoadedSession::run_feeding`], which under I/O binding ([`IoBinding`],
+//! on for CUDA sessions by default) leaves it in the device memory of the session taking it.
 
 pub mod env;
 pub mod manifest;
