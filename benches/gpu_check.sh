@@ -5,12 +5,17 @@
 #      results.json meta.execution_provider must say "cuda"; `-v` logs each model's provider);
 #   2. GPU utilisation and memory during the run (nvidia-smi sampled every 200 ms);
 #   3. a batch-size sweep of the tagger in Python onnxruntime-gpu (1..64 tweets per call), the
-#      lever batching across tweets would pull.
+#      lever batching across tweets would pull;
+#   4. ONNX Runtime I/O binding: step 1 runs with `io_binding = auto`, i.e. every CUDA session
+#      binds (held tensors such as SAM's image embedding stay in device memory); the suite again
+#      with `--io-binding off` must give the same predictions, and benches/io_binding.sh times
+#      the SAM segmenter with binding off and on (interleaved; predictions compared byte for
+#      byte; SAM ViT-B-sized tensors, SAM_DECODER=path for a real ViT-B prompt decoder).
 # Everything goes to $OUT (default ./gpu-check) as text files; a summary is printed.
 #
 # Needs: `target/release/riveg-bench` built, ONNX Runtime with CUDA: ORT_DYLIB_PATH pointing at
 # the libonnxruntime.so of an `onnxruntime-gpu` wheel (or `.venv` holding onnxruntime-gpu), and
-# PYTHON with onnxruntime-gpu + tokenizers for the sweep. Suite: SUITE (default suites/arch.toml,
+# PYTHON with onnxruntime-gpu + tokenizers for the sweep (and numpy + onnx for step 4's model). Suite: SUITE (default suites/arch.toml,
 # the real-architecture fixtures; use real-size exports for meaningful utilisation figures).
 # Usage: bash benches/gpu_check.sh
 set -uo pipefail
@@ -70,3 +75,19 @@ for batch in [1, 2, 4, 8, 16, 32, 64]:
     print(f"batch {batch:3d}: {n_tweets / dt:10.1f} tweets/s")
 PY
 cat "$OUT/batch_sweep.txt"
+
+# 4: I/O binding. The suite without it: the same predictions as step 1 (which bound every CUDA
+# session), then the SAM segmenter timed with binding off and on.
+"$BIN" -v run --suite "$SUITE" --device cuda --no-cache --io-binding off --out "$OUT/run-unbound" \
+  --format json > "$OUT/results-unbound.stdout.json" 2> "$OUT/run-unbound.stderr"
+echo "run --io-binding off exit code: $?"
+same=yes compared=0
+for f in "$OUT"/run/predictions/*.jsonl "$OUT"/run/predictions/*/*.jsonl; do
+  [ -f "$f" ] || continue
+  compared=$((compared + 1))
+  cmp -s "$f" "$OUT/run-unbound/${f#"$OUT/run/"}" || { same=no; echo "predictions differ: ${f#"$OUT/run/"}"; }
+done
+# (A difference can also be CUDA's own run-to-run nondeterminism; io_binding.sh repeats each mode.)
+echo "suite predictions identical with I/O binding auto (on for CUDA) and off: $same ($compared files)"
+OUT="$OUT/io-binding" DEVICE=cuda BIN="$BIN" PYTHON="$PYTHON" bash benches/io_binding.sh \
+  | tee "$OUT/io_binding.txt"

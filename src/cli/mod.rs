@@ -16,7 +16,7 @@ use crate::data::tags::{Decode, Scheme};
 use crate::data::{jsonl, Dataset, ReadOutput};
 use crate::metrics::{evaluate, EvalOptions, Protocol};
 use crate::pipeline::backends::DefaultBackends;
-use crate::pipeline::{DevicePreference, OnError};
+use crate::pipeline::{DevicePreference, IoBindingPreference, OnError};
 use crate::results::{RunDir, RunResults};
 use crate::run::{RunPlan, RunRequest, ShardSpec};
 
@@ -286,6 +286,10 @@ pub struct RunArgs {
     /// Whether idle ONNX Runtime threads spin (default: the suite's [runtime] spinning, else false).
     #[arg(long)]
     pub spinning: Option<bool>,
+    /// ONNX Runtime I/O binding: auto (on for CUDA sessions: held tensors stay in device
+    /// memory), on (any provider), off (default: the suite's [runtime] io_binding, else auto).
+    #[arg(long, value_enum)]
+    pub io_binding: Option<IoBindingPreference>,
     /// Tweets per tagger batch; LLM requests of a few batches are in flight together
     /// (default: the suite's [runtime] batch, else 32; 1: one tagger call per tweet).
     #[arg(long)]
@@ -936,6 +940,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         threads: args.threads,
         spinning: args.spinning,
         batch: args.batch,
+        io_binding: args.io_binding,
         compat: args.compat,
     })?;
     note(format!(

@@ -12,11 +12,15 @@ use crate::llm::{
 };
 use crate::pipeline::onnx::{OnnxEntailer, OnnxGrounder, OnnxSegmenter, OnnxTagger};
 use crate::results::{LlmMeta, LlmStageMeta};
-use crate::runtime::{self, Device, ModelManifest, OrtRuntime, RuntimeError, SessionConfig};
+use crate::runtime::{
+    self, Device, IoBinding, ModelManifest, OrtRuntime, RuntimeError, SessionConfig,
+};
 use crate::stage::{Stage, StageKind};
 
 use super::captions::Captions;
-use super::config::{DevicePreference, LlmSection, MllmSection, OnError, RuntimeSection};
+use super::config::{
+    DevicePreference, IoBindingPreference, LlmSection, MllmSection, OnError, RuntimeSection,
+};
 use super::llm_stages::{knowledge_prompt, wants_caption, LlmKnowledge, CAPTION_PLACEHOLDER};
 use super::mllm_stages::{MllmEntailer, MllmGrounder, MllmTagger, SharedMllm};
 use super::slots::{AnyStage, BackendFactory, BuildError};
@@ -40,7 +44,7 @@ pub struct BackendConfig {
     pub warmup: usize,
     /// Where a prompt given as a relative path resolves from (the suite's base folder).
     pub base_dir: PathBuf,
-    /// Intra-op threads and spinning of every session.
+    /// Intra-op threads, spinning and I/O binding of every session.
     pub runtime: RuntimeSection,
 }
 
@@ -86,6 +90,11 @@ impl DefaultBackends {
             },
             intra_threads: self.config.runtime.threads,
             intra_spinning: Some(self.config.runtime.spinning.unwrap_or(false)),
+            io_binding: match self.config.runtime.io_binding.unwrap_or_default() {
+                IoBindingPreference::Auto => IoBinding::Auto,
+                IoBindingPreference::On => IoBinding::On,
+                IoBindingPreference::Off => IoBinding::Off,
+            },
             ..SessionConfig::default()
         }
     }

@@ -28,6 +28,29 @@ pub enum DevicePreference {
     Auto,
 }
 
+/// Whether ONNX sessions run through ONNX Runtime's I/O binding (`[runtime] io_binding`,
+/// `run --io-binding`): `auto` binds on CUDA only (held tensors such as SAM's image embedding
+/// stay in device memory between sessions), `on` binds on any provider (the binding path, on
+/// CPU too), `off` never. The outputs are the same either way, so it is no part of cache keys.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBindingPreference {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
 /// LLM endpoint for the `llm` reformulator (and, unless `[mllm]` names another, the MLLM).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -251,7 +274,8 @@ impl VariantSpec {
     }
 }
 
-/// ONNX Runtime thread settings of a suite (`[runtime]`), overridable from the command line.
+/// ONNX Runtime thread and I/O binding settings of a suite (`[runtime]`), overridable from the
+/// command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSection {
@@ -264,6 +288,9 @@ pub struct RuntimeSection {
     /// Tweets per tagger batch (the executor's windows hold a few batches); unset: 32.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
+    /// ONNX Runtime I/O binding; unset: `auto` (on for CUDA sessions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_binding: Option<IoBindingPreference>,
 }
 
 impl RuntimeSection {

@@ -19,7 +19,8 @@ pub mod slots;
 pub mod stages;
 
 pub use config::{
-    DevicePreference, LlmSection, MllmSection, OnError, ReplayMissing, Setting, VariantSpec,
+    DevicePreference, IoBindingPreference, LlmSection, MllmSection, OnError, ReplayMissing,
+    Setting, VariantSpec,
 };
 pub use execute::{execute, ExecError, ExecObserver, ExecSettings, VariantOutput};
 pub use slots::{AnyStage, BackendFactory, BuildError, Recordings, StageSet};

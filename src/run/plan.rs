@@ -11,7 +11,7 @@ use super::shard::ShardSpec;
 use super::suite::Suite;
 use crate::metrics::{EvalOptions, Protocol};
 use crate::pipeline::backends::BackendConfig;
-use crate::pipeline::{DevicePreference, OnError};
+use crate::pipeline::{DevicePreference, IoBindingPreference, OnError};
 use crate::report::ReportOptions;
 use crate::results::RunDir;
 
@@ -44,6 +44,8 @@ pub struct RunRequest {
     pub spinning: Option<bool>,
     /// Overrides the suite's `[runtime] batch` (tweets per tagger batch).
     pub batch: Option<usize>,
+    /// Overrides the suite's `[runtime] io_binding`.
+    pub io_binding: Option<IoBindingPreference>,
     /// Overrides the suite's `settings.compat` (recorded in the plan's suite.toml, so `merge`
     /// scores the same way).
     pub compat: Option<crate::metrics::Compat>,
@@ -92,6 +94,9 @@ impl RunPlan {
         }
         if let Some(s) = req.spinning {
             suite.file.runtime.spinning = Some(s);
+        }
+        if let Some(b) = req.io_binding {
+            suite.file.runtime.io_binding = Some(b);
         }
         if let Some(b) = req.batch {
             if b == 0 {
@@ -314,15 +319,18 @@ mod tests {
             threads: Some(1),
             spinning: Some(true),
             batch: Some(7),
+            io_binding: Some(IoBindingPreference::On),
             ..RunRequest::default()
         };
         let plan = RunPlan::for_suite(Suite::default_suite().unwrap(), req).unwrap();
         let rt = plan.backend_config().runtime;
         assert_eq!((rt.threads, rt.spinning), (Some(1), Some(true)));
         assert_eq!(rt.batch(), 7);
+        assert_eq!(rt.io_binding, Some(IoBindingPreference::On));
         let toml = plan.plan_toml().unwrap();
         assert!(toml.contains("[runtime]"), "{toml}");
         assert!(toml.contains("batch = 7"), "{toml}");
+        assert!(toml.contains("io_binding = \"on\""), "{toml}");
         let zero_batch = RunRequest {
             out_dir: Some(PathBuf::from("/nonexistent")),
             batch: Some(0),

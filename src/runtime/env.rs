@@ -257,6 +257,48 @@ impl fmt::Display for Provider {
     }
 }
 
+/// Whether runs go through ONNX Runtime's I/O binding ([`tensor`](super::tensor) says how):
+/// outputs bound to the memory where the next step wants them, so a tensor one session feeds to
+/// another (SAM's image embedding, OFA's encoder states) stays in CUDA memory between runs
+/// instead of going to the host after the first and back to the device for every later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBinding {
+    /// On for CUDA sessions, off for CPU ones (on the CPU every memory is host memory, so the
+    /// plain run path already shares held tensors without copies).
+    #[default]
+    Auto,
+    /// On whatever the provider (so the binding path is exercised on CPU too).
+    On,
+    /// Never: plain runs, outputs in host memory.
+    Off,
+}
+
+impl IoBinding {
+    /// Whether a session on `provider` runs through I/O binding.
+    pub fn binds(self, provider: Provider) -> bool {
+        match self {
+            IoBinding::Auto => provider == Provider::Cuda,
+            IoBinding::On => true,
+            IoBinding::Off => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IoBinding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(IoBinding::Auto),
+            "on" => Ok(IoBinding::On),
+            "off" => Ok(IoBinding::Off),
+            other => Err(format!(
+                "unknown io_binding {other:?}: expected auto, on or off"
+            )),
+        }
+    }
+}
+
 /// How to build sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -270,6 +312,8 @@ pub struct SessionConfig {
     pub intra_spinning: Option<bool>,
     /// CUDA device ordinal.
     pub cuda_device_id: i32,
+    /// Whether runs go through I/O binding (default: on for CUDA sessions only).
+    pub io_binding: IoBinding,
 }
 
 impl Default for SessionConfig {
@@ -279,6 +323,7 @@ impl Default for SessionConfig {
             intra_threads: None,
             intra_spinning: Some(false),
             cuda_device_id: 0,
+            io_binding: IoBinding::Auto,
         }
     }
 }
@@ -298,6 +343,19 @@ pub struct LoadedSession {
     pub provider: Provider,
     /// The model file (for error messages).
     pub path: PathBuf,
+    /// Whether runs go through I/O binding (`SessionConfig::io_binding` for this provider).
+    pub(super) binds: bool,
+    /// The CUDA device ordinal the session was built for (where device outputs are bound).
+    pub(super) cuda_device_id: i32,
+    /// Whether the "output not on the device" warning was logged (once per session).
+    pub(super) warned_placement: bool,
+}
+
+impl LoadedSession {
+    /// Whether this session's runs go through I/O binding.
+    pub fn binds(&self) -> bool {
+        self.binds
+    }
 }
 
 impl OrtRuntime {
@@ -353,12 +411,20 @@ impl OrtRuntime {
                 }
             }
         };
-        log::info!("{}: running on {provider}", path.display());
+        let binds = config.io_binding.binds(provider);
+        log::info!(
+            "{}: running on {provider}{}",
+            path.display(),
+            if binds { " with I/O binding" } else { "" }
+        );
         check_session(&session, spec, &path, &manifest.path)?;
         Ok(LoadedSession {
             session,
             provider,
             path,
+            binds,
+            cuda_device_id: config.cuda_device_id,
+            warned_placement: false,
         })
     }
 
@@ -548,6 +614,19 @@ mod tests {
         assert!(err.contains("ORT_DYLIB_PATH"), "{err}");
         assert!(err.contains(".venv/lib/python3*"), "{err}");
         assert!(err.contains("bash scripts/install-python-deps.sh"), "{err}");
+    }
+
+    #[test]
+    fn io_binding_auto_binds_cuda_sessions_only() {
+        use IoBinding::*;
+        assert!(Auto.binds(Provider::Cuda));
+        assert!(!Auto.binds(Provider::Cpu));
+        assert!(On.binds(Provider::Cpu) && On.binds(Provider::Cuda));
+        assert!(!Off.binds(Provider::Cpu) && !Off.binds(Provider::Cuda));
+        assert_eq!(SessionConfig::default().io_binding, Auto);
+        assert_eq!("ON".parse::<IoBinding>().unwrap(), On);
+        let err = "yes".parse::<IoBinding>().unwrap_err();
+        assert!(err.contains("auto, on or off"), "{err}");
     }
 
     #[test]

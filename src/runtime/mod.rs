@@ -11,7 +11,9 @@
 //!
 //! This module must not know about tweets or entities: stages turn its errors into
 //! errors naming the item. Only this module names `ort` types: stages build
-//! [`Input`]s and call [`LoadedSession::run_f32`] ([`tensor`]).
+//! [`Input`]s and call [`LoadedSession::run_f32`] ([`tensor`]); a tensor one session feeds to
+//! another comes from [`LoadedSession::run_feeding`], which under I/O binding ([`IoBinding`],
+//! on for CUDA sessions by default) leaves it in the device memory of the session taking it.
 
 pub mod env;
 pub mod manifest;
@@ -23,14 +25,14 @@ pub mod tensor;
 use std::path::PathBuf;
 
 pub use env::{
-    init, resolve_library_path, resolve_library_path_with, Device, LibrarySource, LoadedSession,
-    OrtRuntime, Provider, SessionConfig, INSTALL_HINT,
+    init, resolve_library_path, resolve_library_path_with, Device, IoBinding, LibrarySource,
+    LoadedSession, OrtRuntime, Provider, SessionConfig, INSTALL_HINT,
 };
 pub use manifest::{
     BoxFormat, BoxSpec, BoxUnits, Crf, DType, Dim, ModelManifest, ModelSpec, TagScheme, TensorSpec,
 };
 pub use preprocess::{image_to_tensor, ImageTransform, PreprocessSpec, ResizeFilter, ResizeMode};
-pub use tensor::{HeldTensor, Input};
+pub use tensor::{HeldTensor, Input, OutputMemory, SessionPlace};
 
 /// Errors of the model runtime: each names the model or file and gives a hint.
 #[derive(Debug, thiserror::Error)]

@@ -12,10 +12,11 @@
 use std::sync::Arc;
 
 use ndarray::{Array, Array2, ArrayD, ArrayViewD, Dimension};
-use ort::session::SessionInputValue;
-use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{SessionInputValue, SessionOutputs};
+use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
 
-use super::env::LoadedSession;
+use super::env::{LoadedSession, Provider};
 use super::manifest::DType;
 use super::RuntimeError;
 
@@ -69,18 +70,86 @@ impl Prepared {
     }
 }
 
+/// Where a bound output is put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMemory {
+    /// Host memory (read through views, or fed to a session anywhere).
+    Host,
+    /// The memory of a CUDA device (fed to a session on that device without a copy; not
+    /// readable on the host).
+    Cuda { device_id: i32 },
+}
+
+impl OutputMemory {
+    /// Where `producer` should put an output that `consumer` takes next: the CUDA device's
+    /// memory when the producer binds and both run on that device, else host memory (which
+    /// every session can take; a CPU session could not take CUDA memory).
+    pub fn for_feeding(producer: SessionPlace, consumer: SessionPlace) -> OutputMemory {
+        let same_cuda_device = producer.provider == Provider::Cuda
+            && consumer.provider == Provider::Cuda
+            && producer.cuda_device_id == consumer.cuda_device_id;
+        if producer.binds && same_cuda_device {
+            OutputMemory::Cuda {
+                device_id: producer.cuda_device_id,
+            }
+        } else {
+            OutputMemory::Host
+        }
+    }
+
+    /// ONNX Runtime's description of this memory (what `BindOutputToDevice` takes).
+    pub fn memory_info(self) -> Result<MemoryInfo<'static>, ort::Error> {
+        match self {
+            OutputMemory::Host => MemoryInfo::new(
+                AllocationDevice::CPU,
+                0,
+                AllocatorType::Device,
+                MemoryType::Default,
+            ),
+            OutputMemory::Cuda { device_id } => MemoryInfo::new(
+                AllocationDevice::CUDA,
+                device_id,
+                AllocatorType::Device,
+                MemoryType::Default,
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for OutputMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutputMemory::Host => f.write_str("host"),
+            OutputMemory::Cuda { device_id } => write!(f, "CUDA device {device_id}"),
+        }
+    }
+}
+
+/// What decides where a session's outputs go: its provider, whether it binds, its CUDA device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPlace {
+    pub provider: Provider,
+    pub binds: bool,
+    pub cuda_device_id: i32,
+}
+
 /// A float32 tensor left in ONNX Runtime's memory by [`LoadedSession::run_held`]: read it with
 /// [`view`](HeldTensor::view), feed it again with [`Input::Held`] (an `Arc`, so feeding it to
 /// several runs shares one buffer).
 pub struct HeldTensor {
-    value: DynValue,
+    value: DynTensor,
     shape: Vec<usize>,
+    /// ONNX Runtime's name of the memory holding it and the device id (e.g. `Cpu:0`, `Cuda:0`).
+    location: String,
+    /// Whether the host can read that memory.
+    host_readable: bool,
 }
 
 impl std::fmt::Debug for HeldTensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeldTensor")
             .field("shape", &self.shape)
+            .field("location", &self.location)
             .finish()
     }
 }
@@ -98,7 +167,22 @@ impl HeldTensor {
                     .iter()
                     .map(|&d| usize::try_from(d).map_err(|_| format!("dimension {d} in {shape:?}")))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(HeldTensor { value, shape })
+                let value = value
+                    .downcast::<DynTensorValueType>()
+                    .map_err(|e| e.to_string())?;
+                let memory = value.memory_info();
+                let location = format!(
+                    "{}:{}",
+                    memory.allocation_device().as_str(),
+                    memory.device_id()
+                );
+                let host_readable = memory.is_cpu_accessible();
+                Ok(HeldTensor {
+                    value,
+                    shape,
+                    location,
+                    host_readable,
+                })
             }
             other => Err(format!("expected a float32 tensor, got {other:?}")),
         }
@@ -109,9 +193,28 @@ impl HeldTensor {
         &self.shape
     }
 
-    /// The values, without copying them. (The dtype was checked when the run returned; ort
-    /// could still refuse memory the CPU cannot read, so this stays fallible.)
+    /// Where the values are: ONNX Runtime's memory name and device id (`Cpu:0`, `Cuda:0`).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Whether the host can read the values ([`view`](HeldTensor::view) succeeds).
+    pub fn host_readable(&self) -> bool {
+        self.host_readable
+    }
+
+    /// The values, without copying them. A tensor kept in device memory for the next session
+    /// ([`LoadedSession::run_feeding`]) cannot be read here: that is an error, never a panic.
     pub fn view(&self) -> Result<ArrayViewD<'_, f32>, RuntimeError> {
+        if !self.host_readable {
+            return Err(RuntimeError::Other {
+                what: format!(
+                    "a float32 tensor of shape {:?} is held in {} memory, for the next session; the host cannot read it",
+                    self.shape, self.location
+                ),
+                hint: "a stage reads outputs from run_held or run_f32 (host memory), not from run_feeding; this is a bug in riveg-bench, please report it (run --io-binding off avoids it)".into(),
+            });
+        }
         self.value
             .try_extract_array::<f32>()
             .map_err(|e| RuntimeError::Other {
@@ -125,6 +228,15 @@ impl HeldTensor {
 }
 
 impl LoadedSession {
+    /// Where this session's outputs can go, for [`OutputMemory::for_feeding`].
+    pub fn place(&self) -> SessionPlace {
+        SessionPlace {
+            provider: self.provider,
+            binds: self.binds,
+            cuda_device_id: self.cuda_device_id,
+        }
+    }
+
     /// Runs the session on named inputs and copies out the named float32 outputs, in order.
     pub fn run_f32(
         &mut self,
@@ -138,11 +250,36 @@ impl LoadedSession {
     }
 
     /// Runs the session on named inputs and keeps the named float32 outputs in ONNX Runtime's
-    /// memory, in order (no copy).
+    /// memory, in order (no copy), in host memory: read them through [`HeldTensor::view`].
     pub fn run_held(
         &mut self,
         inputs: Vec<(String, Input)>,
         outputs: &[&str],
+    ) -> Result<Vec<HeldTensor>, RuntimeError> {
+        self.run_into(inputs, outputs, OutputMemory::Host)
+    }
+
+    /// Runs the session and keeps the named float32 outputs for `next`, which takes them as
+    /// [`Input::Held`]: in `next`'s CUDA memory when this session binds and both run on the
+    /// same CUDA device ([`OutputMemory::for_feeding`]), else in host memory. Only their shape
+    /// is meant to be read here.
+    pub fn run_feeding(
+        &mut self,
+        inputs: Vec<(String, Input)>,
+        outputs: &[&str],
+        next: &LoadedSession,
+    ) -> Result<Vec<HeldTensor>, RuntimeError> {
+        let memory = OutputMemory::for_feeding(self.place(), next.place());
+        self.run_into(inputs, outputs, memory)
+    }
+
+    /// Runs plainly, or through I/O binding with every output bound to `memory` when this
+    /// session binds.
+    fn run_into(
+        &mut self,
+        inputs: Vec<(String, Input)>,
+        outputs: &[&str],
+        memory: OutputMemory,
     ) -> Result<Vec<HeldTensor>, RuntimeError> {
         let path = self.path.clone();
         let prepared = inputs
@@ -153,23 +290,157 @@ impl LoadedSession {
                     .map_err(|e| RuntimeError::run(&path, format!("input {name:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let values: Vec<(&str, SessionInputValue<'_>)> = prepared
-            .iter()
-            .map(|(name, v)| (name.as_str(), v.as_session_input()))
-            .collect();
-        let mut results = self
+        let held = if self.binds {
+            self.run_bound(&prepared, outputs, memory)?
+        } else {
+            let values: Vec<(&str, SessionInputValue<'_>)> = prepared
+                .iter()
+                .map(|(name, v)| (name.as_str(), v.as_session_input()))
+                .collect();
+            let results = self
+                .session
+                .run(values)
+                .map_err(|e| RuntimeError::run(&path, e))?;
+            take_outputs(&path, results, outputs)?
+        };
+        if let OutputMemory::Cuda { .. } = memory {
+            self.note_placement(&held, outputs, memory);
+        }
+        Ok(held)
+    }
+
+    /// One run through a fresh `IoBinding` (see the module doc for why never a reused one).
+    fn run_bound(
+        &mut self,
+        prepared: &[(String, Prepared)],
+        outputs: &[&str],
+        memory: OutputMemory,
+    ) -> Result<Vec<HeldTensor>, RuntimeError> {
+        let path = self.path.clone();
+        let failed = |what: String, e: ort::Error| binding_failed(&path, what, e);
+        let mut binding = self
             .session
-            .run(values)
-            .map_err(|e| RuntimeError::run(&path, e))?;
-        outputs
-            .iter()
-            .map(|name| {
-                let value = results.remove(*name).ok_or_else(|| {
-                    RuntimeError::run(&path, format!("output {name:?} missing from the results"))
-                })?;
-                HeldTensor::new(value)
-                    .map_err(|e| RuntimeError::run(&path, format!("output {name:?}: {e}")))
-            })
-            .collect()
+            .create_binding()
+            .map_err(|e| failed("creating the binding".into(), e))?;
+        for (name, input) in prepared {
+            // An owned or held value is bound as is (ort aliases it; a held tensor already on
+            // the session's device is not copied, one in host memory is copied there once).
+            let bound = match input {
+                Prepared::Owned(v) => binding.bind_input(name.as_str(), v),
+                Prepared::Held(h) => binding.bind_input(name.as_str(), &h.value),
+            };
+            bound.map_err(|e| failed(format!("binding input {name:?}"), e))?;
+        }
+        // ONNX Runtime queues the copies of host inputs to the device and leaves waiting for
+        // them to the caller (its Run with a binding does not); a no-op on the CPU.
+        binding
+            .synchronize_inputs()
+            .map_err(|e| failed("waiting for the inputs' copies".into(), e))?;
+        let info = memory
+            .memory_info()
+            .map_err(|e| failed(format!("describing {memory} memory"), e))?;
+        for name in outputs {
+            binding
+                .bind_output_to_device(*name, &info)
+                .map_err(|e| failed(format!("binding output {name:?} to {memory} memory"), e))?;
+        }
+        let results = self.session.run_binding(&binding).map_err(|e| {
+            failed(
+                format!("running with outputs {outputs:?} bound to {memory} memory"),
+                e,
+            )
+        })?;
+        take_outputs(&path, results, outputs)
+    }
+
+    /// ONNX Runtime binds an output to host memory instead when the device named has no
+    /// provider in the session, silently; say so once per session (the values are the same,
+    /// only the copies this was meant to save come back).
+    fn note_placement(&mut self, held: &[HeldTensor], outputs: &[&str], memory: OutputMemory) {
+        if self.warned_placement {
+            return;
+        }
+        for (tensor, name) in held.iter().zip(outputs) {
+            if tensor.host_readable {
+                log::warn!(
+                    "{}: output {name:?} was bound to {memory} memory but ONNX Runtime put it in {} memory; it is copied to the device for every later run",
+                    self.path.display(),
+                    tensor.location
+                );
+                self.warned_placement = true;
+                return;
+            }
+        }
+    }
+}
+
+/// The named outputs of a run, in order, as held tensors.
+fn take_outputs(
+    path: &std::path::Path,
+    mut results: SessionOutputs<'_>,
+    outputs: &[&str],
+) -> Result<Vec<HeldTensor>, RuntimeError> {
+    outputs
+        .iter()
+        .map(|name| {
+            let value = results.remove(*name).ok_or_else(|| {
+                RuntimeError::run(path, format!("output {name:?} missing from the results"))
+            })?;
+            HeldTensor::new(value)
+                .map_err(|e| RuntimeError::run(path, format!("output {name:?}: {e}")))
+        })
+        .collect()
+}
+
+/// An I/O binding step that failed, with the way around it.
+fn binding_failed(path: &std::path::Path, what: String, e: ort::Error) -> RuntimeError {
+    RuntimeError::Run {
+        model: path.to_path_buf(),
+        why: format!("I/O binding: {what}: {e}"),
+        hint: "set [runtime] io_binding = \"off\" in the suite (or run --io-binding off) to run without I/O binding; if that works, report this with the model and provider".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(provider: Provider, binds: bool, cuda_device_id: i32) -> SessionPlace {
+        SessionPlace {
+            provider,
+            binds,
+            cuda_device_id,
+        }
+    }
+
+    #[test]
+    fn held_outputs_go_to_cuda_memory_only_between_binding_sessions_on_one_device() {
+        let cuda0 = place(Provider::Cuda, true, 0);
+        assert_eq!(
+            OutputMemory::for_feeding(cuda0, cuda0),
+            OutputMemory::Cuda { device_id: 0 }
+        );
+        let cuda1 = place(Provider::Cuda, true, 1);
+        assert_eq!(
+            OutputMemory::for_feeding(cuda1, cuda1),
+            OutputMemory::Cuda { device_id: 1 }
+        );
+        // Another device, a CPU consumer (CUDA fell back for one model), no binding, or CPU
+        // sessions with binding forced on: host memory.
+        assert_eq!(OutputMemory::for_feeding(cuda0, cuda1), OutputMemory::Host);
+        let cpu_bound = place(Provider::Cpu, true, 0);
+        assert_eq!(
+            OutputMemory::for_feeding(cuda0, cpu_bound),
+            OutputMemory::Host
+        );
+        let unbound = place(Provider::Cuda, false, 0);
+        assert_eq!(
+            OutputMemory::for_feeding(unbound, cuda0),
+            OutputMemory::Host
+        );
+        assert_eq!(
+            OutputMemory::for_feeding(cpu_bound, cpu_bound),
+            OutputMemory::Host
+        );
     }
 }

@@ -12,6 +12,7 @@ mod eval;
 mod fmnerg;
 mod fuzz;
 mod geometry;
+mod io_binding;
 mod knowledge;
 mod llm;
 mod mllm;

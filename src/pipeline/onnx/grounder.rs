@@ -409,8 +409,9 @@ impl Grounder for OnnxGrounder {
                 encoder_mask,
                 logits,
             } => {
+                // Kept where the decoder takes it (its CUDA memory under I/O binding).
                 let hidden = encoder
-                    .run_held(inputs, &[hidden_out.as_str()])
+                    .run_feeding(inputs, &[hidden_out.as_str()], decoder)
                     .map_err(|e| run_failed(tweet, e))?
                     .pop()
                     .map(Arc::new)

@@ -15,7 +15,8 @@
 //! The mask is returned as uncompressed column-major COCO runs (`RleCounts::Runs`).
 //!
 //! Per tweet, the work outside the models is kept small (issue 15): the embedding stays in ONNX
-//! Runtime's memory and is fed to every decoder run without a copy ([`HeldTensor`]), the mask
+//! Runtime's memory and is fed to every decoder run without a copy ([`HeldTensor`]; on CUDA,
+//! with I/O binding, in device memory: `LoadedSession::run_feeding`), the mask
 //! logits are read through a view, and [`sam_mask_runs`] ([`super::sam_masks`]) runs the two
 //! bilinear passes separably (the same f32 expressions, in the same order, so the same bits)
 //! over the content crop only, column by column, emitting COCO runs as it goes instead of
@@ -230,9 +231,14 @@ impl Segmenter for OnnxSegmenter {
             let embeddings = {
                 let tensor = f32_tensor(pixels);
                 let name = self.embeddings_out.clone();
+                // Kept where the decoder takes it (its CUDA memory under I/O binding).
                 let mut outputs = self
                     .encoder
-                    .run_held(vec![(self.pixel_values.clone(), tensor)], &[&name])
+                    .run_feeding(
+                        vec![(self.pixel_values.clone(), tensor)],
+                        &[&name],
+                        &self.decoder,
+                    )
                     .map_err(|e| run_failed(tweet, e))?;
                 match outputs.pop() {
                     Some(held) => Arc::new(held),
