@@ -265,7 +265,11 @@ impl fmt::Display for Provider {
 #[serde(rename_all = "lowercase")]
 pub enum IoBinding {
     /// On for CUDA sessions, off for CPU ones (on the CPU every memory is host memory, so the
-    /// plain run path already shares held tensors without copies).
+    /// plain run path already shares held tensors without copies). A CUDA session binds only
+    /// the runs whose outputs stay on the device for the next session
+    /// (`LoadedSession::run_feeding`: SAM's embedding, OFA's encoder states), the one place
+    /// binding saves copies; its other runs take ONNX Runtime's plain path, so `auto` changes
+    /// nothing else on a GPU.
     #[default]
     Auto,
     /// On whatever the provider (so the binding path is exercised on CPU too).
@@ -345,6 +349,8 @@ pub struct LoadedSession {
     pub path: PathBuf,
     /// Whether runs go through I/O binding (`SessionConfig::io_binding` for this provider).
     pub(super) binds: bool,
+    /// Whether every run binds (`io_binding = "on"`), not only those feeding device memory.
+    pub(super) binds_every_run: bool,
     /// The CUDA device ordinal the session was built for (where device outputs are bound).
     pub(super) cuda_device_id: i32,
     /// Whether the "output not on the device" warning was logged (once per session).
@@ -423,6 +429,7 @@ impl OrtRuntime {
             provider,
             path,
             binds,
+            binds_every_run: binds && config.io_binding == IoBinding::On,
             cuda_device_id: config.cuda_device_id,
             warned_placement: false,
         })

@@ -273,8 +273,10 @@ impl LoadedSession {
         self.run_into(inputs, outputs, memory)
     }
 
-    /// Runs plainly, or through I/O binding with every output bound to `memory` when this
-    /// session binds.
+    /// Runs plainly, or through I/O binding with every output bound to `memory`: when the
+    /// session binds every run (`io_binding = "on"`), or binds (`auto` on CUDA) and `memory`
+    /// is the device's. So with `auto` only the runs that keep outputs on the device take the
+    /// binding path.
     fn run_into(
         &mut self,
         inputs: Vec<(String, Input)>,
@@ -290,7 +292,7 @@ impl LoadedSession {
                     .map_err(|e| RuntimeError::run(&path, format!("input {name:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let held = if self.binds {
+        let held = if run_binds(self.binds, self.binds_every_run, memory) {
             self.run_bound(&prepared, outputs, memory)?
         } else {
             let values: Vec<(&str, SessionInputValue<'_>)> = prepared
@@ -374,6 +376,12 @@ impl LoadedSession {
     }
 }
 
+/// Whether one run goes through I/O binding: every run of a session that binds every run
+/// (`on`), else (`auto` on CUDA) only a run whose outputs go to device memory.
+fn run_binds(session_binds: bool, every_run: bool, memory: OutputMemory) -> bool {
+    session_binds && (every_run || matches!(memory, OutputMemory::Cuda { .. }))
+}
+
 /// The named outputs of a run, in order, as held tensors.
 fn take_outputs(
     path: &std::path::Path,
@@ -411,6 +419,18 @@ mod tests {
             binds,
             cuda_device_id,
         }
+    }
+
+    #[test]
+    fn auto_binds_only_the_runs_that_keep_outputs_on_the_device() {
+        let cuda = OutputMemory::Cuda { device_id: 0 };
+        // `auto` on CUDA: the hand-over binds, a run read on the host does not.
+        assert!(run_binds(true, false, cuda));
+        assert!(!run_binds(true, false, OutputMemory::Host));
+        // `on`: every run binds; `off` (or `auto` on the CPU): none.
+        assert!(run_binds(true, true, OutputMemory::Host));
+        assert!(!run_binds(false, false, cuda));
+        assert!(!run_binds(false, false, OutputMemory::Host));
     }
 
     #[test]
