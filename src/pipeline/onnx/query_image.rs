@@ -329,3 +329,118 @@ pub(crate) fn batch_image(image: Array4<f32>, n: usize, repeat: bool) -> Array4<
     let views: Vec<_> = (0..n).map(|_| image.view()).collect();
     ndarray::concatenate(Axis(0), &views).unwrap_or(image)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Packing and retries of [`QueryImageInputs::run_batched`] with a stand-in for the model
+    //! run (the real graphs are checked in `tests/it/batching.rs`).
+
+    use super::*;
+    use std::path::PathBuf;
+
+    fn arch_clip() -> QueryImageInputs {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/arch-clip.toml");
+        let m = ModelManifest::load(&path).unwrap();
+        QueryImageInputs::from_manifest(&m, m.model("main").unwrap(), "the test model").unwrap()
+    }
+
+    fn tweet(i: usize) -> Tweet {
+        Tweet {
+            id: format!("t{i}"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn runs_pack_consecutive_tweets_and_a_failed_run_is_retried_tweet_by_tweet() {
+        let inputs = arch_clip();
+        assert!(inputs.multi_image());
+        let tweets: Vec<Tweet> = (0..7).map(tweet).collect();
+        // Tweet i has i % 3 + 1 queries, the longer ones first in each tweet; widths 10 + i.
+        let queries: Vec<Vec<String>> = (0..7)
+            .map(|i| {
+                (0..i % 3 + 1)
+                    .map(|j| "the city of paris at night".repeat(3 - j))
+                    .collect()
+            })
+            .collect();
+        let entities: Vec<Vec<Entity>> = queries
+            .iter()
+            .map(|q| q.iter().map(|_| Entity::new("x", "LOC")).collect())
+            .collect();
+        let images: Vec<image::RgbImage> = (0..7)
+            .map(|i| image::RgbImage::from_pixel(10 + i, 8, image::Rgb([i as u8 * 30, 0, 0])))
+            .collect();
+        let items: Vec<QueryItem<'_>> = (0..7)
+            .map(|i| QueryItem {
+                input: TweetInput {
+                    tweet: &tweets[i],
+                    image: Some(&images[i]),
+                },
+                entities: &entities[i],
+                queries: &queries[i],
+            })
+            .collect();
+        let mut runs: Vec<Vec<String>> = Vec::new();
+        let out = inputs.run_batched(&items, 3, "entailer", |tensors, run| {
+            let ids: Vec<String> = run.iter().map(|t| t.tweet.id.clone()).collect();
+            runs.push(ids.clone());
+            let get = |name: &str| &tensors.iter().find(|(n, _)| n == name).unwrap().1;
+            let rows: usize = run.iter().map(|t| t.n).sum();
+            let Input::F32(pixels) = get("pixel_values") else {
+                panic!("pixels")
+            };
+            assert_eq!(pixels.shape(), [run.len(), 3, 32, 32]);
+            let (Input::I64(index), Input::I64(mask)) = (get("image_index"), get("attention_mask"))
+            else {
+                panic!("ints")
+            };
+            let want: Vec<i64> = run
+                .iter()
+                .enumerate()
+                .flat_map(|(k, t)| std::iter::repeat_n(k as i64, t.n))
+                .collect();
+            assert_eq!(index.iter().copied().collect::<Vec<_>>(), want);
+            assert_eq!(mask.shape()[0], rows);
+            // Shorter rows are padded with mask 0 up to the run's longest.
+            let lengths: Vec<i64> = mask.outer_iter().map(|r| r.sum()).collect();
+            assert_eq!(lengths.iter().max().copied(), Some(mask.shape()[1] as i64));
+            if run.len() > 1 {
+                assert!(lengths.iter().any(|&l| l < mask.shape()[1] as i64));
+            }
+            if ids.iter().any(|id| id == "t4") {
+                return Err(StageError::item("t4", None, "rejected", "test"));
+            }
+            Ok(run
+                .iter()
+                .map(|t| Ok((0..t.n).map(|q| (t.start + q) as f32).collect()))
+                .collect())
+        });
+        assert_eq!(
+            runs,
+            [
+                vec!["t0", "t1", "t2"],
+                vec!["t3", "t4", "t5"],
+                vec!["t3"],
+                vec!["t4"],
+                vec!["t5"],
+                vec!["t6"],
+            ]
+        );
+        let results: Vec<Result<Vec<f32>, String>> = out
+            .into_iter()
+            .map(|t| t.result.map_err(|e| e.to_string()))
+            .collect();
+        // Each tweet's rows: their positions in its run.
+        assert_eq!(results[0], Ok(vec![0.0]));
+        assert_eq!(results[1], Ok(vec![1.0, 2.0]));
+        assert_eq!(results[2], Ok(vec![3.0, 4.0, 5.0]));
+        assert_eq!(results[3], Ok(vec![0.0]));
+        assert!(results[4]
+            .as_ref()
+            .unwrap_err()
+            .starts_with("tweet t4: rejected"));
+        assert_eq!(results[5], Ok(vec![0.0, 1.0, 2.0]));
+        assert_eq!(results[6], Ok(vec![0.0]));
+    }
+}
