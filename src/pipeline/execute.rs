@@ -39,8 +39,9 @@
 //! **Latency.** Each stage row records one sample per tweet that the stage computed for (cached
 //! items are counted, not timed). A batched call's time is shared equally by the tweets it served
 //! (see [`super::stages::Timed`]); with `batch = 1` every tagger, entailer and grounder run serves
-//! one tweet and records its own time. The `pipeline` row records, per tweet, the sum of the tweet's stage samples (the
-//! compute time spent on it; cache look-ups and image decoding on the worker are not in it).
+//! one tweet and records its own time. The `pipeline` row records, per tweet, the sum of the
+//! tweet's stage samples (the compute time spent on it; cache look-ups and image decoding on the
+//! worker are not in it).
 //!
 //! Output order and content do not depend on the window or batch size. The caller hears of
 //! progress through an [`ExecObserver`]; a killed run leaves the stage cache behind, and
