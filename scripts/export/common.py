@@ -142,20 +142,20 @@ def ort_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def compare_outputs(label: str, torch_outputs: dict, onnx_outputs: dict, tolerance: float = 1e-4) -> float:
-    """Prints and returns the max abs difference between PyTorch and ONNX Runtime outputs;
-    fails loudly above `tolerance`."""
+def compare_outputs(label: str, torch_outputs: dict, onnx_outputs: dict, tolerance: float = 1e-4, what: str = "ONNX vs PyTorch") -> float:
+    """Prints and returns the max abs difference between PyTorch and ONNX Runtime outputs (or
+    whatever two sets `what` names); fails loudly above `tolerance`."""
     worst = 0.0
     for name, expected in torch_outputs.items():
         got = onnx_outputs[name]
         expected = np.asarray(expected)
         if got.shape != expected.shape:
-            raise SystemExit(f"{label}: output {name} has shape {got.shape}, PyTorch gave {expected.shape}")
+            raise SystemExit(f"{label}: output {name} has shape {got.shape}, expected {expected.shape} ({what})")
         diff = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)))) if got.size else 0.0
-        print(f"{label}: {name} max abs diff ONNX vs PyTorch = {diff:.3g}")
+        print(f"{label}: {name} max abs diff {what} = {diff:.3g}")
         worst = max(worst, diff)
     if worst > tolerance:
-        raise SystemExit(f"{label}: ONNX differs from PyTorch by {worst:.3g} (> {tolerance})")
+        raise SystemExit(f"{label}: {what} differ by {worst:.3g} (> {tolerance})")
     return worst
 
 
@@ -221,37 +221,65 @@ def consolidate_external_data(path: Path):
 
 
 def export_query_image_model(wrapper, tokenizer, image_size, path: Path, output_names, label: str, queries):
-    """Exports a VE or VG model that scores a batch of text queries against one image (inputs
-    `pixel_values`, `input_ids`, `attention_mask`; every output has a `num_queries` axis), then
-    checks ONNX Runtime against PyTorch on `queries` and on its first query alone. Returns the
-    ONNX path."""
+    """Exports a VE or VG model that scores text queries against images, several images per run
+    (inputs `pixel_values` [num_images, 3, H, W], `input_ids` and `attention_mask`
+    [num_queries, sequence], `image_index` [num_queries]: the row of `pixel_values` each query
+    belongs to; every output has a `num_queries` axis). riveg-bench packs the queries of several
+    tweets into one run this way (one image per tweet); a run with one image and `image_index`
+    all 0 is one tweet's. Checks ONNX Runtime against PyTorch on two images with `queries` spread
+    over both, on one image with its first query alone, and that each query's outputs in the
+    two-image run equal those of a run holding only its image (the image encoder sees each image on
+    its own). Returns the ONNX path."""
     h, w = image_size
     rng = np.random.default_rng(0)
-    pixels = torch.from_numpy(rng.standard_normal((1, 3, h, w)).astype(np.float32))
+    pixels = torch.from_numpy(rng.standard_normal((2, 3, h, w)).astype(np.float32))
     text = tokenizer(queries, padding=True, return_tensors="pt")
-    names = ["pixel_values", "input_ids", "attention_mask"]
+    # Traced with two images and queries of both, so nothing specialises to one image.
+    spread = torch.tensor([i % 2 for i in range(len(queries))], dtype=torch.long)
+    names = ["pixel_values", "input_ids", "attention_mask", "image_index"]
     axes = {
+        "pixel_values": {0: "num_images"},
         "input_ids": {0: "num_queries", 1: "sequence"},
         "attention_mask": {0: "num_queries", 1: "sequence"},
+        "image_index": {0: "num_queries"},
     }
     axes.update({o: {0: "num_queries"} for o in output_names})
-    path = export_onnx(wrapper, (pixels, text["input_ids"], text["attention_mask"]), path, names, output_names, axes)
+    args = (pixels, text["input_ids"], text["attention_mask"], spread)
+    path = export_onnx(wrapper, args, path, names, output_names, axes)
     session = ort_session(path)
-    for batch in (queries, queries[:1]):
+
+    def run(images, batch, index):
         enc = tokenizer(batch, padding=True, return_tensors="pt")
+        index = torch.tensor(index, dtype=torch.long)
         with torch.no_grad():
-            want = wrapper(pixels, enc["input_ids"], enc["attention_mask"])
+            want = wrapper(images, enc["input_ids"], enc["attention_mask"], index)
         got = session.run(
             None,
             {
-                "pixel_values": pixels.numpy(),
+                "pixel_values": images.numpy(),
                 "input_ids": enc["input_ids"].numpy(),
                 "attention_mask": enc["attention_mask"].numpy(),
+                "image_index": index.numpy(),
             },
         )
         compare_outputs(
-            f"{label} ({len(batch)} queries)",
+            f"{label} ({images.shape[0]} images, {len(batch)} queries)",
             {o: t.numpy() for o, t in zip(output_names, want)},
             dict(zip(output_names, got)),
+        )
+        return got
+
+    both = run(pixels, queries, spread.tolist())
+    run(pixels[:1], queries[:1], [0])
+    # A query's outputs do not depend on the other images of its run.
+    for image in range(2):
+        rows = [i for i in range(len(queries)) if spread[i] == image]
+        alone = run(pixels[image : image + 1], queries, [0] * len(queries))
+        compare_outputs(
+            f"{label} (image {image}'s queries)",
+            {o: a[rows] for o, a in zip(output_names, alone)},
+            {o: b[rows] for o, b in zip(output_names, both)},
+            tolerance=1e-5,
+            what="ONNX two-image run vs the image alone",
         )
     return path

@@ -14,10 +14,13 @@ query per entity -> P(entailed). Two families (`--family`):
   as `model(input_ids, pixel_values, use_itm_head=True)`. Output `logits` [n, 2]; the manifest's
   `[entailment] positive_index = 1` makes riveg-bench read probability = softmax(logits)[1], the
   ITM "match" class (no calibration: the head is trained as a classifier). The vision tower runs
-  once per tweet and its embeddings are shared by the queries inside the graph.
+  once per image and its embeddings are shared by that image's queries inside the graph.
 
-Inputs: pixel_values [1, 3, H, W] (one image per tweet, shared by all queries), input_ids and
-attention_mask [num_queries, sequence]. The manifest's [preprocess] is the checkpoint's image
+Inputs: pixel_values [num_images, 3, H, W], input_ids and attention_mask [num_queries, sequence],
+and image_index [num_queries] (int64: the row of pixel_values each query belongs to). The image
+encoder runs once per image and its features are gathered per query, so riveg-bench can score the
+queries of several tweets (one image each) in one run; a tweet alone is one image with
+image_index all 0. The manifest's [preprocess] is the checkpoint's image
 processor (CLIPImageProcessor, BlipImageProcessor: a plain resize to H x W with Pillow, rescale,
 mean/std); riveg-bench resizes like Pillow but has no centre crop yet: a processor with
 `shortest_edge` + centre crop is refused (set size to {height, width} and do_center_crop=False to
@@ -48,8 +51,9 @@ class ClipEntailer(torch.nn.Module):
         self.threshold = float(threshold)
         self.scale = float(scale)
 
-    def forward(self, pixel_values, input_ids, attention_mask):
-        image = self.model.get_image_features(pixel_values=pixel_values)
+    def forward(self, pixel_values, input_ids, attention_mask, image_index):
+        # Each image once, then its features gathered for the queries that belong to it.
+        image = self.model.get_image_features(pixel_values=pixel_values).index_select(0, image_index)
         text = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
         image = image / image.norm(dim=-1, keepdim=True)
         text = text / text.norm(dim=-1, keepdim=True)
@@ -58,16 +62,17 @@ class ClipEntailer(torch.nn.Module):
 
 
 class BlipItmEntailer(torch.nn.Module):
-    """BlipForImageTextRetrieval.forward(use_itm_head=True), with the vision tower run once for
-    all queries (its output is the same for every copy of the image)."""
+    """BlipForImageTextRetrieval.forward(use_itm_head=True), with the vision tower run once per
+    image and its output gathered for the queries of that image (`image_index`; the output is the
+    same for every copy of an image)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, pixel_values, input_ids, attention_mask):
+    def forward(self, pixel_values, input_ids, attention_mask, image_index):
         image = self.model.vision_model(pixel_values=pixel_values)[0]
-        image = image.expand(input_ids.shape[0], -1, -1)
+        image = image.index_select(0, image_index)
         image_atts = torch.ones_like(image[..., 0], dtype=torch.long)
         text = self.model.text_encoder(
             input_ids=input_ids,

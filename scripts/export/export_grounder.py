@@ -14,9 +14,13 @@ query per entity -> the query's top-1 box and its score. Two families (`--family
   scales them by the longer image side, as Owlv2ImageProcessor.post_process_object_detection
   does, then clamps them to the image. Its image processor needs scipy (the pinned requirements).
 
-The graph runs the detector once for all of a tweet's queries (pixel_values [1, 3, H, W],
-input_ids / attention_mask [num_queries, sequence]), takes for each query the patch with the
-highest class logit, and outputs `boxes` [n, 4] (cx, cy, w, h normalised to the model input, as
+The graph runs the image side of the detector once per image (pixel_values
+[num_images, 3, H, W]) and the text side once per query (input_ids / attention_mask
+[num_queries, sequence]); image_index [num_queries] (int64) says which image each query belongs
+to, so riveg-bench can ground the queries of several tweets in one run (a tweet alone: one image,
+image_index all 0). It takes for each query the patch of its image with the highest class logit
+(the class head of OwlViTForObjectDetection, split into its per-image and per-query parts), and
+outputs `boxes` [n, 4] (cx, cy, w, h normalised to the model input, as
 `pred_boxes`) and `scores` [n] (sigmoid of that logit, as `post_process_object_detection`;
 OWLv2's objectness head is not used, as in that function).
 
@@ -44,12 +48,32 @@ class TopBox(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, pixel_values, input_ids, attention_mask):
-        out = self.model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask)
-        logits = out.logits[0]  # [patches, queries]
-        best, index = logits.max(dim=0)
-        boxes = out.pred_boxes[0].index_select(0, index)
-        return boxes, torch.sigmoid(best)
+    def forward(self, pixel_values, input_ids, attention_mask, image_index):
+        # What OwlViTForObjectDetection.forward (Owlv2's too) computes, with the image side run
+        # once per image and each query scored against its own image's patches only.
+        model, head = self.model, self.model.class_head
+        feature_map = model.image_embedder(pixel_values=pixel_values)[0]  # [images, s, s, d]
+        image_feats = feature_map.flatten(1, 2)  # [images, patches, d]
+        boxes = model.box_predictor(image_feats, feature_map)  # [images, patches, 4]
+        # class_head.forward, split into its per-image part (once per image) ...
+        image_class = head.dense0(image_feats)
+        image_class = image_class / (torch.linalg.norm(image_class, dim=-1, keepdim=True) + 1e-6)
+        shift = head.logit_shift(image_feats)[..., 0]  # [images, patches]
+        scale = head.elu(head.logit_scale(image_feats))[..., 0] + 1
+        # ... and its per-query part: the text embeds of OwlViTModel.forward (projected, then
+        # normalised), normalised again by the head, against the query's image.
+        base = model.owlv2 if hasattr(model, "owlv2") else model.owlvit
+        query = base.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        query = query / torch.linalg.norm(query, ord=2, dim=-1, keepdim=True)
+        query = query / (torch.linalg.norm(query, dim=-1, keepdim=True) + 1e-6)
+        logits = torch.einsum("npd,nd->np", image_class.index_select(0, image_index), query)
+        logits = (logits + shift.index_select(0, image_index)) * scale.index_select(0, image_index)
+        # As the model's query_mask: a query whose first token is 0 is padding.
+        logits = torch.where(input_ids[:, :1] > 0, logits, torch.finfo(logits.dtype).min)
+        best, index = logits.max(dim=1)  # the best patch of each query
+        patches = boxes.shape[1]
+        chosen = boxes.flatten(0, 1).index_select(0, image_index * patches + index)
+        return chosen, torch.sigmoid(best)
 
 
 def owlv2_preprocess(ip):

@@ -290,8 +290,9 @@ pub struct RunArgs {
     /// memory), on (any provider), off (default: the suite's [runtime] io_binding, else auto).
     #[arg(long, value_enum)]
     pub io_binding: Option<IoBindingPreference>,
-    /// Tweets per tagger batch; LLM requests of a few batches are in flight together
-    /// (default: the suite's [runtime] batch, else 32; 1: one tagger call per tweet).
+    /// Tweets per tagger batch and per VE/VG run (models with image_index); LLM requests of a
+    /// few batches are in flight together (default: the suite's [runtime] batch, else 32; 1: one
+    /// model call per tweet).
     #[arg(long)]
     pub batch: Option<usize>,
     /// Output: human tables or JSON [default: human when stdout is a terminal, else json].

@@ -10,12 +10,22 @@
 //!    batch entry point ([`super::stages::Tagger::tag_batch`], ...). The ONNX tagger cuts them
 //!    into length-bucketed batches of `batch`; the LLM stages keep the window's requests in
 //!    flight together (bounded by `max_concurrency`).
-//! 2. the pixel stages (entailer, grounder, segmenter) run *tweet-major*: every variant of a tweet
-//!    back to back, so stage instances shared by several variants reuse per-image work (the
-//!    segmenter's image embedding) as before; the stage cache shares everything else.
+//! 2. VE and then VG run *stage-major* too, variant by variant: each gets every live tweet of the
+//!    window whose items the stage cache cannot answer (VE: every entity; VG: the groundable
+//!    ones), in one call to its batch entry point ([`super::stages::Entailer::entail_batch`],
+//!    [`super::stages::Grounder::ground_batch`]). The ONNX entailer and single-pass grounder put
+//!    up to `batch` tweets' images and queries in one run when their model takes an
+//!    `image_index` (else one run per tweet); an `mllm` entailer has asked for the window's
+//!    answers beforehand (`Entailer::prepare_window`). A tweet whose image cannot be had fails
+//!    before the call, alone.
+//! 3. the segmenter runs *tweet-major*: every variant of a tweet back to back, so a segmenter
+//!    shared by several variants reuses the tweet's image embedding; the stage cache shares
+//!    everything else. Then the tweet is emitted.
 //!
 //! A variant that shares a stage instance with an earlier one gets the earlier one's outputs
 //! from the stage cache (its in-memory layer works with `--no-cache` too), whatever the window.
+//! Cache keys are per item (tweet, entity, query, image hash for pixel stages) and do not depend
+//! on how items were batched, so a cache filled one tweet at a time answers a batched run.
 //! Per-tweet errors stay per tweet: a failed tweet drops out of the later stages of its variant
 //! only. With `--on-error fail` the error reported is that of the first failed (tweet, variant) in
 //! tweet order, as when tweets ran one by one, and nothing after that tweet is emitted.
@@ -28,9 +38,10 @@
 //!
 //! **Latency.** Each stage row records one sample per tweet that the stage computed for (cached
 //! items are counted, not timed). A batched call's time is shared equally by the tweets it served
-//! (see [`super::stages::Timed`]); with `batch = 1` every tagger call serves one tweet and records
-//! its own time. The `pipeline` row records, per tweet, the sum of the tweet's stage samples (the
-//! compute time spent on it; cache look-ups and image decoding on the worker are not in it).
+//! (see [`super::stages::Timed`]); with `batch = 1` every tagger, entailer and grounder run serves
+//! one tweet and records its own time. The `pipeline` row records, per tweet, the sum of the
+//! tweet's stage samples (the compute time spent on it; cache look-ups and image decoding on the
+//! worker are not in it).
 //!
 //! Output order and content do not depend on the window or batch size. The caller hears of
 //! progress through an [`ExecObserver`]; a killed run leaves the stage cache behind, and
@@ -52,7 +63,7 @@ use super::cache::{cache_key, StageCache};
 use super::config::{OnError, VariantSpec};
 use super::recorded::{gold_mask_size, EntityIndex};
 use super::slots::{BuildError, StageSet};
-use super::stages::{Stage, StageError, StageKind, TagItem, Timed, TweetInput};
+use super::stages::{QueryItem, Stage, StageError, StageKind, TagItem, Timed, TweetInput};
 
 /// What the executor needs besides the stages.
 pub struct ExecSettings<'a> {
@@ -350,14 +361,23 @@ fn run_window(
         prepare_pixel_stages(v, pool, &items, w);
     }
 
-    // 2. Pixel stages, tweet-major (the variants of a tweet back to back), then emit the tweet.
+    // 2. VE then VG, stage-major over the window, variant by variant (as the text stages).
+    for ((v, state), w) in variants.iter().zip(states.iter_mut()).zip(work.iter_mut()) {
+        let before = missing_now();
+        entail_window(v, pool, &cx, &items, w, &mut state.recs);
+        ground_window(v, pool, &cx, &items, w, &mut state.recs);
+        state.replay_missing += missing_now() - before;
+    }
+
+    // 3. Segmentation, tweet-major (the variants of a tweet back to back, so they share the
+    // segmenter's image embedding), then emit the tweet.
     let total = settings.tweets.len();
     for (t, item) in items.iter().enumerate() {
         for (vi, (v, state)) in variants.iter().zip(states.iter_mut()).enumerate() {
             let before = missing_now();
             let w = &mut work[vi][t];
             if w.live() {
-                pixel_stages(v, pool, &cx, item, w, &mut state.recs);
+                segment_stage(v, pool, &cx, item, w, &mut state.recs);
             }
             state.replay_missing += missing_now() - before;
             state.recs.rec("pipeline").record(w.ms);
@@ -966,12 +986,9 @@ fn text_stages(
     }
 }
 
-/// One item per call of a per-tweet stage, timed, plus the tweet's share of the stage's
-/// window preparation (`prepared_ms`).
-fn one<T>(prepared_ms: f64, f: impl FnOnce() -> Result<Vec<T>, StageError>) -> Vec<Timed<Vec<T>>> {
-    let mut t = Timed::call(f);
-    t.ms += prepared_ms;
-    vec![t]
+/// One item per call of a per-tweet stage (the segmenter), timed.
+fn one<T>(f: impl FnOnce() -> Result<Vec<T>, StageError>) -> Vec<Timed<Vec<T>>> {
+    vec![Timed::call(f)]
 }
 
 /// The cache keys of VE / VG items, one per entity index in `which`: the entity, its query and
@@ -1016,9 +1033,216 @@ fn query_items(
         .unzip()
 }
 
-/// Entailer, grounder and segmenter of `v` on one tweet (one call each, as their models score
-/// every entity of a tweet against its image at once).
-fn pixel_stages(
+/// A VE or VG stage over a window, as [`cached_window`] sees it.
+struct QueryStage<'s> {
+    stage: Stage,
+    fingerprint: Option<&'s str>,
+    needs_pixels: bool,
+}
+
+/// Runs a VE / VG stage over the live tweets of a window: per tweet the entities `which[t]`
+/// (entity indices) with their queries, looked up in the cache, the misses of every tweet given to
+/// `call` (the stage's batch entry point) at once. A tweet whose image cannot be had fails alone
+/// before the call; `extra_ms[t]` (the tweet's share of the stage's window preparation) is added
+/// to its sample. Returns per tweet its outputs in `which` order (`None`: not live, or failed).
+#[allow(clippy::too_many_arguments)]
+fn query_window<T, F>(
+    cx: &Shared<'_>,
+    items: &[WindowTweet],
+    work: &mut [Work],
+    rec: &mut LatencyRecorder,
+    qs: QueryStage<'_>,
+    (entities, queries): (&[Vec<Entity>], &[Vec<String>]),
+    which: &[Vec<usize>],
+    extra_ms: &[f64],
+    call: F,
+) -> Vec<Option<Vec<T>>>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+    F: FnOnce(&[QueryItem<'_>]) -> Vec<Timed<Vec<T>>>,
+{
+    let ids: Vec<&str> = items.iter().map(|i| i.input.id.as_str()).collect();
+    let name = qs.stage.name();
+    let keys = items
+        .iter()
+        .zip(work.iter())
+        .enumerate()
+        .map(|(t, (it, w))| {
+            // Keys only for live tweets: a failed one is never looked up (nor its image read).
+            w.live().then(|| Items {
+                keys: qs.fingerprint.map(|fp| {
+                    let img = it.image.key_for(qs.needs_pixels, cx.images, &it.input);
+                    query_keys(
+                        name,
+                        fp,
+                        &it.input,
+                        img,
+                        &entities[t],
+                        &queries[t],
+                        &which[t],
+                    )
+                }),
+                n: which[t].len(),
+            })
+        })
+        .collect();
+    cached_window(cx.cache, qs.stage, &ids, keys, work, rec, |reqs| {
+        let subs: Vec<(Vec<Entity>, Vec<String>)> = reqs
+            .iter()
+            .map(|(t, misses)| query_items(&entities[*t], &queries[*t], &which[*t], misses))
+            .collect();
+        let mut answers: Vec<Option<Timed<Vec<T>>>> = reqs.iter().map(|_| None).collect();
+        let mut batch_items = Vec::with_capacity(reqs.len());
+        let mut batch_slots = Vec::with_capacity(reqs.len());
+        for (slot, ((t, _), (sub_e, sub_q))) in reqs.iter().zip(&subs).enumerate() {
+            let it = &items[*t];
+            match it.image.input(&it.input, qs.needs_pixels) {
+                Ok(input) => {
+                    batch_items.push(QueryItem {
+                        input,
+                        entities: sub_e,
+                        queries: sub_q,
+                    });
+                    batch_slots.push(slot);
+                }
+                Err(e) => {
+                    answers[slot] = Some(Timed {
+                        result: Err(e),
+                        ms: 0.0,
+                    })
+                }
+            }
+        }
+        if !batch_items.is_empty() {
+            for (slot, a) in batch_slots.into_iter().zip(call(&batch_items)) {
+                answers[slot] = Some(a);
+            }
+        }
+        for ((t, _), a) in reqs.iter().zip(answers.iter_mut()) {
+            if let Some(a) = a {
+                a.ms += extra_ms[*t];
+            }
+        }
+        // A stage that answered too few items leaves holes: cached_window fails those tweets,
+        // naming the stage.
+        answers.into_iter().map_while(|a| a).collect()
+    })
+}
+
+/// Visual entailment of `v` over the window (one call to the batch entry point for the misses of
+/// every live tweet); off: every entity goes to grounding. Sets each entity's `groundable` (and
+/// `score`).
+fn entail_window(
+    v: &VariantSpec,
+    pool: &mut StageSet<'_>,
+    cx: &Shared<'_>,
+    items: &[WindowTweet],
+    work: &mut [Work],
+    recs: &mut Recorders,
+) {
+    let mut entities: Vec<Vec<Entity>> = work
+        .iter_mut()
+        .map(|w| std::mem::take(&mut w.entities))
+        .collect();
+    let probs: Vec<Option<Vec<f32>>> = match pool.entailer(v.entailer) {
+        None => entities
+            .iter()
+            .zip(work.iter())
+            .map(|(e, w)| w.live().then(|| vec![1.0; e.len()]))
+            .collect(),
+        Some(ve) => {
+            let queries: Vec<Vec<String>> = work.iter().map(|w| w.queries.clone()).collect();
+            let which: Vec<Vec<usize>> = entities.iter().map(|e| (0..e.len()).collect()).collect();
+            let extra: Vec<f64> = work.iter().map(|w| w.prepared_ms).collect();
+            let stage = ve.stage;
+            let qs = QueryStage {
+                stage: Stage::Entailer,
+                fingerprint: ve.fingerprint,
+                needs_pixels: stage.needs_pixels(),
+            };
+            let batch = cx.batch;
+            query_window(
+                cx,
+                items,
+                work,
+                recs.rec("entailer"),
+                qs,
+                (&entities, &queries),
+                &which,
+                &extra,
+                |batch_items| stage.entail_batch(batch_items, batch),
+            )
+        }
+    };
+    for ((w, mut ents), probs) in work.iter_mut().zip(entities.drain(..)).zip(probs) {
+        if let Some(probs) = probs {
+            for (e, p) in ents.iter_mut().zip(&probs) {
+                e.groundable = f64::from(*p) >= cx.ve_threshold;
+                if v.entailer != StageKind::Off {
+                    e.score = Some(f64::from(*p));
+                }
+            }
+        }
+        w.entities = ents;
+    }
+}
+
+/// Visual grounding of `v`'s groundable entities over the window (one call to the batch entry
+/// point); off: no boxes.
+fn ground_window(
+    v: &VariantSpec,
+    pool: &mut StageSet<'_>,
+    cx: &Shared<'_>,
+    items: &[WindowTweet],
+    work: &mut [Work],
+    recs: &mut Recorders,
+) {
+    let Some(vg) = pool.grounder(v.grounder) else {
+        return;
+    };
+    let mut entities: Vec<Vec<Entity>> = work
+        .iter_mut()
+        .map(|w| std::mem::take(&mut w.entities))
+        .collect();
+    let queries: Vec<Vec<String>> = work.iter().map(|w| w.queries.clone()).collect();
+    let which: Vec<Vec<usize>> = entities
+        .iter()
+        .map(|e| (0..e.len()).filter(|&i| e[i].groundable).collect())
+        .collect();
+    let extra = vec![0.0; items.len()];
+    let stage = vg.stage;
+    let qs = QueryStage {
+        stage: Stage::Grounder,
+        fingerprint: vg.fingerprint,
+        needs_pixels: stage.needs_pixels(),
+    };
+    let batch = cx.batch;
+    let boxes = query_window(
+        cx,
+        items,
+        work,
+        recs.rec("grounder"),
+        qs,
+        (&entities, &queries),
+        &which,
+        &extra,
+        |batch_items| stage.ground_batch(batch_items, batch),
+    );
+    for (t, boxes) in boxes.into_iter().enumerate() {
+        if let Some(boxes) = boxes {
+            for (&i, g) in which[t].iter().zip(boxes) {
+                entities[t][i].boxes = vec![g.bbox];
+            }
+        }
+    }
+    for (w, ents) in work.iter_mut().zip(entities) {
+        w.entities = ents;
+    }
+}
+
+/// Segmentation of every box of `v` on one tweet (one call: the segmenter encodes the image once
+/// and decodes every box against it).
+fn segment_stage(
     v: &VariantSpec,
     pool: &mut StageSet<'_>,
     cx: &Shared<'_>,
@@ -1030,84 +1254,7 @@ fn pixel_stages(
     let ids = [tweet.id.as_str()];
     let image = &item.image;
     let mut entities = std::mem::take(&mut w.entities);
-    let queries = std::mem::take(&mut w.queries);
 
-    // 3. Visual entailment; off: every entity goes to grounding.
-    let probs: Option<Vec<f32>> = match pool.entailer(v.entailer) {
-        None => Some(vec![1.0; entities.len()]),
-        Some(ve) => {
-            let needs_pixels = ve.stage.needs_pixels();
-            let all: Vec<usize> = (0..entities.len()).collect();
-            let keys = ve.fingerprint.map(|fp| {
-                let img = image.key_for(needs_pixels, cx.images, tweet);
-                query_keys("entailer", fp, tweet, img, &entities, &queries, &all)
-            });
-            let stage = ve.stage;
-            let n = all.len();
-            let prepared = w.prepared_ms;
-            cached_window(
-                cx.cache,
-                Stage::Entailer,
-                &ids,
-                vec![Some(Items { keys, n })],
-                std::slice::from_mut(w),
-                recs.rec("entailer"),
-                |reqs| {
-                    let idx = &reqs[0].1;
-                    one(prepared, || {
-                        let (sub_e, sub_q) = query_items(&entities, &queries, &all, idx);
-                        stage.entail(&image.input(tweet, needs_pixels)?, &sub_e, &sub_q)
-                    })
-                },
-            )
-            .pop()
-            .flatten()
-        }
-    };
-    let Some(probs) = probs else { return };
-    for (e, p) in entities.iter_mut().zip(&probs) {
-        e.groundable = f64::from(*p) >= cx.ve_threshold;
-        if v.entailer != StageKind::Off {
-            e.score = Some(f64::from(*p));
-        }
-    }
-
-    // 4. Visual grounding of the groundable entities.
-    let grounded: Vec<usize> = (0..entities.len())
-        .filter(|&i| entities[i].groundable)
-        .collect();
-    if let Some(vg) = pool.grounder(v.grounder) {
-        let needs_pixels = vg.stage.needs_pixels();
-        let keys = vg.fingerprint.map(|fp| {
-            let img = image.key_for(needs_pixels, cx.images, tweet);
-            query_keys("grounder", fp, tweet, img, &entities, &queries, &grounded)
-        });
-        let stage = vg.stage;
-        let n = grounded.len();
-        let boxes = cached_window(
-            cx.cache,
-            Stage::Grounder,
-            &ids,
-            vec![Some(Items { keys, n })],
-            std::slice::from_mut(w),
-            recs.rec("grounder"),
-            |reqs| {
-                let idx = &reqs[0].1;
-                one(0.0, || {
-                    let (sub_e, sub_q) = query_items(&entities, &queries, &grounded, idx);
-                    stage.ground(&image.input(tweet, needs_pixels)?, &sub_e, &sub_q)
-                })
-            },
-        )
-        .pop()
-        .flatten();
-        let Some(boxes) = boxes else { return };
-        for (&i, g) in grounded.iter().zip(boxes) {
-            entities[i].boxes = vec![g.bbox];
-        }
-    }
-
-    // 5. Segmentation of every box.
     let boxed: Vec<usize> = (0..entities.len())
         .filter(|&i| !entities[i].boxes.is_empty())
         .collect();
@@ -1166,7 +1313,7 @@ fn pixel_stages(
                     recs.rec("segmenter"),
                     |reqs| {
                         let idx = &reqs[0].1;
-                        one(0.0, || {
+                        one(|| {
                             let sub: Vec<BBox> =
                                 idx.iter().map(|&j| entities[boxed[j]].boxes[0]).collect();
                             stage.segment(&image.input(tweet, true)?, &sub)
@@ -1210,7 +1357,7 @@ mod tests {
     use crate::data::model::Dataset;
     use crate::pipeline::config::ReplayMissing;
     use crate::pipeline::slots::{AnyStage, BackendFactory, Recordings};
-    use crate::pipeline::stages::{Entailer, Grounder, Grounding, Reformulator, Tagger};
+    use crate::pipeline::stages::{Entailer, Grounder, Grounding, QueryItem, Reformulator, Tagger};
 
     /// What the test stages saw.
     #[derive(Default)]
@@ -1220,6 +1367,42 @@ mod tests {
         reformulate_batches: Vec<usize>,
         /// (tweet, address of the decoded pixels) per entailer and grounder call.
         pixels: Vec<(String, usize)>,
+        /// (items, batch) per `entail_batch` / `ground_batch` call.
+        entail_batches: Vec<(usize, usize)>,
+        ground_batches: Vec<(usize, usize)>,
+        /// Tweets the entailer / grounder fail (set by the test before the run).
+        ve_fail: Vec<String>,
+        vg_fail: Vec<String>,
+    }
+
+    /// The time each test `entail_batch` / `ground_batch` call says it took, shared by its items.
+    const BATCH_CALL_MS: f64 = 60.0;
+
+    /// The answers of a test batch entry point: `one` per item unless the tweet is in `fail`,
+    /// the call's [`BATCH_CALL_MS`] shared equally.
+    fn batch_answers<T>(
+        items: &[QueryItem<'_>],
+        fail: &[String],
+        what: &str,
+        mut one: impl FnMut(&QueryItem<'_>) -> Result<Vec<T>, StageError>,
+    ) -> Vec<Timed<Vec<T>>> {
+        let results = items
+            .iter()
+            .map(|i| {
+                let id = &i.input.tweet.id;
+                if fail.contains(id) {
+                    Err(StageError::item(
+                        id,
+                        None,
+                        format!("{what} failure"),
+                        "test",
+                    ))
+                } else {
+                    one(i)
+                }
+            })
+            .collect();
+        Timed::shared(results, BATCH_CALL_MS)
     }
 
     /// Capitalised tokens are PER entities; a token `FAIL` fails the tweet.
@@ -1308,6 +1491,16 @@ mod tests {
                 / 255.0;
             Ok(entities.iter().map(|_| red).collect())
         }
+        fn entail_batch(&mut self, items: &[QueryItem<'_>], batch: usize) -> Vec<Timed<Vec<f32>>> {
+            let fail = {
+                let mut seen = self.0.lock().unwrap();
+                seen.entail_batches.push((items.len(), batch));
+                seen.ve_fail.clone()
+            };
+            batch_answers(items, &fail, "entailer", |i| {
+                self.entail(&i.input, i.entities, i.queries)
+            })
+        }
     }
 
     /// The whole image as the box.
@@ -1339,6 +1532,20 @@ mod tests {
                     score: 1.0,
                 })
                 .collect())
+        }
+        fn ground_batch(
+            &mut self,
+            items: &[QueryItem<'_>],
+            batch: usize,
+        ) -> Vec<Timed<Vec<Grounding>>> {
+            let fail = {
+                let mut seen = self.0.lock().unwrap();
+                seen.ground_batches.push((items.len(), batch));
+                seen.vg_fail.clone()
+            };
+            batch_answers(items, &fail, "grounder", |i| {
+                self.ground(&i.input, i.entities, i.queries)
+            })
         }
     }
 
@@ -1432,7 +1639,28 @@ mod tests {
         window: Option<usize>,
         on_error: OnError,
     ) -> Ran {
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        run_with(
+            Seen::default(),
+            tweets,
+            images,
+            variants,
+            batch,
+            window,
+            on_error,
+        )
+    }
+
+    /// [`run`] with the test stages' failures set in `seen`.
+    fn run_with(
+        seen: Seen,
+        tweets: &[Tweet],
+        images: &Path,
+        variants: &[VariantSpec],
+        batch: usize,
+        window: Option<usize>,
+        on_error: OnError,
+    ) -> Ran {
+        let seen = Arc::new(Mutex::new(seen));
         let mut factory = TestBackends(seen.clone());
         let gold = Dataset {
             tweets: tweets.to_vec(),
@@ -1603,6 +1831,191 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn ve_and_vg_run_window_major_and_a_failed_tweet_mid_window_fails_alone() {
+        // t10 has no image (VE fails on its way in), the entailer fails t9 and the grounder t7:
+        // all in the middle or at the end of a window. Groundable (red >= 0.5): t7, t9, t10.
+        let (dir, tweets) = fixture(&[10], &[]);
+        let (clean_dir, clean) = fixture(&[], &[]);
+        let variants = [variant("full", StageKind::Llm, StageKind::Box)];
+        let clean_out = run(
+            &clean,
+            clean_dir.path(),
+            &variants,
+            1,
+            Some(1),
+            OnError::Fail,
+        )
+        .out
+        .unwrap();
+        let failing = || Seen {
+            ve_fail: vec!["t9".into()],
+            vg_fail: vec!["t7".into()],
+            ..Default::default()
+        };
+        for (batch, window) in [(1, Some(1)), (4, Some(5)), (7, Some(4)), (32, None)] {
+            let label = format!("batch {batch}, window {window:?}");
+            let r = run_with(
+                failing(),
+                &tweets,
+                dir.path(),
+                &variants,
+                batch,
+                window,
+                OnError::Skip,
+            );
+            let out = r.out.unwrap();
+            let skipped: Vec<(&str, Stage)> = out[0]
+                .skipped
+                .iter()
+                .map(|s| (s.tweet_id.as_str(), s.stage))
+                .collect();
+            assert_eq!(
+                skipped,
+                [
+                    ("t7", Stage::Grounder),
+                    ("t9", Stage::Entailer),
+                    ("t10", Stage::Entailer)
+                ],
+                "{label}"
+            );
+            assert_eq!(
+                out[0].skipped[0].error,
+                "tweet t7: grounder failure\n  hint: test"
+            );
+            let got = &out[0].predictions.tweets;
+            let want = &clean_out[0].predictions.tweets;
+            for i in 0..11 {
+                if [7, 9, 10].contains(&i) {
+                    assert!(got[i].entities.is_empty(), "{label}: t{i}");
+                } else {
+                    assert_eq!(got[i].entities, want[i].entities, "{label}: t{i}");
+                }
+            }
+            // One call per window to each batch entry point, with every live tweet of the window
+            // that has entities (VE) or groundable entities (VG; t9 and t10 failed VE), and the
+            // run's batch size; t10's missing image never reaches the entailer.
+            let w = window.unwrap_or_else(|| window_len(batch));
+            let per_window = |keep: &dyn Fn(usize) -> bool| -> Vec<(usize, usize)> {
+                (0..11)
+                    .step_by(w)
+                    .map(|s| (s..(s + w).min(11)).filter(|&i| keep(i)).count())
+                    .filter(|&n| n > 0)
+                    .map(|n| (n, batch))
+                    .collect()
+            };
+            let seen = r.seen.lock().unwrap();
+            assert_eq!(
+                seen.entail_batches,
+                per_window(&|i| i % 4 != 0 && i != 10),
+                "{label}"
+            );
+            assert_eq!(
+                seen.ground_batches,
+                per_window(&|i| i % 4 != 0 && i == 7),
+                "{label}"
+            );
+            // Latency rows: each call's time shared equally by its tweets (t10's failed image
+            // lookup records 0), so the rows sum to the calls' time; 8 tweets reached VE.
+            let ve = &out[0].timings["entailer"];
+            assert_eq!(ve.count, 8, "{label}");
+            let calls = seen.entail_batches.len() as f64;
+            assert!(
+                (ve.total_ms - BATCH_CALL_MS * calls).abs() < 1e-9,
+                "{label}: {ve:?}"
+            );
+            let vg = &out[0].timings["grounder"];
+            assert_eq!(vg.count, 1, "{label}");
+            assert!(
+                (vg.total_ms - BATCH_CALL_MS).abs() < 1e-9,
+                "{label}: {vg:?}"
+            );
+
+            // `fail`: the first failed tweet in tweet order, t7 at VG, though VE (an earlier
+            // stage, run over the whole window first) failed t9 and t10 before VG ran.
+            let err = run_with(
+                failing(),
+                &tweets,
+                dir.path(),
+                &variants,
+                batch,
+                window,
+                OnError::Fail,
+            )
+            .out
+            .unwrap_err()
+            .to_string();
+            assert_eq!(
+                err, "variant full, grounder stage: tweet t7: grounder failure\n  hint: test",
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cached_run_hits_its_ve_and_vg_cache_whatever_the_batch() {
+        let (dir, tweets) = fixture(&[], &[]);
+        let variants = [variant("full", StageKind::Llm, StageKind::Box)];
+        let cache_dir = tempfile::tempdir().unwrap();
+        let mut outputs = Vec::new();
+        for (batch, window) in [(1, Some(1)), (32, None)] {
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let mut factory = TestBackends(seen.clone());
+            let gold = Dataset {
+                tweets: tweets.clone(),
+                meta: None,
+            };
+            let recordings = Recordings {
+                gold: Arc::new(EntityIndex::new(&gold)),
+                recording: None,
+                replay_missing: ReplayMissing::Error,
+            };
+            let mut stages = StageSet::new(&mut factory, recordings);
+            let cache = StageCache::new(Some(cache_dir.path().to_path_buf()));
+            let settings = ExecSettings {
+                tweets: &tweets,
+                images: Some(dir.path()),
+                cache: &cache,
+                ve_threshold: 0.5,
+                warmup: 0,
+                on_error: OnError::Fail,
+                batch,
+                window,
+            };
+            let out = execute(&variants, &mut stages, &settings, &mut Quiet).unwrap();
+            let seen = seen.lock().unwrap();
+            outputs.push((predictions(&out), out, seen.entail_batches.clone()));
+        }
+        let (first, second) = (&outputs[0], &outputs[1]);
+        assert_eq!(first.0, second.0);
+        // The first run computed every VE/VG item; the second found each in the cache.
+        assert!(!first.2.is_empty());
+        assert!(second.2.is_empty(), "{:?}", second.2);
+        let ve = &second.1[0].timings["entailer"];
+        assert_eq!((ve.count, ve.cached), (0, 10), "{ve:?}");
+        let vg = &second.1[0].timings["grounder"];
+        assert_eq!((vg.count, vg.cached), (0, 4), "{vg:?}");
+    }
+
+    #[test]
+    fn ve_and_vg_cache_keys_are_those_of_the_per_tweet_executor() {
+        // Golden keys, computed by the executor before VE/VG ran window-major: a stage cache
+        // filled by an older run must still answer.
+        let tweet = Tweet {
+            id: "t1".into(),
+            ..Default::default()
+        };
+        let entities = [Entity::new("Anna", "PER"), Entity::new("Bo", "LOC")];
+        let queries = ["Anna(PER)-a singer".to_string(), "Bo".to_string()];
+        let keys = query_keys("entailer", "fp", &tweet, "img", &entities, &queries, &[1]);
+        assert_eq!(keys, [GOLDEN_VE_KEY]);
+        let keys = query_keys("grounder", "fp", &tweet, "", &entities, &queries, &[0]);
+        assert_eq!(keys, [GOLDEN_VG_KEY]);
+    }
+
+    const GOLDEN_VE_KEY: &str = "4c45ba6110b5ef9e2ae0e03a9f68835c8a4c698dbcc00f37300f7df027e148c7";
+    const GOLDEN_VG_KEY: &str = "fc031d7b71adf55e2a63a5363a775c487946c345a6b3ffb2d6b9e1581170d866";
 
     #[test]
     fn windows_are_a_few_batches_within_bounds() {

@@ -1,16 +1,19 @@
 //! One small trait per pipeline stage. Each has real implementations (ONNX through ort, HTTP for
 //! the LLM) and replay / oracle ones; mocks live in tests. ort sessions need `&mut self` to run,
-//! so the traits take `&mut self`. Stages see one tweet at a time so that image work is batched
-//! per image (VE and VG score every entity of a tweet in one call; the segmenter encodes the image
-//! once and decodes every box against that embedding).
+//! so the traits take `&mut self`. The one-tweet methods see one tweet at a time, so that image
+//! work is batched per image (VE and VG score every entity of a tweet in one call; the segmenter
+//! encodes the image once and decodes every box against that embedding).
 //!
-//! The executor runs a window of tweets stage by stage, so the text stages also have entry points
-//! over many tweets ([`Knowledge::context_batch`], [`Tagger::tag_batch`],
-//! [`Reformulator::reformulate_batch`]): the ONNX tagger batches across tweets, the LLM stages
+//! The executor runs a window of tweets stage by stage, so the stages also have entry points over
+//! many tweets ([`Knowledge::context_batch`], [`Tagger::tag_batch`],
+//! [`Reformulator::reformulate_batch`], [`Entailer::entail_batch`], [`Grounder::ground_batch`]):
+//! the ONNX tagger batches across tweets, the ONNX entailer and single-pass grounder put several
+//! tweets' images and queries in one run when their model takes an `image_index`, the LLM stages
 //! keep several tweets' requests in flight. Their default implementations call the one-tweet
-//! method per item and time each call, so replay, oracle and mock stages need nothing more. Every
-//! batch entry point answers each item on its own ([`Timed`]): one tweet's error never fails
-//! another's.
+//! method per item and time each call, so replay, oracle, MLLM and mock stages need nothing more.
+//! Every batch entry point answers each item on its own ([`Timed`]), in item order: one tweet's
+//! error never fails another's. The segmenter stays per tweet (the executor shares its image
+//! embedding across the variants of a tweet).
 
 use serde::{Deserialize, Serialize};
 
@@ -150,14 +153,22 @@ pub trait Reformulator {
     }
 }
 
+/// One tweet for [`Entailer::entail_batch`] and [`Grounder::ground_batch`]: the tweet (with its
+/// image when the stage reads pixels), its entities and one query per entity.
+pub struct QueryItem<'a> {
+    pub input: TweetInput<'a>,
+    pub entities: &'a [Entity],
+    pub queries: &'a [String],
+}
+
 /// Visual entailment: image + query per entity → probability that the entity is in the image.
 pub trait Entailer {
     fn kind(&self) -> StageKind;
     fn needs_pixels(&self) -> bool;
-    /// Called with the window's tweets (those with entities) before they are run one by one:
-    /// a stage whose answers come from a slow endpoint (the MLLM) asks for them all here, in
-    /// flight together. Returns the time it took (shared by those tweets' latency rows); by
-    /// default does nothing.
+    /// Called with the window's tweets (those with entities) before [`Entailer::entail_batch`]:
+    /// a stage whose answers come from a slow endpoint (the MLLM, which answers one tweet per
+    /// `entail` call) asks for them all here, in flight together. Returns the time it took
+    /// (shared by those tweets' latency rows); by default does nothing.
     fn prepare_window(&mut self, inputs: &[TweetInput<'_>]) -> f64 {
         let _ = inputs;
         0.0
@@ -168,6 +179,16 @@ pub trait Entailer {
         entities: &[Entity],
         queries: &[String],
     ) -> Result<Vec<f32>, StageError>;
+    /// The probabilities of each item's entities, in item order. `batch` is the most images
+    /// (tweets) a model run may take at once (`[runtime] batch`); by default each item is one
+    /// [`Entailer::entail`] call.
+    fn entail_batch(&mut self, items: &[QueryItem<'_>], batch: usize) -> Vec<Timed<Vec<f32>>> {
+        let _ = batch;
+        items
+            .iter()
+            .map(|i| Timed::call(|| self.entail(&i.input, i.entities, i.queries)))
+            .collect()
+    }
 }
 
 /// Visual grounding: image + query per entity → one box in original-image pixels.
@@ -180,6 +201,19 @@ pub trait Grounder {
         entities: &[Entity],
         queries: &[String],
     ) -> Result<Vec<Grounding>, StageError>;
+    /// The boxes of each item's entities, in item order; `batch` as in
+    /// [`Entailer::entail_batch`]. By default each item is one [`Grounder::ground`] call.
+    fn ground_batch(
+        &mut self,
+        items: &[QueryItem<'_>],
+        batch: usize,
+    ) -> Vec<Timed<Vec<Grounding>>> {
+        let _ = batch;
+        items
+            .iter()
+            .map(|i| Timed::call(|| self.ground(&i.input, i.entities, i.queries)))
+            .collect()
+    }
 }
 
 /// Box-prompted segmentation: image + one box per entity → one mask each.

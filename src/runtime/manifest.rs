@@ -12,6 +12,9 @@
 //! dtype = "float32"                     # float32 | float16 | float64 | int64 | int32 | uint8 | bool
 //! shape = ["num_queries", 3, 16, 16]    # strings are symbolic dims
 //! role = "pixel_values"                 # optional: what the stage feeds (default: the name)
+//!                                       # VE/VG may add `image_index` (int64 [num_queries]): the
+//!                                       # row of pixel_values [num_images, 3, H, W] each query
+//!                                       # belongs to, so one run holds several tweets' images
 //! [[models.main.outputs]]
 //! name = "boxes"
 //! dtype = "float32"
@@ -207,6 +210,10 @@ impl fmt::Display for DType {
         f.write_str(name)
     }
 }
+
+/// The role of a query-image model's optional input that maps each query to its image (see
+/// [`ModelManifest`]'s validation and `pipeline::onnx::query_image`).
+pub const IMAGE_INDEX: &str = "image_index";
 
 /// A fixed dim or a symbolic one (`"batch"`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -520,6 +527,7 @@ impl ModelManifest {
                     ))
                 }
             }
+            self.validate_image_index(role, spec)?;
         }
         if let Some(tok) = &self.tokenizer {
             let path = self.resolve(&tok.path);
@@ -562,6 +570,39 @@ impl ModelManifest {
                         "labels are O or PREFIX-TYPE (B-/I- for bio, also E-/S- for bioes)",
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The optional `image_index` input of a query-image model (VE, VG): int64 `[num_queries]`,
+    /// the row of `pixel_values` each query belongs to, so one run can hold several images. Its
+    /// `pixel_values` must then take any number of images (not a fixed batch of 1).
+    fn validate_image_index(&self, role: &str, spec: &ModelSpec) -> Result<(), RuntimeError> {
+        let Some(index) = spec.input(IMAGE_INDEX) else {
+            return Ok(());
+        };
+        if index.dtype != DType::Int64 || index.shape.len() != 1 {
+            return Err(self.invalid(
+                format!(
+                    "[models.{role}] input {:?} (role \"{IMAGE_INDEX}\") is {} {}; expected int64 [num_queries]",
+                    index.name,
+                    index.dtype,
+                    format_shape(&index.shape)
+                ),
+                "image_index holds, per query, the row of pixel_values its image is in: export it as a 1-D int64 tensor (scripts/export does), or drop it to run one tweet per call",
+            ));
+        }
+        if let Some(pixels) = spec.input("pixel_values") {
+            if pixels.shape.first().and_then(Dim::fixed) == Some(1) {
+                return Err(self.invalid(
+                    format!(
+                        "[models.{role}] has an {IMAGE_INDEX} input but pixel_values {:?} has shape {}: one image per run",
+                        pixels.name,
+                        format_shape(&pixels.shape)
+                    ),
+                    "export pixel_values with a dynamic first axis (\"num_images\"), or drop image_index",
+                ));
             }
         }
         Ok(())
@@ -996,5 +1037,60 @@ mod tests {
         let m = ModelManifest::load(&p).unwrap();
         let err = m.crf().unwrap_err().to_string();
         assert!(err.contains("3 labels"), "{err}");
+    }
+
+    #[test]
+    fn image_index_must_be_one_dim_int64_beside_a_multi_image_pixel_input() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "m.onnx", "");
+        let load = |pixels: &str, index: &str, name: &str| {
+            let p = write(
+                dir.path(),
+                name,
+                &format!(
+                    "name = \"x\"\nstage = \"entailer\"\n[models.main]\npath = \"m.onnx\"\nsha256 = \"{EMPTY_SHA}\"\noutputs = []\n\
+                     [[models.main.inputs]]\nname = \"pixel_values\"\ndtype = \"float32\"\nshape = [{pixels}, 3, 8, 8]\n\
+                     [[models.main.inputs]]\nname = \"query_image\"\nrole = \"image_index\"\n{index}\n"
+                ),
+            );
+            ModelManifest::load(&p)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        load(
+            "\"num_images\"",
+            "dtype = \"int64\"\nshape = [\"n\"]",
+            "ok.toml",
+        )
+        .unwrap();
+        let e = load(
+            "\"num_images\"",
+            "dtype = \"int32\"\nshape = [\"n\"]",
+            "a.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("a.toml")
+                && e.contains("input \"query_image\" (role \"image_index\") is int32 [n]; expected int64 [num_queries]")
+                && e.contains("hint: image_index holds"),
+            "{e}"
+        );
+        let e = load(
+            "\"num_images\"",
+            "dtype = \"int64\"\nshape = [\"n\", 1]",
+            "b.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("is int64 [n, 1]; expected int64 [num_queries]"),
+            "{e}"
+        );
+        let e = load("1", "dtype = \"int64\"\nshape = [\"n\"]", "c.toml").unwrap_err();
+        assert!(
+            e.contains("c.toml")
+                && e.contains("has an image_index input but pixel_values \"pixel_values\" has shape [1, 3, 8, 8]")
+                && e.contains("dynamic first axis"),
+            "{e}"
+        );
     }
 }

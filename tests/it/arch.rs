@@ -606,8 +606,11 @@ fn arch_clip_and_owlvit_preprocessing_match_the_image_processors() {
     }
 }
 
+/// The graph inputs of one photo's reference queries: one image, `image_index` all 0 (every VE/VG
+/// arch export takes several images per run).
 fn query_inputs(pixels: ArrayD<f32>, reference: &Value) -> Vec<(&'static str, Input)> {
     let (ids, mask) = padded_ids(reference);
+    let n = ids.nrows();
     vec![
         (
             "pixel_values",
@@ -615,6 +618,7 @@ fn query_inputs(pixels: ArrayD<f32>, reference: &Value) -> Vec<(&'static str, In
         ),
         ("input_ids", Input::I64(ids.into_dyn())),
         ("attention_mask", Input::I64(mask.into_dyn())),
+        ("image_index", Input::I64(ndarray::ArrayD::zeros(vec![n]))),
     ]
 }
 

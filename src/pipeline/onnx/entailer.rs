@@ -1,16 +1,24 @@
-//! Visual entailment: image + one query per entity → P(entailed), all of a tweet's queries in
-//! one run. The image tensor is shared (batch 1) when the model's pixel input has a fixed batch
-//! of 1, and repeated per query otherwise. The output is either `logits` `[n, k]` (softmax,
-//! class `positive_index` of `[entailment]`) or `probability` `[n]` / `[n, 1]`.
+//! Visual entailment: image + one query per entity → P(entailed). The output is either `logits`
+//! `[n, k]` (softmax, class `positive_index` of `[entailment]`) or `probability` `[n]` /
+//! `[n, 1]`.
+//!
+//! One run holds all of a tweet's queries; the image tensor is shared (batch 1) when the model's
+//! pixel input has a fixed batch of 1, and repeated per query otherwise. A model with an
+//! `image_index` input (CLIP and BLIP ITM exports) takes several tweets per run:
+//! [`Entailer::entail_batch`] packs up to `batch` consecutive tweets' images and queries into one
+//! run and splits the probabilities back per tweet (see `query_image.rs`); `entail` is a batch of
+//! one. A non-finite probability fails its tweet only.
 
 use std::path::Path;
 
-use super::query_image::QueryImageInputs;
+use super::query_image::{QueryImageInputs, RunAnswer, RunTweet};
 use super::{require_f32_output, run_f32, run_failed};
 use crate::data::model::Entity;
-use crate::pipeline::stages::{Entailer, Stage, StageError, StageKind, TweetInput};
+use crate::pipeline::stages::{
+    Entailer, QueryItem, Stage, StageError, StageKind, Timed, TweetInput,
+};
 use crate::runtime::{
-    LoadedSession, ModelManifest, OrtRuntime, Provider, RuntimeError, SessionConfig,
+    Input, LoadedSession, ModelManifest, OrtRuntime, Provider, RuntimeError, SessionConfig,
 };
 
 enum EntailOutput {
@@ -88,59 +96,93 @@ impl Entailer for OnnxEntailer {
         entities: &[Entity],
         queries: &[String],
     ) -> Result<Vec<f32>, StageError> {
-        let tweet = input.tweet;
-        let Some(batch) = self.inputs.build(input, entities, queries, "entailer")? else {
-            return Ok(Vec::new());
+        let item = QueryItem {
+            input: TweetInput {
+                tweet: input.tweet,
+                image: input.image,
+            },
+            entities,
+            queries,
         };
-        let (inputs, n) = (batch.inputs, queries.len());
-        let name = match &self.output {
-            EntailOutput::Logits { name, .. } | EntailOutput::Probability { name } => name.clone(),
-        };
-        let out = run_f32(&mut self.session, inputs, &[&name])
-            .map_err(|e| run_failed(tweet, e))?
-            .remove(0);
-        let bad_shape = |what: String| {
-            StageError::item(
-                &tweet.id,
-                None,
-                what,
-                "the manifest's entailer output does not match the model",
-            )
-        };
-        let probabilities: Vec<f32> = match &self.output {
-            EntailOutput::Logits { positive_index, .. } => {
-                let shape = out.shape().to_vec();
-                if shape.len() != 2 || shape[0] != n || *positive_index >= shape[1] {
-                    return Err(bad_shape(format!(
-                        "logits have shape {shape:?}; expected [{n}, k] with k > positive_index {positive_index}"
-                    )));
-                }
-                out.outer_iter()
-                    .map(|row| {
-                        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                        let total: f32 = row.iter().map(|v| (v - max).exp()).sum();
-                        (row[*positive_index] - max).exp() / total
-                    })
-                    .collect()
-            }
-            EntailOutput::Probability { .. } => {
-                if out.len() != n {
-                    return Err(bad_shape(format!(
-                        "probability output has shape {:?}; expected [{n}] or [{n}, 1]",
-                        out.shape()
-                    )));
-                }
-                out.iter().copied().collect()
-            }
-        };
-        if let Some(i) = probabilities.iter().position(|p| !p.is_finite()) {
-            return Err(StageError::item(
-                &tweet.id,
-                entities.get(i).map(|e| e.text.as_str()),
-                "the entailer returned a non-finite probability",
-                "check the model's preprocessing (mean/std) in the manifest",
-            ));
+        let mut answers = self.entail_batch(std::slice::from_ref(&item), 1);
+        match answers.pop() {
+            Some(answer) => answer.result,
+            None => Ok(Vec::new()),
         }
-        Ok(probabilities)
     }
+
+    /// Several tweets per run when the model has `image_index` (see the module doc).
+    fn entail_batch(&mut self, items: &[QueryItem<'_>], batch: usize) -> Vec<Timed<Vec<f32>>> {
+        let (session, output) = (&mut self.session, &self.output);
+        self.inputs
+            .run_batched(items, batch, "entailer", |inputs, tweets| {
+                run_entailer(session, output, inputs, tweets)
+            })
+    }
+}
+
+/// One run over `tweets`: the probabilities of each tweet's queries.
+fn run_entailer(
+    session: &mut LoadedSession,
+    output: &EntailOutput,
+    inputs: Vec<(String, Input)>,
+    tweets: &[RunTweet<'_>],
+) -> RunAnswer<f32> {
+    let first = tweets[0].tweet;
+    let n: usize = tweets.iter().map(|t| t.n).sum();
+    let name = match output {
+        EntailOutput::Logits { name, .. } | EntailOutput::Probability { name } => name.as_str(),
+    };
+    let out = run_f32(session, inputs, &[name])
+        .map_err(|e| run_failed(first, e))?
+        .remove(0);
+    let bad_shape = |what: String| {
+        StageError::item(
+            &first.id,
+            None,
+            what,
+            "the manifest's entailer output does not match the model",
+        )
+    };
+    let probabilities: Vec<f32> = match output {
+        EntailOutput::Logits { positive_index, .. } => {
+            let shape = out.shape().to_vec();
+            if shape.len() != 2 || shape[0] != n || *positive_index >= shape[1] {
+                return Err(bad_shape(format!(
+                    "logits have shape {shape:?}; expected [{n}, k] with k > positive_index {positive_index}"
+                )));
+            }
+            out.outer_iter()
+                .map(|row| {
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let total: f32 = row.iter().map(|v| (v - max).exp()).sum();
+                    (row[*positive_index] - max).exp() / total
+                })
+                .collect()
+        }
+        EntailOutput::Probability { .. } => {
+            if out.len() != n {
+                return Err(bad_shape(format!(
+                    "probability output has shape {:?}; expected [{n}] or [{n}, 1]",
+                    out.shape()
+                )));
+            }
+            out.iter().copied().collect()
+        }
+    };
+    Ok(tweets
+        .iter()
+        .map(|t| {
+            let mine = &probabilities[t.start..t.start + t.n];
+            if let Some(i) = mine.iter().position(|p| !p.is_finite()) {
+                return Err(StageError::item(
+                    &t.tweet.id,
+                    t.entities.get(i).map(|e| e.text.as_str()),
+                    "the entailer returned a non-finite probability",
+                    "check the model's preprocessing (mean/std) in the manifest",
+                ));
+            }
+            Ok(mine.to_vec())
+        })
+        .collect())
 }

@@ -13,17 +13,26 @@
 //!   decoding does). [`location_bins_to_box`] turns the four bins into model-input pixels, then
 //!   the same mapping as single pass applies. The score is the mean softmax probability of the
 //!   chosen tokens. (No KV cache: fine for 4 steps.)
+//!
+//! A single-pass model with an `image_index` input (the OWL-ViT and OWLv2 exports) takes several
+//! tweets per run: [`Grounder::ground_batch`] packs up to `batch` consecutive tweets' images and
+//! queries into one run and maps each tweet's boxes back through its own transform (see
+//! `query_image.rs`); `ground` is a batch of one. Without `image_index`, and for location tokens,
+//! each tweet is one run (the OFA decoder loop stays per tweet). A missing or non-finite box
+//! fails its tweet only.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use ndarray::{Array2, Axis};
 
-use super::query_image::QueryImageInputs;
+use super::query_image::{QueryImageInputs, RunAnswer, RunTweet};
 use super::{int_tensor, require_f32_output, run_f32, run_failed, tensor_name};
-use crate::data::model::Entity;
+use crate::data::model::{Entity, Tweet};
 use crate::geometry::BBox;
-use crate::pipeline::stages::{Grounder, Grounding, Stage, StageError, StageKind, TweetInput};
+use crate::pipeline::stages::{
+    Grounder, Grounding, QueryItem, Stage, StageError, StageKind, Timed, TweetInput,
+};
 use crate::runtime::manifest::LocationTokenSpec;
 use crate::runtime::{
     BoxFormat, BoxSpec, BoxUnits, DType, HeldTensor, ImageTransform, Input, LoadedSession,
@@ -341,6 +350,21 @@ impl Grounder for OnnxGrounder {
         entities: &[Entity],
         queries: &[String],
     ) -> Result<Vec<Grounding>, StageError> {
+        if let Sessions::SinglePass { .. } = self.sessions {
+            // A batch of one (see the module doc).
+            let item = QueryItem {
+                input: TweetInput {
+                    tweet: input.tweet,
+                    image: input.image,
+                },
+                entities,
+                queries,
+            };
+            return match self.ground_batch(std::slice::from_ref(&item), 1).pop() {
+                Some(answer) => answer.result,
+                None => Ok(Vec::new()),
+            };
+        }
         let tweet = input.tweet;
         let Some(batch) = self.inputs.build(input, entities, queries, "grounder")? else {
             return Ok(Vec::new());
@@ -356,111 +380,169 @@ impl Grounder for OnnxGrounder {
                 "the manifest's grounder output does not match the model",
             )
         };
-        // Per query: a raw box (manifest format, model-input frame) and a score.
-        let raw: Vec<(Option<[f64; 4]>, f32, BoxSpec)> = match &mut self.sessions {
-            Sessions::SinglePass {
-                session,
-                boxes,
-                scores,
+        let Sessions::LocationTokens {
+            encoder,
+            decoder,
+            spec,
+            hidden_out,
+            hidden_in,
+            decoder_ids,
+            encoder_mask,
+            logits,
+        } = &mut self.sessions
+        else {
+            return Err(shape_error(
+                "the grounder has no location-token sessions".into(),
+            ));
+        };
+        // Kept where the decoder takes it (its CUDA memory under I/O binding).
+        let hidden = encoder
+            .run_feeding(inputs, &[hidden_out.as_str()], decoder)
+            .map_err(|e| run_failed(tweet, e))?
+            .pop()
+            .map(Arc::new)
+            .ok_or_else(|| shape_error("the encoder returned no hidden states".into()))?;
+        if hidden.shape().first() != Some(&n) {
+            return Err(shape_error(format!(
+                "encoder_hidden_states have shape {:?}, expected [{n}, ..]",
+                hidden.shape()
+            )));
+        }
+        let pixels_format = BoxSpec {
+            format: BoxFormat::Xyxy,
+            units: BoxUnits::Pixels,
+        };
+        // Per query: a raw box (model-input pixels) and a score.
+        let raw: Vec<(Option<[f64; 4]>, f32)> = decode_locations(
+            decoder,
+            spec,
+            &hidden,
+            hidden_in,
+            decoder_ids,
+            encoder_mask.as_ref().map(|m| (m, &mask)),
+            logits,
+            &transform,
+        )
+        .map_err(|e| run_failed(tweet, e))?;
+        groundings(tweet, entities, raw, pixels_format, &transform, box_scale)
+    }
+
+    /// Single pass: several tweets per run when the model has `image_index` (see the module
+    /// doc). Location tokens: one tweet per call.
+    fn ground_batch(
+        &mut self,
+        items: &[QueryItem<'_>],
+        batch: usize,
+    ) -> Vec<Timed<Vec<Grounding>>> {
+        if let Sessions::SinglePass {
+            session,
+            boxes,
+            scores,
+            format,
+        } = &mut self.sessions
+        {
+            let (boxes, scores, format) = (boxes.as_str(), scores.as_deref(), *format);
+            return self
+                .inputs
+                .run_batched(items, batch, "grounder", |inputs, tweets| {
+                    run_single_pass(session, boxes, scores, format, inputs, tweets)
+                });
+        }
+        items
+            .iter()
+            .map(|i| Timed::call(|| self.ground(&i.input, i.entities, i.queries)))
+            .collect()
+    }
+}
+
+/// One single-pass run over `tweets`: each tweet's boxes in its original-image pixels.
+fn run_single_pass(
+    session: &mut LoadedSession,
+    boxes: &str,
+    scores: Option<&str>,
+    format: BoxSpec,
+    inputs: Vec<(String, Input)>,
+    tweets: &[RunTweet<'_>],
+) -> RunAnswer<Grounding> {
+    let first = tweets[0].tweet;
+    let n: usize = tweets.iter().map(|t| t.n).sum();
+    let shape_error = |what: String| {
+        StageError::item(
+            &first.id,
+            None,
+            what,
+            "the manifest's grounder output does not match the model",
+        )
+    };
+    let mut wanted = vec![boxes];
+    wanted.extend(scores);
+    let mut outputs = run_f32(session, inputs, &wanted).map_err(|e| run_failed(first, e))?;
+    let raw_boxes = outputs.remove(0);
+    if raw_boxes.shape() != [n, 4] {
+        return Err(shape_error(format!(
+            "boxes have shape {:?}, expected [{n}, 4]",
+            raw_boxes.shape()
+        )));
+    }
+    let raw_scores: Vec<f32> = match outputs.pop() {
+        Some(s) if s.len() == n => s.iter().copied().collect(),
+        Some(s) => {
+            return Err(shape_error(format!(
+                "scores have shape {:?}, expected [{n}]",
+                s.shape()
+            )))
+        }
+        None => vec![1.0; n],
+    };
+    let raw: Vec<(Option<[f64; 4]>, f32)> = raw_boxes
+        .outer_iter()
+        .zip(raw_scores)
+        .map(|(row, score)| (Some([row[0], row[1], row[2], row[3]].map(f64::from)), score))
+        .collect();
+    Ok(tweets
+        .iter()
+        .map(|t| {
+            groundings(
+                t.tweet,
+                t.entities,
+                raw[t.start..t.start + t.n].to_vec(),
                 format,
-            } => {
-                let mut wanted = vec![boxes.as_str()];
-                if let Some(s) = scores {
-                    wanted.push(s.as_str());
-                }
-                let mut outputs =
-                    run_f32(session, inputs, &wanted).map_err(|e| run_failed(tweet, e))?;
-                let raw_boxes = outputs.remove(0);
-                if raw_boxes.shape() != [n, 4] {
-                    return Err(shape_error(format!(
-                        "boxes have shape {:?}, expected [{n}, 4]",
-                        raw_boxes.shape()
-                    )));
-                }
-                let raw_scores: Vec<f32> = match outputs.pop() {
-                    Some(s) if s.len() == n => s.iter().copied().collect(),
-                    Some(s) => {
-                        return Err(shape_error(format!(
-                            "scores have shape {:?}, expected [{n}]",
-                            s.shape()
-                        )))
-                    }
-                    None => vec![1.0; n],
-                };
-                raw_boxes
-                    .outer_iter()
-                    .zip(raw_scores)
-                    .map(|(row, score)| {
-                        (
-                            Some([row[0], row[1], row[2], row[3]].map(f64::from)),
-                            score,
-                            *format,
-                        )
-                    })
-                    .collect()
-            }
-            Sessions::LocationTokens {
-                encoder,
-                decoder,
-                spec,
-                hidden_out,
-                hidden_in,
-                decoder_ids,
-                encoder_mask,
-                logits,
-            } => {
-                // Kept where the decoder takes it (its CUDA memory under I/O binding).
-                let hidden = encoder
-                    .run_feeding(inputs, &[hidden_out.as_str()], decoder)
-                    .map_err(|e| run_failed(tweet, e))?
-                    .pop()
-                    .map(Arc::new)
-                    .ok_or_else(|| shape_error("the encoder returned no hidden states".into()))?;
-                if hidden.shape().first() != Some(&n) {
-                    return Err(shape_error(format!(
-                        "encoder_hidden_states have shape {:?}, expected [{n}, ..]",
-                        hidden.shape()
-                    )));
-                }
-                let pixels_format = BoxSpec {
-                    format: BoxFormat::Xyxy,
-                    units: BoxUnits::Pixels,
-                };
-                decode_locations(
-                    decoder,
-                    spec,
-                    &hidden,
-                    hidden_in,
-                    decoder_ids,
-                    encoder_mask.as_ref().map(|m| (m, &mask)),
-                    logits,
-                    &transform,
-                )
-                .map_err(|e| run_failed(tweet, e))?
-                .into_iter()
-                .map(|(b, score)| (b, score, pixels_format))
-                .collect()
+                &t.transform,
+                t.box_scale,
+            )
+        })
+        .collect())
+}
+
+/// A tweet's raw boxes (`format`, model-input frame) and scores → groundings in original-image
+/// pixels; a missing or non-finite box fails the tweet, naming the entity.
+fn groundings(
+    tweet: &Tweet,
+    entities: &[Entity],
+    raw: Vec<(Option<[f64; 4]>, f32)>,
+    format: BoxSpec,
+    transform: &ImageTransform,
+    box_scale: (f64, f64),
+) -> Result<Vec<Grounding>, StageError> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, (raw_box, score)) in raw.into_iter().enumerate() {
+        let raw_box = match raw_box {
+            Some(b) if b.iter().all(|v| v.is_finite()) => b,
+            other => {
+                return Err(StageError::item(
+                    &tweet.id,
+                    entities.get(i).map(|e| e.text.as_str()),
+                    format!("the grounder returned no usable box ({other:?})"),
+                    "check the model's preprocessing (mean/std) and box format in the manifest",
+                ))
             }
         };
-        let mut groundings = Vec::with_capacity(n);
-        for (i, (raw_box, score, format)) in raw.into_iter().enumerate() {
-            let raw_box =
-                match raw_box {
-                    Some(b) if b.iter().all(|v| v.is_finite()) => b,
-                    other => return Err(StageError::item(
-                        &tweet.id,
-                        Some(&entities[i].text),
-                        format!("the grounder returned no usable box ({other:?})"),
-                        "check the model's preprocessing (mean/std) and box format in the manifest",
-                    )),
-                };
-            groundings.push(Grounding {
-                bbox: to_original_box(raw_box, format, &transform, box_scale),
-                score,
-            });
-        }
-        Ok(groundings)
+        out.push(Grounding {
+            bbox: to_original_box(raw_box, format, transform, box_scale),
+            score,
+        });
     }
+    Ok(out)
 }
 
 #[cfg(test)]

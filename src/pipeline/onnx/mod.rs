@@ -1,12 +1,12 @@
 //! The real stage implementations: ONNX models through ort, described by manifests
 //! (`models/*.toml`, see [`crate::runtime::manifest`]).
 //!
-//! | stage | type | models | per tweet |
-//! | --- | --- | --- | --- |
-//! | MNER | [`OnnxTagger`] | token classifier (+ optional CRF) | one run over the words |
-//! | VE | [`OnnxEntailer`] | image + query → P(entailed) | one run, all queries batched |
-//! | VG | [`OnnxGrounder`] | image + query → box (+ score) | one run, all queries batched |
-//! | SMNER | [`OnnxSegmenter`] | SAM-style encoder + prompt decoder | encoder once, decoder per box |
+//! | stage | type | models | per tweet | across tweets (batch entry point) |
+//! | --- | --- | --- | --- | --- |
+//! | MNER | [`OnnxTagger`] | token classifier (+ optional CRF) | one run over the words | length-bucketed batches |
+//! | VE | [`OnnxEntailer`] | image + query → P(entailed) | one run, all queries batched | runs of `batch` images with `image_index` |
+//! | VG | [`OnnxGrounder`] | image + query → box (+ score) | one run, all queries batched | single pass: as VE; OFA: per tweet |
+//! | SMNER | [`OnnxSegmenter`] | SAM-style encoder + prompt decoder | encoder once, decoder per box | per tweet |
 //!
 //! Every constructor takes an [`OrtRuntime`](crate::runtime::OrtRuntime) (so ONNX Runtime is
 //! loaded before any ort call), loads and checks the manifest and its sessions, and reports the
