@@ -6,11 +6,14 @@
 #   2. GPU utilisation and memory during the run (nvidia-smi sampled every 200 ms);
 #   3. a batch-size sweep of the tagger in Python onnxruntime-gpu (1..64 tweets per call), the
 #      lever batching across tweets would pull;
-#   4. ONNX Runtime I/O binding: step 1 runs with `io_binding = auto`, i.e. every CUDA session
-#      binds (held tensors such as SAM's image embedding stay in device memory); the suite again
+#   4. ONNX Runtime I/O binding: step 1 runs with `io_binding = auto`, i.e. the CUDA runs that
+#      hand a tensor to the next session bind (SAM's image embedding, OFA's encoder states stay
+#      in device memory); the suite again
 #      with `--io-binding off` must give the same predictions, and benches/io_binding.sh times
 #      the SAM segmenter with binding off and on (interleaved; predictions compared byte for
-#      byte; SAM ViT-B-sized tensors, SAM_DECODER=path for a real ViT-B prompt decoder).
+#      byte; SAM ViT-B-sized tensors, SAM_DECODER=path for a real ViT-B prompt decoder);
+#   5. batching across tweets in the harness: benches/batch_sweep.sh on CUDA (tagger, VE, VG at
+#      --batch 1, 8, 32, 64; tweets/s per stage, predictions compared across batch sizes).
 # Everything goes to $OUT (default ./gpu-check) as text files; a summary is printed.
 #
 # Needs: `target/release/riveg-bench` built, ONNX Runtime with CUDA: ORT_DYLIB_PATH pointing at
@@ -76,8 +79,8 @@ for batch in [1, 2, 4, 8, 16, 32, 64]:
 PY
 cat "$OUT/batch_sweep.txt"
 
-# 4: I/O binding. The suite without it: the same predictions as step 1 (which bound every CUDA
-# session), then the SAM segmenter timed with binding off and on.
+# 4: I/O binding. The suite without it: the same predictions as step 1 (which bound the CUDA
+# hand-overs), then the SAM segmenter timed with binding off and on.
 "$BIN" -v run --suite "$SUITE" --device cuda --no-cache --io-binding off --out "$OUT/run-unbound" \
   --format json > "$OUT/results-unbound.stdout.json" 2> "$OUT/run-unbound.stderr"
 echo "run --io-binding off exit code: $?"
@@ -91,3 +94,7 @@ done
 echo "suite predictions identical with I/O binding auto (on for CUDA) and off: $same ($compared files)"
 OUT="$OUT/io-binding" DEVICE=cuda BIN="$BIN" PYTHON="$PYTHON" bash benches/io_binding.sh \
   | tee "$OUT/io_binding.txt"
+
+# 5: batching across tweets in the harness (tagger, VE, VG), on CUDA.
+DEVICE=cuda BIN="$BIN" BATCHES="${SWEEP_BATCHES:-1 8 32 64}" REPEATS="${SWEEP_REPEATS:-2}" \
+  bash benches/batch_sweep.sh | tee "$OUT/batch_sweep_harness.txt"
