@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Batching across tweets, measured in the harness itself (issue 15): the same tweets through
-# `riveg-bench run` at several `--batch` sizes, with the tagger, the entailer (VE) and the grounder
-# (VG) on ONNX (reformulation, segmentation off), printing each stage's tweets/s from
-# results.json and whether the predictions are the same at every batch size. The VE and VG
+# `riveg-bench run` at several batch sizes (`--batch B --image-batch B`), with the tagger, the
+# entailer (VE) and the grounder (VG) on ONNX (reformulation, segmentation off), printing each
+# stage's tweets/s from results.json and whether the predictions are the same at every batch
+# size. The VE and VG
 # models batch across tweets only when their manifest has an `image_index` input (the arch
 # fixtures and exports from scripts/export do); others run one tweet per call at any batch.
 #
@@ -90,7 +91,7 @@ echo "batch_sweep: $N tweets, device $DEVICE, $(nproc) cores, load average $(cut
 echo "models: $TAGGER, $ENTAILER, $GROUNDER"
 for r in $(seq 1 "$REPEATS"); do
   for b in $BATCHES; do
-    "$BIN" -q run --suite "$OUT/suite.toml" --no-cache --device "$DEVICE" --batch "$b" \
+    "$BIN" -q run --suite "$OUT/suite.toml" --no-cache --device "$DEVICE" --batch "$b" --image-batch "$b" \
       --out "$OUT/run-$b-$r" --format json > /dev/null 2> "$OUT/run-$b-$r.stderr" \
       || { echo "batch_sweep: run at batch $b failed:" >&2; tail -20 "$OUT/run-$b-$r.stderr" >&2; exit 1; }
   done

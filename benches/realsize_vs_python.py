@@ -308,7 +308,7 @@ def run_pair(a, stage, manifest, gold, images, work, tag, python_first=False):
     if not a.harness_defaults:
         harness += ["--threads", str(a.threads), "--spinning", a.spinning]
     if a.batch:
-        harness += ["--batch", str(a.batch)]
+        harness += ["--batch", str(a.batch), "--image-batch", str(a.batch)]
     py_out = work / f"python-{stage}-{tag}.json"
     python = [sys.executable, __file__, "loop", "--stage", stage, "--manifest", str(manifest), "--gold", str(gold),
               "--images", str(images), "--threads", str(a.threads), "--spinning", a.spinning, "--warmup", str(a.warmup),
@@ -407,7 +407,7 @@ def main():
                    help="run the harness at its own defaults (ORT threads, spinning off, batch 32) while "
                         "Python keeps --threads/--spinning: the issue-15 goal, each side as shipped")
     q.add_argument("--batch", type=int, default=0,
-                   help="the harness's [runtime] batch (tweets per tagger call; 0: the suite's default)")
+                   help="the harness's [runtime] batch and image_batch (tweets per tagger call and per VE/VG run; 0: the suite's defaults)")
     q.add_argument("--out", required=True)
     q = sub.add_parser("bench")
     q.add_argument("--work", required=True)
@@ -424,7 +424,7 @@ def main():
                    help="run the harness at its own defaults (ORT threads, spinning off, batch 32) while "
                         "Python keeps --threads/--spinning: the issue-15 goal, each side as shipped")
     q.add_argument("--batch", type=int, default=0,
-                   help="the harness's [runtime] batch (tweets per tagger call; 0: the suite's default)")
+                   help="the harness's [runtime] batch and image_batch (tweets per tagger call and per VE/VG run; 0: the suite's defaults)")
     q.add_argument("--no-setup-runs", dest="setup_runs", action="store_false",
                    help="skip the runs on the warm-up tweets only (no CPU per item)")
     q.add_argument("--keep", help="copy rows.json (every figure of every repeat) here")

@@ -20,7 +20,8 @@
 #        KEEP=file.json (every figure of every repeat)
 #        HARNESS_DEFAULTS=1 (the harness at its own defaults: no --threads/--spinning, so spinning off
 #           and batch 32, against Python at THREADS/SPINNING: each side as shipped)
-#        BATCH=N (the harness's tweets per tagger call, run --batch; default the suite's, 32; the
+#        BATCH=N (the harness's tweets per tagger call and per VE/VG run: run --batch N
+#           --image-batch N; default the suite's, 32 and 8; the
 #           Python loop always makes one call per tweet)
 #        TAGGER_MODEL=xlmr-large-tagger (the tagger's manifest under BIG; default bert-base-tagger)
 #        BIN=path/to/riveg-bench (default: builds target/release/riveg-bench)

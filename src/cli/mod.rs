@@ -290,11 +290,14 @@ pub struct RunArgs {
     /// memory), on (any provider), off (default: the suite's [runtime] io_binding, else auto).
     #[arg(long, value_enum)]
     pub io_binding: Option<IoBindingPreference>,
-    /// Tweets per tagger batch and per VE/VG run (models with image_index); LLM requests of a
-    /// few batches are in flight together (default: the suite's [runtime] batch, else 32; 1: one
-    /// model call per tweet).
+    /// Tweets per tagger batch; LLM requests of a few batches are in flight together (default:
+    /// the suite's [runtime] batch, else 32; 1: one tagger call per tweet).
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Images (tweets) per VE/VG run, for models exported with image_index (default: the
+    /// suite's [runtime] image_batch, else 8 or --batch if smaller; 1: one run per tweet).
+    #[arg(long)]
+    pub image_batch: Option<usize>,
     /// Output: human tables or JSON [default: human when stdout is a terminal, else json].
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
@@ -941,6 +944,7 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<i32> {
         threads: args.threads,
         spinning: args.spinning,
         batch: args.batch,
+        image_batch: args.image_batch,
         io_binding: args.io_binding,
         compat: args.compat,
     })?;

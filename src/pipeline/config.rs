@@ -288,6 +288,12 @@ pub struct RuntimeSection {
     /// Tweets per tagger batch (the executor's windows hold a few batches); unset: 32.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
+    /// Tweets (images) per VE/VG run, for models with an `image_index` input; unset: 8, or
+    /// `batch` when that is smaller. Separate from `batch` because an image model's activations
+    /// grow with its input size (OWL-ViT at 768 px: 577 tokens per image, OWLv2 at 960 px:
+    /// 3,600), so 32 images per run can take gigabytes where 32 tweets of text take megabytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_batch: Option<usize>,
     /// ONNX Runtime I/O binding; unset: `auto` (on for CUDA sessions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_binding: Option<IoBindingPreference>,
@@ -300,5 +306,16 @@ impl RuntimeSection {
     /// `[runtime] batch`, or the default.
     pub fn batch(&self) -> usize {
         self.batch.unwrap_or(Self::DEFAULT_BATCH).max(1)
+    }
+
+    /// The most images per VE/VG run when `[runtime] image_batch` is unset (and `batch` is not
+    /// smaller).
+    pub const DEFAULT_IMAGE_BATCH: usize = 8;
+
+    /// `[runtime] image_batch`, or the smaller of the default and `batch`.
+    pub fn image_batch(&self) -> usize {
+        self.image_batch
+            .unwrap_or(Self::DEFAULT_IMAGE_BATCH.min(self.batch()))
+            .max(1)
     }
 }

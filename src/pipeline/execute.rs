@@ -14,7 +14,7 @@
 //!    window whose items the stage cache cannot answer (VE: every entity; VG: the groundable
 //!    ones), in one call to its batch entry point ([`super::stages::Entailer::entail_batch`],
 //!    [`super::stages::Grounder::ground_batch`]). The ONNX entailer and single-pass grounder put
-//!    up to `batch` tweets' images and queries in one run when their model takes an
+//!    up to `image_batch` tweets' images and queries in one run when their model takes an
 //!    `image_index` (else one run per tweet); an `mllm` entailer has asked for the window's
 //!    answers beforehand (`Entailer::prepare_window`). A tweet whose image cannot be had fails
 //!    before the call, alone.
@@ -79,6 +79,8 @@ pub struct ExecSettings<'a> {
     pub on_error: OnError,
     /// Tweets per tagger batch (`[runtime] batch`, at least 1); windows hold a few batches.
     pub batch: usize,
+    /// Images (tweets) per VE/VG run for models with `image_index` (`[runtime] image_batch`).
+    pub image_batch: usize,
     /// Tweets per window; `None`: [`window_len`]`(batch)`. Outputs never depend on it; tests set
     /// small windows to cross window edges on small data.
     pub window: Option<usize>,
@@ -344,6 +346,7 @@ fn run_window(
         ve_threshold: settings.ve_threshold,
         gold: &gold,
         batch: settings.batch.max(1),
+        image_batch: settings.image_batch.max(1),
     };
 
     // 1. Text stages, stage-major over the window, variant by variant.
@@ -465,6 +468,7 @@ struct Shared<'a> {
     ve_threshold: f64,
     gold: &'a EntityIndex,
     batch: usize,
+    image_batch: usize,
 }
 
 /// A stage the executor expected to be prepared was not (a bug in prepare, reported per tweet
@@ -1160,7 +1164,7 @@ fn entail_window(
                 fingerprint: ve.fingerprint,
                 needs_pixels: stage.needs_pixels(),
             };
-            let batch = cx.batch;
+            let batch = cx.image_batch;
             query_window(
                 cx,
                 items,
@@ -1216,7 +1220,7 @@ fn ground_window(
         fingerprint: vg.fingerprint,
         needs_pixels: stage.needs_pixels(),
     };
-    let batch = cx.batch;
+    let batch = cx.image_batch;
     let boxes = query_window(
         cx,
         items,
@@ -1681,6 +1685,7 @@ mod tests {
             warmup: 0,
             on_error,
             batch,
+            image_batch: batch,
             window,
         };
         let out = execute(variants, &mut stages, &settings, &mut Quiet);
@@ -1981,6 +1986,7 @@ mod tests {
                 warmup: 0,
                 on_error: OnError::Fail,
                 batch,
+                image_batch: batch,
                 window,
             };
             let out = execute(&variants, &mut stages, &settings, &mut Quiet).unwrap();

@@ -149,6 +149,7 @@ pub fn run_plan(plan: &RunPlan, factory: &mut dyn BackendFactory) -> Result<RunO
             warmup: settings.warmup,
             on_error: plan.on_error,
             batch: suite.file.runtime.batch(),
+            image_batch: suite.file.runtime.image_batch(),
             window: None,
         };
         let mut writer = RunWriter {

@@ -44,6 +44,8 @@ pub struct RunRequest {
     pub spinning: Option<bool>,
     /// Overrides the suite's `[runtime] batch` (tweets per tagger batch).
     pub batch: Option<usize>,
+    /// Overrides the suite's `[runtime] image_batch` (images per VE/VG run).
+    pub image_batch: Option<usize>,
     /// Overrides the suite's `[runtime] io_binding`.
     pub io_binding: Option<IoBindingPreference>,
     /// Overrides the suite's `settings.compat` (recorded in the plan's suite.toml, so `merge`
@@ -106,6 +108,15 @@ impl RunPlan {
                 });
             }
             suite.file.runtime.batch = Some(b);
+        }
+        if let Some(b) = req.image_batch {
+            if b == 0 {
+                return Err(RunError::Plan {
+                    what: "--image-batch 0".into(),
+                    hint: "give at least one image per VE/VG run (1: one run per tweet), or leave it out (8)".into(),
+                });
+            }
+            suite.file.runtime.image_batch = Some(b);
         }
         if !req.variants.is_empty() {
             let known: Vec<&str> = suite
@@ -326,6 +337,8 @@ mod tests {
         let rt = plan.backend_config().runtime;
         assert_eq!((rt.threads, rt.spinning), (Some(1), Some(true)));
         assert_eq!(rt.batch(), 7);
+        // Unset image_batch: the default 8, capped by batch.
+        assert_eq!(rt.image_batch(), 7);
         assert_eq!(rt.io_binding, Some(IoBindingPreference::On));
         let toml = plan.plan_toml().unwrap();
         assert!(toml.contains("[runtime]"), "{toml}");
@@ -340,6 +353,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--batch 0"), "{err}");
+        let images = RunRequest {
+            out_dir: Some(PathBuf::from("/nonexistent")),
+            image_batch: Some(3),
+            ..RunRequest::default()
+        };
+        let plan = RunPlan::for_suite(Suite::default_suite().unwrap(), images).unwrap();
+        let rt = plan.backend_config().runtime;
+        assert_eq!((rt.batch(), rt.image_batch()), (32, 3));
+        assert!(plan.plan_toml().unwrap().contains("image_batch = 3"));
+        let zero_images = RunRequest {
+            out_dir: Some(PathBuf::from("/nonexistent")),
+            image_batch: Some(0),
+            ..RunRequest::default()
+        };
+        let err = RunPlan::for_suite(Suite::default_suite().unwrap(), zero_images)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--image-batch 0"), "{err}");
         let zero = RunRequest {
             out_dir: Some(PathBuf::from("/nonexistent")),
             threads: Some(0),

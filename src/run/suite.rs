@@ -260,6 +260,13 @@ impl Suite {
                 "use batch = 1 for one tagger call per tweet, or leave it out (32 tweets)",
             ));
         }
+        if f.runtime.image_batch == Some(0) {
+            return Err(invalid(
+                o,
+                "[runtime] image_batch = 0: a VE/VG run holds at least one image",
+                "use image_batch = 1 for one VE/VG run per tweet, or leave it out (8 images)",
+            ));
+        }
         if f.variants.is_empty() {
             return Err(invalid(
                 o,
@@ -678,6 +685,40 @@ segmenter = "off"
             err.contains("tagger is onnx but [models] has no tagger manifest"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn zero_batches_are_rejected_and_image_batch_defaults_below_batch() {
+        let suite = |runtime: &str| {
+            format!(
+                r#"
+name = "x"
+[data]
+gold = {{ format = "jsonl", path = "g.jsonl" }}
+[runtime]
+{runtime}
+[[variant]]
+name = "oracle"
+tagger = "oracle"
+reformulator = "off"
+entailer = "off"
+grounder = "off"
+segmenter = "off"
+"#
+            )
+        };
+        let parse = |runtime: &str| Suite::parse(&suite(runtime), "x.toml".into(), PathBuf::new());
+        for (runtime, what) in [
+            ("batch = 0", "[runtime] batch = 0"),
+            ("image_batch = 0", "[runtime] image_batch = 0"),
+        ] {
+            let err = parse(runtime).unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
+        }
+        let images = |runtime: &str| parse(runtime).unwrap().file.runtime.image_batch();
+        assert_eq!(images("batch = 32"), 8);
+        assert_eq!(images("batch = 4"), 4);
+        assert_eq!(images("batch = 4\nimage_batch = 16"), 16);
     }
 
     #[test]
