@@ -1664,6 +1664,20 @@ mod tests {
         window: Option<usize>,
         on_error: OnError,
     ) -> Ran {
+        let cache = StageCache::new(None);
+        let setup = (batch, window, on_error);
+        run_cached(seen, tweets, images, variants, setup, &cache)
+    }
+
+    /// [`run_with`] on a given stage cache; `setup` is (batch, window, on_error).
+    fn run_cached(
+        seen: Seen,
+        tweets: &[Tweet],
+        images: &Path,
+        variants: &[VariantSpec],
+        (batch, window, on_error): (usize, Option<usize>, OnError),
+        cache: &StageCache,
+    ) -> Ran {
         let seen = Arc::new(Mutex::new(seen));
         let mut factory = TestBackends(seen.clone());
         let gold = Dataset {
@@ -1676,11 +1690,10 @@ mod tests {
             replay_missing: ReplayMissing::Error,
         };
         let mut stages = StageSet::new(&mut factory, recordings);
-        let cache = StageCache::new(None);
         let settings = ExecSettings {
             tweets,
             images: Some(images),
-            cache: &cache,
+            cache,
             ve_threshold: 0.5,
             warmup: 0,
             on_error,
@@ -1965,32 +1978,18 @@ mod tests {
         let cache_dir = tempfile::tempdir().unwrap();
         let mut outputs = Vec::new();
         for (batch, window) in [(1, Some(1)), (32, None)] {
-            let seen = Arc::new(Mutex::new(Seen::default()));
-            let mut factory = TestBackends(seen.clone());
-            let gold = Dataset {
-                tweets: tweets.clone(),
-                meta: None,
-            };
-            let recordings = Recordings {
-                gold: Arc::new(EntityIndex::new(&gold)),
-                recording: None,
-                replay_missing: ReplayMissing::Error,
-            };
-            let mut stages = StageSet::new(&mut factory, recordings);
             let cache = StageCache::new(Some(cache_dir.path().to_path_buf()));
-            let settings = ExecSettings {
-                tweets: &tweets,
-                images: Some(dir.path()),
-                cache: &cache,
-                ve_threshold: 0.5,
-                warmup: 0,
-                on_error: OnError::Fail,
-                batch,
-                image_batch: batch,
-                window,
-            };
-            let out = execute(&variants, &mut stages, &settings, &mut Quiet).unwrap();
-            let seen = seen.lock().unwrap();
+            let setup = (batch, window, OnError::Fail);
+            let ran = run_cached(
+                Seen::default(),
+                &tweets,
+                dir.path(),
+                &variants,
+                setup,
+                &cache,
+            );
+            let out = ran.out.unwrap();
+            let seen = ran.seen.lock().unwrap();
             outputs.push((predictions(&out), out, seen.entail_batches.clone()));
         }
         let (first, second) = (&outputs[0], &outputs[1]);
