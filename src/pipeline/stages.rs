@@ -23,6 +23,7 @@ pub use crate::stage::{Stage, StageKind};
 
 /// What a stage sees of one tweet: the canonical record and, for stages that need pixels, the
 /// decoded RGB image (the runner loads it once per tweet).
+#[derive(Clone, Copy)]
 pub struct TweetInput<'a> {
     pub tweet: &'a Tweet,
     pub image: Option<&'a image::RgbImage>,
@@ -159,6 +160,12 @@ pub struct QueryItem<'a> {
     pub input: TweetInput<'a>,
     pub entities: &'a [Entity],
     pub queries: &'a [String],
+}
+
+/// The answer of a batch entry point called with one item: that item's result (no item, no
+/// answer: nothing to score).
+pub fn only_answer<T>(mut answers: Vec<Timed<Vec<T>>>) -> Result<Vec<T>, StageError> {
+    answers.pop().map_or(Ok(Vec::new()), |a| a.result)
 }
 
 /// Visual entailment: image + query per entity → probability that the entity is in the image.

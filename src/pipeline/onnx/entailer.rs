@@ -15,7 +15,7 @@ use super::query_image::{QueryImageInputs, RunAnswer, RunTweet};
 use super::{require_f32_output, run_f32, run_failed};
 use crate::data::model::Entity;
 use crate::pipeline::stages::{
-    Entailer, QueryItem, Stage, StageError, StageKind, Timed, TweetInput,
+    only_answer, Entailer, QueryItem, Stage, StageError, StageKind, Timed, TweetInput,
 };
 use crate::runtime::{
     Input, LoadedSession, ModelManifest, OrtRuntime, Provider, RuntimeError, SessionConfig,
@@ -97,18 +97,11 @@ impl Entailer for OnnxEntailer {
         queries: &[String],
     ) -> Result<Vec<f32>, StageError> {
         let item = QueryItem {
-            input: TweetInput {
-                tweet: input.tweet,
-                image: input.image,
-            },
+            input: *input,
             entities,
             queries,
         };
-        let mut answers = self.entail_batch(std::slice::from_ref(&item), 1);
-        match answers.pop() {
-            Some(answer) => answer.result,
-            None => Ok(Vec::new()),
-        }
+        only_answer(self.entail_batch(std::slice::from_ref(&item), 1))
     }
 
     /// Several tweets per run when the model has `image_index` (see the module doc).

@@ -31,7 +31,7 @@ use super::{int_tensor, require_f32_output, run_f32, run_failed, tensor_name};
 use crate::data::model::{Entity, Tweet};
 use crate::geometry::BBox;
 use crate::pipeline::stages::{
-    Grounder, Grounding, QueryItem, Stage, StageError, StageKind, Timed, TweetInput,
+    only_answer, Grounder, Grounding, QueryItem, Stage, StageError, StageKind, Timed, TweetInput,
 };
 use crate::runtime::manifest::LocationTokenSpec;
 use crate::runtime::{
@@ -353,17 +353,11 @@ impl Grounder for OnnxGrounder {
         if let Sessions::SinglePass { .. } = self.sessions {
             // A batch of one (see the module doc).
             let item = QueryItem {
-                input: TweetInput {
-                    tweet: input.tweet,
-                    image: input.image,
-                },
+                input: *input,
                 entities,
                 queries,
             };
-            return match self.ground_batch(std::slice::from_ref(&item), 1).pop() {
-                Some(answer) => answer.result,
-                None => Ok(Vec::new()),
-            };
+            return only_answer(self.ground_batch(std::slice::from_ref(&item), 1));
         }
         let tweet = input.tweet;
         let Some(batch) = self.inputs.build(input, entities, queries, "grounder")? else {
