@@ -7,7 +7,8 @@
 # models batch across tweets only when their manifest has an `image_index` input (the arch
 # fixtures and exports from scripts/export do); others run one tweet per call at any batch.
 #
-# Tweets: the first N of Twitter-GMNER v2.0 test (../shared), each tweet's image a link to one of
+# Tweets: the first N of Twitter-GMNER v2.0 test (../shared; without it, e.g. on a GPU machine,
+# the arch suite's gold tweets repeated under new ids), each tweet's image a link to one of
 # models/arch/photos/ (cycling; the repository has no real photos). Gold boxes are dropped: the
 # scores of random-weight models mean nothing here, only the speed does.
 #
@@ -18,7 +19,8 @@
 #        exports, e.g. /work/bigmodels/clip-b32-ve.toml re-exported with image_index, for model-
 #        bound figures)
 #      BIN (default: builds target/release/riveg-bench), PYTHON (default python3; stdlib only)
-#      OUT (default: a temporary folder, deleted)
+#      GOLD_DIR (default ../shared/datasets/twitter-gmner/v2.0), OUT (default: a temporary folder,
+#        deleted)
 # Usage: bash benches/batch_sweep.sh        (gpu_check.sh runs it with DEVICE=cuda)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +33,7 @@ TAGGER="${TAGGER:-$ROOT/models/arch-tagger.toml}"
 ENTAILER="${ENTAILER:-$ROOT/models/arch-clip.toml}"
 GROUNDER="${GROUNDER:-$ROOT/models/arch-owlvit.toml}"
 PYTHON="${PYTHON:-python3}"
-GOLD_DIR="$ROOT/../shared/datasets/twitter-gmner/v2.0"
+GOLD_DIR="${GOLD_DIR:-$ROOT/../shared/datasets/twitter-gmner/v2.0}"
 for m in "$TAGGER" "$ENTAILER" "$GROUNDER"; do
   [ -f "$m" ] || { echo "batch_sweep: $m: no such manifest" >&2; exit 2; }
 done
@@ -45,7 +47,14 @@ if [ -z "${OUT:-}" ]; then
 fi
 mkdir -p "$OUT/images"
 
-"$BIN" -q import gmner --dataset "$GOLD_DIR" --split test -o "$OUT/test.jsonl"
+if [ -d "$GOLD_DIR" ]; then
+  "$BIN" -q import gmner --dataset "$GOLD_DIR" --split test -o "$OUT/test.jsonl"
+else
+  # A machine without ../shared (a GPU machine gets the repository only): the arch suite's gold
+  # tweets, repeated under new ids up to N.
+  echo "batch_sweep: no $GOLD_DIR; using models/arch/suite/gold.jsonl, repeated" >&2
+  cp "$ROOT/models/arch/suite/gold.jsonl" "$OUT/test.jsonl"
+fi
 "$PYTHON" - "$OUT" "$N" "$ROOT/models/arch/photos" <<'PY'
 import json, sys
 from pathlib import Path
@@ -53,7 +62,12 @@ out, n, photos = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
 photos = sorted(p for p in photos.iterdir() if p.suffix in (".png", ".jpg"))
 lines = (out / "test.jsonl").read_text(encoding="utf-8").splitlines()
 header = [l for l in lines if "header" in json.loads(l)]
-tweets = [json.loads(l) for l in lines if "header" not in json.loads(l)][:n]
+source = [json.loads(l) for l in lines if "header" not in json.loads(l)]
+tweets = []
+while len(tweets) < n and source:
+    k = len(tweets) // len(source)
+    for t in source[: n - len(tweets)]:
+        tweets.append(dict(t, id=t["id"] if k == 0 else f"{t['id']}r{k}"))
 for i, t in enumerate(tweets):
     photo = photos[i % len(photos)]
     t["image"] = f"{t['id']}{photo.suffix}"
