@@ -403,11 +403,6 @@ def main():
     q.add_argument("--threads", type=int, default=0)
     q.add_argument("--spinning", choices=["true", "false", "default"], default="default")
     q.add_argument("--warmup", type=int, default=3)
-    q.add_argument("--harness-defaults", action="store_true",
-                   help="run the harness at its own defaults (ORT threads, spinning off, batch 32) while "
-                        "Python keeps --threads/--spinning: the issue-15 goal, each side as shipped")
-    q.add_argument("--batch", type=int, default=0,
-                   help="the harness's [runtime] batch and image_batch (tweets per tagger call and per VE/VG run; 0: the suite's defaults)")
     q.add_argument("--out", required=True)
     q = sub.add_parser("bench")
     q.add_argument("--work", required=True)
@@ -421,7 +416,7 @@ def main():
     q.add_argument("--spinning", choices=["true", "false"], default="true")
     q.add_argument("--warmup", type=int, default=3)
     q.add_argument("--harness-defaults", action="store_true",
-                   help="run the harness at its own defaults (ORT threads, spinning off, batch 32) while "
+                   help="run the harness at its own defaults (ORT threads, spinning off, batch 32, image batch 8) while "
                         "Python keeps --threads/--spinning: the issue-15 goal, each side as shipped")
     q.add_argument("--batch", type=int, default=0,
                    help="the harness's [runtime] batch and image_batch (tweets per tagger call and per VE/VG run; 0: the suite's defaults)")
