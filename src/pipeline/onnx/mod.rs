@@ -24,6 +24,7 @@ mod tagger;
 mod text;
 
 use std::path::Path;
+use std::time::Instant;
 
 use image::RgbImage;
 use ndarray::ArrayD;
@@ -35,7 +36,7 @@ pub use segmenter::OnnxSegmenter;
 pub use tagger::OnnxTagger;
 pub use text::TextEncoder;
 
-use super::stages::{StageError, TweetInput};
+use super::stages::{StageError, Timed, TweetInput};
 use crate::data::model::Tweet;
 use crate::runtime::{DType, Input, LoadedSession, ModelManifest, ModelSpec, RuntimeError};
 
@@ -159,4 +160,81 @@ pub(crate) fn run_failed(tweet: &Tweet, e: RuntimeError) -> StageError {
         e.to_string(),
         "the model rejected this tweet's inputs; see the runtime error above",
     )
+}
+
+/// One item of a batched model call, encoded: its position among the call's items, its model
+/// inputs, and the milliseconds encoding took.
+pub(crate) type EncodedItem<E> = (usize, E, f64);
+
+/// Runs `chunk` as one batch through `run`, which answers each of the items it is given, in
+/// order. When the batch fails as a whole and holds several items, each is run alone, so that an
+/// item the model rejects fails alone. Fills `out` at each item's position; an item's time is
+/// its encoding time plus an equal share of the batch's time ([`Timed`]). `stage` and `id` (the
+/// tweet id at a position) name a run that answered the wrong number of items.
+pub(crate) fn run_batch_or_each<E, T>(
+    chunk: &[EncodedItem<E>],
+    stage: &str,
+    id: impl Fn(usize) -> String,
+    mut run: impl FnMut(&[&EncodedItem<E>]) -> Result<Vec<Result<T, StageError>>, StageError>,
+    out: &mut [Option<Timed<T>>],
+) {
+    let t0 = Instant::now();
+    let mut run_checked = |part: &[&EncodedItem<E>]| {
+        let answers = run(part)?;
+        if answers.len() != part.len() {
+            return Err(StageError::item(
+                id(part[0].0),
+                None,
+                format!(
+                    "the {stage} answered {} of the {} tweets of a run",
+                    answers.len(),
+                    part.len()
+                ),
+                "this is a bug in riveg-bench; please report it",
+            ));
+        }
+        Ok(answers)
+    };
+    let whole: Vec<&EncodedItem<E>> = chunk.iter().collect();
+    let results: Vec<Result<T, StageError>> = match run_checked(&whole) {
+        Ok(answers) => answers,
+        Err(_) if whole.len() > 1 => whole
+            .iter()
+            .map(|one| match run_checked(std::slice::from_ref(one)) {
+                Ok(mut answers) => answers.remove(0),
+                Err(e) => Err(e),
+            })
+            .collect(),
+        Err(e) => vec![Err(e)],
+    };
+    let share = t0.elapsed().as_secs_f64() * 1000.0 / chunk.len().max(1) as f64;
+    for ((i, _, encode_ms), result) in chunk.iter().zip(results) {
+        out[*i] = Some(Timed {
+            result,
+            ms: encode_ms + share,
+        });
+    }
+}
+
+/// The answers of a batched call in item order; an item no batch answered (a bug) gets an error
+/// naming its tweet (`id`) rather than disappearing.
+pub(crate) fn answers_in_order<T>(
+    out: Vec<Option<Timed<T>>>,
+    stage: &str,
+    id: impl Fn(usize) -> String,
+) -> Vec<Timed<T>> {
+    out.into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.unwrap_or_else(|| Timed {
+                result: Err(StageError::item(
+                    id(i),
+                    None,
+                    format!("the {stage} lost this tweet in its batch"),
+                    "this is a bug in riveg-bench; please report it",
+                )),
+                ms: 0.0,
+            })
+        })
+        .collect()
 }

@@ -23,7 +23,10 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, Array4, Axis};
 
 use super::text::TextEncoder;
-use super::{check_pairs, f32_tensor, int_tensor, require_image};
+use super::{
+    answers_in_order, check_pairs, f32_tensor, int_tensor, require_image, run_batch_or_each,
+    EncodedItem,
+};
 use crate::data::model::{Entity, Tweet};
 use crate::pipeline::stages::{QueryItem, StageError, Timed, TweetInput};
 use crate::runtime::manifest::{ModelSpec, IMAGE_INDEX};
@@ -233,7 +236,7 @@ impl QueryImageInputs {
         let batch = if self.multi_image() { batch.max(1) } else { 1 };
         // Encoded a run at a time, so that at most one run's image tensors are held (a window
         // of OWL-ViT inputs at 768 px would be 7 MiB per tweet).
-        let mut pending: Vec<(usize, Encoded, f64)> = Vec::with_capacity(batch);
+        let mut pending: Vec<EncodedItem<Encoded>> = Vec::with_capacity(batch);
         for (i, item) in items.iter().enumerate() {
             let t0 = Instant::now();
             let result = self.encode(&item.input, item.entities, item.queries, stage);
@@ -256,87 +259,47 @@ impl QueryImageInputs {
         if !pending.is_empty() {
             self.run_packed(items, &pending, stage, &mut run, &mut out);
         }
-        out.into_iter()
-            .enumerate()
-            .map(|(i, t)| {
-                t.unwrap_or_else(|| Timed {
-                    result: Err(StageError::item(
-                        &items[i].input.tweet.id,
-                        None,
-                        format!("the {stage} lost this tweet in its batch"),
-                        "this is a bug in riveg-bench; please report it",
-                    )),
-                    ms: 0.0,
-                })
-            })
-            .collect()
+        answers_in_order(out, stage, |i| items[i].input.tweet.id.clone())
     }
 
-    /// One run over `chunk` (encoded tweets, with their item index and encoding time), retried
-    /// tweet by tweet when it fails as a whole; fills `out` for each.
+    /// One run over `chunk` (encoded tweets), retried tweet by tweet when it fails as a whole
+    /// ([`run_batch_or_each`]); fills `out` for each.
     fn run_packed<T>(
         &self,
         items: &[QueryItem<'_>],
-        chunk: &[(usize, Encoded, f64)],
+        chunk: &[EncodedItem<Encoded>],
         stage: &str,
         run: &mut impl FnMut(Vec<(String, Input)>, &[RunTweet<'_>]) -> RunAnswer<T>,
         out: &mut [Option<Timed<Vec<T>>>],
     ) {
-        let t0 = Instant::now();
-        let mut run_chunk = |part: &[&(usize, Encoded, f64)]| -> RunAnswer<T> {
-            let tensors: Vec<&Encoded> = part.iter().map(|(_, e, _)| e).collect();
-            let (inputs, _) = self.assemble(&tensors);
-            let mut start = 0;
-            let tweets: Vec<RunTweet<'_>> = part
-                .iter()
-                .map(|(i, e, _)| {
-                    let n = e.ids.nrows();
-                    start += n;
-                    RunTweet {
-                        tweet: items[*i].input.tweet,
-                        entities: items[*i].entities,
-                        start: start - n,
-                        n,
-                        transform: e.transform,
-                        box_scale: e.box_scale,
-                    }
-                })
-                .collect();
-            let answers = run(inputs, &tweets)?;
-            if answers.len() != tweets.len() {
-                return Err(StageError::item(
-                    &tweets[0].tweet.id,
-                    None,
-                    format!(
-                        "the {stage} answered {} of the {} tweets of a run",
-                        answers.len(),
-                        tweets.len()
-                    ),
-                    "this is a bug in riveg-bench; please report it",
-                ));
-            }
-            Ok(answers)
-        };
-        let whole: Vec<&(usize, Encoded, f64)> = chunk.iter().collect();
-        let results: Vec<Result<Vec<T>, StageError>> = match run_chunk(&whole) {
-            Ok(answers) => answers,
-            // One tweet the model rejects must not fail the others of its run.
-            Err(_) if whole.len() > 1 => whole
-                .iter()
-                .map(|one| match run_chunk(std::slice::from_ref(one)) {
-                    Ok(mut answers) => answers.remove(0),
-                    Err(e) => Err(e),
-                })
-                .collect(),
-            Err(e) => vec![Err(e)],
-        };
-        let share = t0.elapsed().as_secs_f64() * 1000.0 / chunk.len() as f64;
-        for ((i, _, encode_ms), result) in chunk.iter().zip(results) {
-            out[*i] = Some(Timed {
-                result,
-                ms: encode_ms + share,
-            });
-        }
+        let id = |i: usize| items[i].input.tweet.id.clone();
+        run_batch_or_each(
+            chunk,
+            stage,
+            id,
+            |part| {
+                let tensors: Vec<&Encoded> = part.iter().map(|(_, e, _)| e).collect();
+                let (inputs, _) = self.assemble(&tensors);
+                let mut start = 0;
+                let tweets: Vec<RunTweet<'_>> = part
+                    .iter()
+                    .map(|(i, e, _)| {
+                        let n = e.ids.nrows();
+                        start += n;
+                        RunTweet {
+                            tweet: items[*i].input.tweet,
+                            entities: items[*i].entities,
+                            start: start - n,
+                            n,
+                            transform: e.transform,
+                            box_scale: e.box_scale,
+                        }
+                    })
+                    .collect();
+                run(inputs, &tweets)
+            },
+            out,
+        );
     }
 }
 

@@ -30,7 +30,10 @@ use ndarray::Array2;
 
 use super::crf::viterbi;
 use super::text::{TextEncoder, WordEncoding};
-use super::{int_tensor, require_f32_output, run_f32, run_failed, tensor_name};
+use super::{
+    answers_in_order, int_tensor, require_f32_output, run_batch_or_each, run_f32, run_failed,
+    tensor_name, EncodedItem,
+};
 use crate::data::model::{Entity, Tweet};
 use crate::data::tags::decode_chunks;
 use crate::pipeline::stages::{Stage, StageError, StageKind, TagItem, Tagger, Timed, TweetInput};
@@ -168,7 +171,7 @@ impl OnnxTagger {
         batch: usize,
     ) -> Vec<Timed<Vec<Vec<f64>>>> {
         let mut out: Vec<Option<Timed<Vec<Vec<f64>>>>> = tweets.iter().map(|_| None).collect();
-        let mut encoded: Vec<(usize, WordEncoding, f64)> = Vec::new();
+        let mut encoded: Vec<EncodedItem<WordEncoding>> = Vec::new();
         for (i, (tweet, context)) in tweets.iter().enumerate() {
             let t0 = Instant::now();
             match tweet_words(tweet).and_then(|w| {
@@ -200,44 +203,21 @@ impl OnnxTagger {
             1
         };
         encoded.sort_by_key(|(_, e, _)| e.ids.len());
+        let id = |i: usize| tweets[i].0.id.clone();
         for chunk in encoded.chunks(batch) {
-            let t0 = Instant::now();
-            let rows: Vec<(&Tweet, &WordEncoding)> =
-                chunk.iter().map(|(i, e, _)| (tweets[*i].0, e)).collect();
-            let results: Vec<Result<Vec<Vec<f64>>, StageError>> = match self.run_rows(&rows) {
-                Ok(r) => r.into_iter().map(Ok).collect(),
-                // One tweet the model rejects must not fail the others of its batch.
-                Err(_) if rows.len() > 1 => rows
-                    .iter()
-                    .map(|row| {
-                        self.run_rows(std::slice::from_ref(row))
-                            .map(|mut r| r.remove(0))
-                    })
-                    .collect(),
-                Err(e) => vec![Err(e)],
-            };
-            let share = t0.elapsed().as_secs_f64() * 1000.0 / chunk.len() as f64;
-            for ((i, _, encode_ms), result) in chunk.iter().zip(results) {
-                out[*i] = Some(Timed {
-                    result,
-                    ms: encode_ms + share,
-                });
-            }
+            run_batch_or_each(
+                chunk,
+                "tagger",
+                id,
+                |part| {
+                    let rows: Vec<(&Tweet, &WordEncoding)> =
+                        part.iter().map(|(i, e, _)| (tweets[*i].0, e)).collect();
+                    Ok(self.run_rows(&rows)?.into_iter().map(Ok).collect())
+                },
+                &mut out,
+            );
         }
-        out.into_iter()
-            .enumerate()
-            .map(|(i, t)| {
-                t.unwrap_or_else(|| Timed {
-                    result: Err(StageError::item(
-                        &tweets[i].0.id,
-                        None,
-                        "the tagger lost this tweet in its batch",
-                        "this is a bug in riveg-bench; please report it",
-                    )),
-                    ms: 0.0,
-                })
-            })
-            .collect()
+        answers_in_order(out, "tagger", id)
     }
 
     fn encode(
