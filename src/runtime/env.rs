@@ -347,10 +347,8 @@ pub struct LoadedSession {
     pub provider: Provider,
     /// The model file (for error messages).
     pub path: PathBuf,
-    /// Whether runs go through I/O binding (`SessionConfig::io_binding` for this provider).
-    pub(super) binds: bool,
-    /// Whether every run binds (`io_binding = "on"`), not only those feeding device memory.
-    pub(super) binds_every_run: bool,
+    /// The I/O binding setting it was built with ([`LoadedSession::binds`] for its provider).
+    pub(super) io_binding: IoBinding,
     /// The CUDA device ordinal the session was built for (where device outputs are bound).
     pub(super) cuda_device_id: i32,
     /// Whether the "output not on the device" warning was logged (once per session).
@@ -360,7 +358,12 @@ pub struct LoadedSession {
 impl LoadedSession {
     /// Whether this session's runs go through I/O binding.
     pub fn binds(&self) -> bool {
-        self.binds
+        self.io_binding.binds(self.provider)
+    }
+
+    /// Whether every run binds (`io_binding = "on"`), not only those feeding device memory.
+    pub(super) fn binds_every_run(&self) -> bool {
+        self.binds() && self.io_binding == IoBinding::On
     }
 }
 
@@ -428,8 +431,7 @@ impl OrtRuntime {
             session,
             provider,
             path,
-            binds,
-            binds_every_run: binds && config.io_binding == IoBinding::On,
+            io_binding: config.io_binding,
             cuda_device_id: config.cuda_device_id,
             warned_placement: false,
         })

@@ -232,7 +232,7 @@ impl LoadedSession {
     pub fn place(&self) -> SessionPlace {
         SessionPlace {
             provider: self.provider,
-            binds: self.binds,
+            binds: self.binds(),
             cuda_device_id: self.cuda_device_id,
         }
     }
@@ -292,7 +292,7 @@ impl LoadedSession {
                     .map_err(|e| RuntimeError::run(&path, format!("input {name:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let held = if run_binds(self.binds, self.binds_every_run, memory) {
+        let held = if run_binds(self.binds(), self.binds_every_run(), memory) {
             self.run_bound(&prepared, outputs, memory)?
         } else {
             let values: Vec<(&str, SessionInputValue<'_>)> = prepared
