@@ -875,45 +875,27 @@ fn text_stages(
                 work,
                 recs.rec("tagger"),
                 |reqs| {
-                    let mut answers: Vec<Option<Timed<Vec<Vec<Entity>>>>> =
-                        reqs.iter().map(|_| None).collect();
-                    let mut batch_items = Vec::new();
-                    let mut batch_slots = Vec::new();
-                    for (slot, (t, _)) in reqs.iter().enumerate() {
-                        let it = &items[*t];
-                        let image = if pixels {
-                            match it.image.pixels(&it.input) {
-                                Ok(img) => Some(img),
-                                Err(e) => {
-                                    answers[slot] = Some(Timed {
-                                        result: Err(e),
-                                        ms: 0.0,
-                                    });
-                                    continue;
-                                }
-                            }
-                        } else {
-                            None
-                        };
-                        batch_items.push(TagItem {
-                            input: TweetInput {
-                                tweet: &it.input,
-                                image,
-                            },
-                            context: contexts[*t].as_deref(),
-                        });
-                        batch_slots.push(slot);
-                    }
-                    let tagged = stage.tag_batch(&batch_items, batch);
-                    for (slot, a) in batch_slots.into_iter().zip(tagged) {
-                        answers[slot] = Some(Timed {
+                    let answers = call_ready(
+                        reqs.len(),
+                        |slot| {
+                            let t = reqs[slot].0;
+                            let it = &items[t];
+                            Ok(TagItem {
+                                input: it.image.input(&it.input, pixels)?,
+                                context: contexts[t].as_deref(),
+                            })
+                        },
+                        |ready| stage.tag_batch(ready, batch),
+                    );
+                    let answers = answers.into_iter().map(|a| {
+                        a.map(|a| Timed {
                             result: a.result.map(|e| vec![e]),
                             ms: a.ms,
-                        });
-                    }
+                        })
+                    });
                     // A tagger that answered too few items leaves holes: cached_window fails
                     // those tweets, naming the stage.
-                    answers.into_iter().map_while(|a| a).collect()
+                    answers.map_while(|a| a).collect()
                 },
             );
             for (w, e) in work.iter_mut().zip(tagged) {
@@ -1044,6 +1026,39 @@ struct QueryStage<'s> {
     needs_pixels: bool,
 }
 
+/// Calls a batch entry point with the items that can be built, in order: item `slot` of `n` is
+/// `build(slot)`, and one that fails (its image cannot be had) gets that error, untimed, without
+/// reaching the stage. Answers per slot; `None` where the stage answered too few items.
+fn call_ready<I, T>(
+    n: usize,
+    mut build: impl FnMut(usize) -> Result<I, StageError>,
+    call: impl FnOnce(&[I]) -> Vec<Timed<T>>,
+) -> Vec<Option<Timed<T>>> {
+    let mut answers: Vec<Option<Timed<T>>> = (0..n).map(|_| None).collect();
+    let mut ready = Vec::with_capacity(n);
+    let mut slots = Vec::with_capacity(n);
+    for (slot, answer) in answers.iter_mut().enumerate() {
+        match build(slot) {
+            Ok(item) => {
+                ready.push(item);
+                slots.push(slot);
+            }
+            Err(e) => {
+                *answer = Some(Timed {
+                    result: Err(e),
+                    ms: 0.0,
+                })
+            }
+        }
+    }
+    if !ready.is_empty() {
+        for (slot, a) in slots.into_iter().zip(call(&ready)) {
+            answers[slot] = Some(a);
+        }
+    }
+    answers
+}
+
 /// Runs a VE / VG stage over the live tweets of a window: per tweet the entities `which[t]`
 /// (entity indices) with their queries, looked up in the cache, the misses of every tweet given to
 /// `call` (the stage's batch entry point) at once. A tweet whose image cannot be had fails alone
@@ -1095,33 +1110,19 @@ where
             .iter()
             .map(|(t, misses)| query_items(&entities[*t], &queries[*t], &which[*t], misses))
             .collect();
-        let mut answers: Vec<Option<Timed<Vec<T>>>> = reqs.iter().map(|_| None).collect();
-        let mut batch_items = Vec::with_capacity(reqs.len());
-        let mut batch_slots = Vec::with_capacity(reqs.len());
-        for (slot, ((t, _), (sub_e, sub_q))) in reqs.iter().zip(&subs).enumerate() {
-            let it = &items[*t];
-            match it.image.input(&it.input, qs.needs_pixels) {
-                Ok(input) => {
-                    batch_items.push(QueryItem {
-                        input,
-                        entities: sub_e,
-                        queries: sub_q,
-                    });
-                    batch_slots.push(slot);
-                }
-                Err(e) => {
-                    answers[slot] = Some(Timed {
-                        result: Err(e),
-                        ms: 0.0,
-                    })
-                }
-            }
-        }
-        if !batch_items.is_empty() {
-            for (slot, a) in batch_slots.into_iter().zip(call(&batch_items)) {
-                answers[slot] = Some(a);
-            }
-        }
+        let mut answers = call_ready(
+            reqs.len(),
+            |slot| {
+                let it = &items[reqs[slot].0];
+                let (sub_e, sub_q) = &subs[slot];
+                Ok(QueryItem {
+                    input: it.image.input(&it.input, qs.needs_pixels)?,
+                    entities: sub_e,
+                    queries: sub_q,
+                })
+            },
+            call,
+        );
         for ((t, _), a) in reqs.iter().zip(answers.iter_mut()) {
             if let Some(a) = a {
                 a.ms += extra_ms[*t];
